@@ -1,0 +1,51 @@
+"""Time in one place: UTC timestamps as the API renders them, and an injectable clock."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+
+class Clock:
+    """Wall-clock source. Tests may shift it with `offset_seconds` instead of sleeping."""
+
+    def __init__(self, offset_seconds: float = 0.0) -> None:
+        self.offset_seconds = offset_seconds
+
+    def time(self) -> float:
+        return time.time() + self.offset_seconds
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.time(), UTC)
+
+
+def iso(dt: datetime) -> str:
+    """`2026-11-28T15:54:40.123456Z`: fixed width, so strings sort like the instants they name."""
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def iso_in(dt: datetime, seconds: float) -> str:
+    return iso(dt + timedelta(seconds=seconds))
+
+
+def parse_iso(value: str) -> datetime:
+    """Parse an ISO 8601 date-time from a query string.
+
+    Accepts `Z`, `+00:00`, any offset, and an offset whose `+` arrived as a space (the official
+    clients send `/v1/sessions` queries unencoded). A value without a zone is taken as UTC.
+    Raises ValueError on anything else.
+    """
+    text = value.strip()
+    if len(text) > 64:
+        raise ValueError("too long")
+    # "2026-01-01T00:00:00 00:00": the '+' of the offset was decoded as a space.
+    if len(text) > 19 and " " in text[19:]:
+        head, _, tail = text.rpartition(" ")
+        if tail and tail[0].isdigit():
+            text = f"{head}+{tail}"
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    dt = datetime.fromisoformat(text)
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC)

@@ -1,0 +1,144 @@
+"""SQLite access: one writer connection with explicit transactions, plus a pool of readers.
+
+The writer is serialised in-process by an asyncio lock and across processes (the admin CLI
+runs beside the server) by SQLite's own write lock (`BEGIN IMMEDIATE` + busy_timeout). Readers
+run concurrently thanks to WAL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from artifacta_box.db.migrations import migrate
+
+BUSY_TIMEOUT_MS = 15000
+
+
+def _pragmas(conn: sqlite3.Connection) -> None:
+    # busy_timeout first: switching to WAL itself needs the lock another process may hold.
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA journal_mode = WAL")
+    # FULL: a commit is on disk when it returns, so an acknowledged upload survives power loss.
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("PRAGMA foreign_keys = OFF")
+    conn.execute("PRAGMA temp_store = MEMORY")
+    conn.execute("PRAGMA cache_size = -32000")
+
+
+def connect_sync(path: str | Path) -> sqlite3.Connection:
+    """A plain sqlite3 connection with the box's pragmas (for migrations and offline tools)."""
+    conn = sqlite3.connect(str(path), isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+    conn.row_factory = sqlite3.Row
+    _pragmas(conn)
+    return conn
+
+
+def initialise(path: str | Path) -> int:
+    """Create the database if needed and run pending migrations. Returns how many ran."""
+    conn = connect_sync(path)
+    try:
+        return migrate(conn)
+    finally:
+        conn.close()
+
+
+class Database:
+    """The box's database: `async with db.write() as conn` and `async with db.read() as conn`."""
+
+    def __init__(self, path: str | Path, readers: int = 4) -> None:
+        self.path = str(path)
+        self._reader_count = readers
+        self._writer: aiosqlite.Connection | None = None
+        self._write_lock = asyncio.Lock()
+        self._readers: asyncio.Queue[aiosqlite.Connection] | None = None
+        self._all_readers: list[aiosqlite.Connection] = []
+
+    async def open(self) -> None:
+        await asyncio.to_thread(initialise, self.path)
+        self._writer = await self._connect()
+        self._readers = asyncio.Queue()
+        for _ in range(self._reader_count):
+            conn = await self._connect()
+            self._all_readers.append(conn)
+            self._readers.put_nowait(conn)
+
+    async def _connect(self) -> aiosqlite.Connection:
+        conn = await aiosqlite.connect(self.path, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        await conn.execute("PRAGMA journal_mode = WAL")
+        await conn.execute("PRAGMA synchronous = FULL")
+        await conn.execute("PRAGMA temp_store = MEMORY")
+        await conn.execute("PRAGMA cache_size = -32000")
+        return conn
+
+    async def close(self) -> None:
+        conns = ([self._writer] if self._writer else []) + self._all_readers
+        self._writer = None
+        self._all_readers = []
+        for conn in conns:
+            try:
+                await conn.close()
+            except Exception:  # noqa: BLE001 - closing is best effort at shutdown
+                pass
+
+    async def __aenter__(self) -> Database:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[aiosqlite.Connection]:
+        """One write transaction (`BEGIN IMMEDIATE` … `COMMIT`, rolled back on any exception)."""
+        assert self._writer is not None, "database is not open"
+        async with self._write_lock:
+            conn = self._writer
+            await conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                await conn.execute("ROLLBACK")
+                raise
+            else:
+                await conn.execute("COMMIT")
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[aiosqlite.Connection]:
+        """A reader connection from the pool (autocommit: each statement sees the latest commit)."""
+        assert self._readers is not None, "database is not open"
+        conn = await self._readers.get()
+        try:
+            yield conn
+        finally:
+            if conn.in_transaction:
+                await conn.execute("ROLLBACK")
+            self._readers.put_nowait(conn)
+
+    async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None:
+        async with self.read() as conn:
+            async with conn.execute(sql, tuple(params)) as cur:
+                return await cur.fetchone()
+
+    async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        async with self.read() as conn:
+            async with conn.execute(sql, tuple(params)) as cur:
+                return list(await cur.fetchall())
+
+
+async def fetchone(conn: aiosqlite.Connection, sql: str, params: Iterable[Any] = ()) -> Any:
+    async with conn.execute(sql, tuple(params)) as cur:
+        return await cur.fetchone()
+
+
+async def fetchall(conn: aiosqlite.Connection, sql: str, params: Iterable[Any] = ()) -> list[Any]:
+    async with conn.execute(sql, tuple(params)) as cur:
+        return list(await cur.fetchall())

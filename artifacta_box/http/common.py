@@ -1,0 +1,171 @@
+"""Helpers every blueprint shares: the Box of the running app, JSON bodies, absolute URLs,
+client addresses, and the bearer-auth gate for /v1."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from typing import Any
+
+from sanic import Request
+from sanic.response import HTTPResponse
+from sanic.response import json as json_response
+
+from artifacta_box import errors
+from artifacta_box.clock import iso
+from artifacta_box.context import Box
+from artifacta_box.security.keys import parse_bearer
+from artifacta_box.services import tenants
+from artifacta_box.services.tenants import Principal
+
+
+def box_of(request: Request) -> Box:
+    return request.app.ctx.box
+
+
+def principal_of(request: Request) -> Principal:
+    return request.ctx.principal
+
+
+def ok(body: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> HTTPResponse:
+    return json_response(body, status=status, headers=headers)
+
+
+def parse_json_object(raw: bytes | None, *, required: bool = True) -> dict[str, Any]:
+    """Decode a JSON object body; an empty body is `{}` when not required."""
+    if not raw or not raw.strip():
+        if required:
+            raise errors.InvalidRequest("A JSON object body is required.")
+        return {}
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise errors.InvalidRequest("The request body is not valid UTF-8.") from None
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise errors.InvalidRequest("The JSON body is nested too deeply.") from None
+    except ValueError as exc:
+        raise errors.InvalidRequest(f"The request body is not valid JSON: {exc}.") from None
+    if not isinstance(value, dict):
+        raise errors.InvalidRequest("The request body must be a JSON object.")
+    return value
+
+
+# ---------------------------------------------------------------------------- addresses / URLs
+
+
+def _is_trusted(box: Box, addr: str) -> bool:
+    trusted = box.settings.trusted_proxies
+    if not trusted or not addr:
+        return False
+    try:
+        ip = ipaddress.ip_address(addr)
+    except ValueError:
+        return False
+    for entry in trusted:
+        try:
+            if ip in ipaddress.ip_network(entry, strict=False):
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+def client_address(request: Request) -> str:
+    """The caller's address; X-Forwarded-For is honoured only from a trusted proxy."""
+    peer = request.conn_info.client_ip if request.conn_info else ""
+    box = box_of(request)
+    if _is_trusted(box, peer):
+        fwd = request.headers.get("x-forwarded-for", "")
+        hops = [h.strip() for h in fwd.split(",") if h.strip()]
+        # Walk from the nearest hop back, skipping our own proxies.
+        for hop in reversed(hops):
+            if not _is_trusted(box, hop):
+                return hop
+    return peer
+
+
+def base_url(request: Request) -> str:
+    """The public base of every absolute URL the API returns: `public_url`, else the request's
+    own scheme and host (X-Forwarded-Proto/Host only when they come from a trusted proxy)."""
+    box = box_of(request)
+    if box.settings.public_url:
+        return box.settings.public_url
+    peer = request.conn_info.client_ip if request.conn_info else ""
+    scheme = request.scheme if request.scheme in ("http", "https") else "http"
+    host = request.headers.get("host", "") or f"{box.settings.host}:{box.settings.port}"
+    if _is_trusted(box, peer):
+        proto = request.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
+        if proto in ("http", "https"):
+            scheme = proto
+        fwd_host = request.headers.get("x-forwarded-host", "").split(",")[0].strip()
+        if fwd_host:
+            host = fwd_host
+    if not host or any(c in host for c in " /\\@?#\r\n"):
+        host = f"{box.settings.host}:{box.settings.port}"
+    return f"{scheme}://{host}"
+
+
+def absolute_url(request: Request, path: str) -> str:
+    return base_url(request) + path
+
+
+# ---------------------------------------------------------------------------- auth gate
+
+
+async def authenticate_request(request: Request) -> None:
+    """Bearer auth, failed-auth limit, tenant rate limit and monthly quota for a /v1 request.
+
+    Sets `request.ctx.principal` and `request.ctx.rate_headers`.
+    """
+    box = box_of(request)
+    addr = client_address(request)
+    wait = box.auth_failures.blocked_for(addr)
+    if wait:
+        raise errors.RateLimited(
+            f"Too many failed authentication attempts from {addr}; retry in {wait}s.",
+            headers={"Retry-After": str(wait)},
+            extra={"retry_after_seconds": wait, "retry_after": wait},
+        )
+    key = parse_bearer(request.headers.get("authorization"))
+    if key is None:
+        box.auth_failures.record_failure(addr)
+        raise errors.Unauthorized(
+            "Missing or malformed API key: send 'Authorization: Bearer ak_live_<32 letters or digits>'."
+        )
+    try:
+        principal = await tenants.authenticate(box, key)
+    except errors.Unauthorized:
+        box.auth_failures.record_failure(addr)
+        raise
+    request.ctx.principal = principal
+    charge_rate(request, principal.tenant_id, principal.plan.rate_sustained, principal.plan.rate_burst)
+    used = tenants.requests_this_month(box, principal)
+    if used >= principal.plan.requests_per_month:
+        raise quota_error(
+            box,
+            f"Monthly request quota of {principal.plan.requests_per_month:,} reached for plan "
+            f"{principal.plan.name!r}; it resets at the start of next month (UTC).",
+        )
+    box.meter.count_request(principal.tenant_id, principal.key_id, iso(box.clock.now()))
+
+
+def charge_rate(request: Request, tenant_id: int, sustained: float, burst: int) -> None:
+    """Take one token from the tenant's bucket; sets the X-RateLimit-* headers; 429 when empty."""
+    box = box_of(request)
+    decision = box.rate.take(tenant_id, sustained, burst)
+    request.ctx.rate_headers = decision.headers()
+    if not decision.allowed:
+        box.metrics_rate_limited = getattr(box, "metrics_rate_limited", 0) + 1
+        raise errors.RateLimited(
+            f"Rate limit of {decision.headers()['X-RateLimit-Limit']} requests/s exceeded; "
+            f"retry in {decision.retry_after}s.",
+            headers={"Retry-After": str(decision.retry_after)},
+            extra={"retry_after_seconds": decision.retry_after, "retry_after": decision.retry_after},
+        )
+
+
+def quota_error(box: Box, message: str) -> errors.QuotaExceeded:
+    extra = {"upgrade_url": box.settings.upgrade_url} if box.settings.upgrade_url else None
+    return errors.QuotaExceeded(message, extra=extra)

@@ -1,0 +1,106 @@
+"""Every error leaves through here: API errors, Sanic's own (404, 405, 413, bad bodies) and
+crashes all become the SPEC's envelope, with the request id and rate-limit headers attached."""
+
+from __future__ import annotations
+
+import logging
+
+from sanic import Request
+from sanic.exceptions import SanicException
+from sanic.handlers import ErrorHandler
+from sanic.response import HTTPResponse, json
+
+from artifacta_box import errors
+from artifacta_box.storage import LimitExceeded, StorageFull, StorageUnwritable
+
+log = logging.getLogger("artifacta_box.http")
+
+_BY_STATUS: dict[int, type[errors.ApiError]] = {
+    400: errors.InvalidRequest,
+    401: errors.Unauthorized,
+    403: errors.QuotaExceeded,
+    404: errors.NotFound,
+    405: errors.MethodNotAllowed,
+    413: errors.FileTooLarge,
+    429: errors.RateLimited,
+    503: errors.Unavailable,
+}
+
+
+class RequestTimeout(errors.ApiError):
+    code = "request_timeout"
+    status = 408
+
+
+class RangeNotSatisfiable(errors.ApiError):
+    code = "range_not_satisfiable"
+    status = 416
+
+
+class HeadersTooLarge(errors.ApiError):
+    code = "invalid_request"
+    status = 431
+
+
+def to_api_error(request: Request | None, exc: BaseException) -> errors.ApiError:
+    """Map any exception to the most specific ApiError."""
+    if isinstance(exc, errors.ApiError):
+        return exc
+    if isinstance(exc, StorageFull):
+        return errors.Unavailable(f"Storage is full: {exc}. Free disk space and retry.")
+    if isinstance(exc, StorageUnwritable):
+        return errors.Unavailable(f"Storage is unavailable: {exc}.")
+    if isinstance(exc, LimitExceeded):
+        return errors.FileTooLarge(f"The body exceeds the limit of {exc.limit} bytes.")
+    if isinstance(exc, SanicException):
+        status = getattr(exc, "status_code", 500) or 500
+        if status == 404:
+            where = f"{request.method} {request.path}" if request is not None else "this route"
+            return errors.NotFound(f"No such route: {where}. See the API reference for /v1 paths.")
+        if status == 405:
+            where = f"{request.method} {request.path}" if request is not None else "this route"
+            return errors.MethodNotAllowed(f"Method not allowed: {where}.")
+        if status == 413:
+            return errors.FileTooLarge(
+                "The request body is larger than this route accepts."
+            )
+        if status == 408:
+            return RequestTimeout("The request was not received in time.")
+        if status == 416:
+            return RangeNotSatisfiable(str(exc) or "Range not satisfiable.")
+        if status == 431:
+            return HeadersTooLarge("The request headers are too large.")
+        if status < 500:
+            cls = _BY_STATUS.get(status, errors.InvalidRequest)
+            message = str(exc) or "The request could not be understood."
+            err = cls(f"Bad request: {message}" if cls is errors.InvalidRequest else message)
+            if cls is errors.InvalidRequest and status != 400:
+                err.status = status  # type: ignore[misc]
+            return err
+        if status == 503:
+            return errors.Unavailable(str(exc) or "The service is unavailable.")
+    rid = getattr(getattr(request, "ctx", None), "request_id", None) if request else None
+    return errors.InternalError(
+        f"Internal error (request id {rid or 'unknown'}); the server log has the details."
+    )
+
+
+def error_response(request: Request | None, exc: BaseException) -> HTTPResponse:
+    err = to_api_error(request, exc)
+    if err.status >= 500 and not isinstance(exc, errors.ApiError | StorageFull | StorageUnwritable):
+        rid = getattr(getattr(request, "ctx", None), "request_id", None) if request else None
+        log.error("unhandled error (request id %s)", rid, exc_info=exc)
+    headers = dict(err.headers)
+    ctx = getattr(request, "ctx", None) if request is not None else None
+    if ctx is not None:
+        rid = getattr(ctx, "request_id", None)
+        if rid:
+            headers["X-Request-Id"] = rid
+        headers.update(getattr(ctx, "rate_headers", None) or {})
+        ctx.error_code = err.code
+    return json(err.body(), status=err.status, headers=headers)
+
+
+class EnvelopeErrorHandler(ErrorHandler):
+    def default(self, request: Request, exception: Exception) -> HTTPResponse:
+        return error_response(request, exception)

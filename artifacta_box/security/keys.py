@@ -1,0 +1,30 @@
+"""API keys: `ak_live_` + 32 alphanumerics, stored only as a SHA-256 hash."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+from artifacta_box.ids import random_alnum
+
+KEY_PREFIX = "ak_live_"
+KEY_RE = re.compile(r"^ak_live_[A-Za-z0-9]{32}$")
+
+
+def generate_key() -> str:
+    return KEY_PREFIX + random_alnum(32)
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode("ascii")).hexdigest()
+
+
+def parse_bearer(header: str | None) -> str | None:
+    """The key from an `Authorization: Bearer …` header, or None if absent or malformed."""
+    if not header:
+        return None
+    scheme, _, value = header.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    value = value.strip()
+    return value if KEY_RE.match(value) else None

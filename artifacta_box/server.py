@@ -1,0 +1,80 @@
+"""Running the server process: data directory, lock, crash leftovers, bootstrap, Sanic."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from functools import partial
+
+import click
+from sanic import Sanic
+from sanic.worker.loader import AppLoader
+
+from artifacta_box.app import create_app
+from artifacta_box.config import Settings
+from artifacta_box.context import Box, ServerLock, prepare_data_dir
+from artifacta_box.logs import configure
+from artifacta_box.services import tenants
+from artifacta_box.storage import LocalBlobStore
+
+log = logging.getLogger("artifacta_box")
+
+
+def announce_url(settings: Settings) -> str:
+    if settings.public_url:
+        return settings.public_url
+    host = settings.host
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{settings.port}"
+
+
+async def _bootstrap(settings: Settings) -> dict | None:
+    async with Box(settings) as box:
+        return await tenants.bootstrap(box)
+
+
+def serve(settings: Settings, bootstrap: bool = True) -> int:
+    """Serve until SIGTERM/SIGINT. Returns the process exit code."""
+    configure(settings)
+    root = prepare_data_dir(settings)
+    lock = ServerLock(root)
+    lock.acquire()
+    try:
+        files, size = LocalBlobStore(root).remove_temp_files()
+        if files:
+            log.info("removed %d leftover temporary files (%d bytes) from an earlier run", files, size)
+        url = announce_url(settings)
+        if bootstrap:
+            created = asyncio.run(_bootstrap(settings))
+            if created:
+                click.echo(
+                    "Created tenant 'default' and its first API key (shown only this once):\n"
+                    f"  export ARTIFACTA_API_KEY={created['key']}\n"
+                    f"  export ARTIFACTA_API_URL={url}",
+                )
+        click.echo(f"artifacta-box listening on {url} (data: {root})", err=True)
+        sys_stdout_flush()
+        factory = partial(create_app, settings)
+        if settings.workers == 1:
+            app = factory()
+            app.run(host=settings.host, port=settings.port, single_process=True,
+                    access_log=False, motd=False)
+        else:
+            loader = AppLoader(factory=factory)
+            app = loader.load()
+            app.prepare(host=settings.host, port=settings.port, workers=settings.workers,
+                        access_log=False, motd=False)
+            Sanic.serve(primary=app, app_loader=loader)
+    finally:
+        lock.release()
+    return 0
+
+
+def sys_stdout_flush() -> None:
+    import sys
+
+    sys.stdout.flush()
+    sys.stderr.flush()

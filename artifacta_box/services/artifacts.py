@@ -1,0 +1,187 @@
+"""Artifacts: the commit of a new artifact (shared by every upload path).
+
+`commit_new_artifact` is the one transaction that makes uploaded bytes visible: idempotency
+replay, sealed-session check, storage quota after dedup, blob reference and usage, the artifact
+row, its metadata index rows, the session row. Everything before it (streaming, hashing, limits)
+happens outside the writer; everything in it is checked and written atomically, so a rejected
+upload leaves no row and no usage change, and a sealed session can never gain an artifact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from artifacta_box import errors
+from artifacta_box.clock import iso, iso_in
+from artifacta_box.context import Box
+from artifacta_box.db import fetchone
+from artifacta_box.ids import new_artifact_id
+from artifacta_box.services import usage
+from artifacta_box.services.records import artifact_record, is_expired
+from artifacta_box.services.tenants import Principal
+from artifacta_box.services.validation import metadata_json
+from artifacta_box.storage import StagedBlob
+
+
+@dataclass(frozen=True)
+class ArtifactSpec:
+    """Validated fields of a new artifact (see services.validation)."""
+
+    filename: str
+    content_type: str
+    session_id: str | None
+    agent_id: str | None
+    metadata: dict[str, str]
+    ttl_seconds: int | None      # None = never
+    ttl_raw: str | None          # as sent, for idempotency comparison
+
+    def request_hash(self, content_hash: str) -> str:
+        """Identity of an upload request for Idempotency-Key replay (SPEC §1)."""
+        raw = json.dumps(
+            [content_hash, self.filename, self.content_type, self.session_id, self.agent_id,
+             sorted(self.metadata.items()), self.ttl_raw],
+            separators=(",", ":"), ensure_ascii=False,
+        )
+        return hashlib.sha256(raw.encode("utf-8")).hexdigest()
+
+
+async def check_session_open(box: Box, tenant_id: int, session_id: str | None) -> None:
+    """Early, read-only check so a doomed upload is refused before its bytes are streamed.
+    The authoritative check is repeated inside the commit transaction."""
+    if session_id is None:
+        return
+    row = await box.db.fetchone(
+        "SELECT sealed_at FROM sessions WHERE tenant_id = ? AND session_id = ?", (tenant_id, session_id)
+    )
+    if row is not None and row["sealed_at"] is not None:
+        raise sealed_error(session_id)
+
+
+def sealed_error(session_id: str) -> errors.SessionSealed:
+    return errors.SessionSealed(
+        f"Session {session_id} is sealed; start a new session to upload more artifacts."
+    )
+
+
+async def find_idempotent_replay(
+    conn, box: Box, tenant_id: int, idem_key: str, request_hash: str, now_iso: str
+) -> Any:
+    """The original artifact row for a repeated (key, request), if still remembered and live."""
+    cutoff = iso_in(box.clock.now(), -box.settings.idempotency_seconds)
+    row = await fetchone(
+        conn,
+        "SELECT a.* FROM idempotency_keys i JOIN artifacts a ON a.artifact_id = i.artifact_id "
+        "WHERE i.tenant_id = ? AND i.idem_key = ? AND i.request_hash = ? AND i.created_at > ?",
+        (tenant_id, idem_key, request_hash, cutoff),
+    )
+    if row is None or row["state"] != "active" or is_expired(row, now_iso):
+        return None
+    return row
+
+
+async def record_session_use(conn, tenant_id: int, session_id: str | None, now_iso: str,
+                             count: int = 1) -> None:
+    """Create the session on first use, bump its activity. Raises SessionSealed if sealed."""
+    if session_id is None:
+        return
+    row = await fetchone(
+        conn, "SELECT sealed_at FROM sessions WHERE tenant_id = ? AND session_id = ?",
+        (tenant_id, session_id),
+    )
+    if row is not None and row["sealed_at"] is not None:
+        raise sealed_error(session_id)
+    if row is None:
+        await conn.execute(
+            "INSERT INTO sessions (tenant_id, session_id, artifact_count, created_at, "
+            "first_artifact_at, last_artifact_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (tenant_id, session_id, count, now_iso, now_iso, now_iso),
+        )
+    else:
+        await conn.execute(
+            "UPDATE sessions SET artifact_count = artifact_count + ?, last_artifact_at = ?, "
+            "first_artifact_at = COALESCE(first_artifact_at, ?) WHERE tenant_id = ? AND session_id = ?",
+            (count, now_iso, now_iso, tenant_id, session_id),
+        )
+
+
+async def insert_metadata_rows(conn, tenant_id: int, artifact_id: str, created_at: str,
+                               metadata: dict[str, str]) -> None:
+    if metadata:
+        await conn.executemany(
+            "INSERT OR IGNORE INTO artifact_metadata (tenant_id, key, value, created_at, artifact_id) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [(tenant_id, k, v, created_at, artifact_id) for k, v in metadata.items()],
+        )
+
+
+async def check_storage_quota(conn, box: Box, principal: Principal, billable: int) -> None:
+    """403 when `billable` new bytes would exceed the plan's storage (checked after dedup)."""
+    if billable <= 0:
+        return
+    now_iso = iso(box.clock.now())
+    await usage.expire_due(conn, now_iso, tenant_id=principal.tenant_id)
+    row = await fetchone(conn, "SELECT storage_bytes FROM tenants WHERE tenant_id = ?",
+                         (principal.tenant_id,))
+    used = int(row["storage_bytes"]) if row else 0
+    limit = principal.plan.storage_bytes
+    if used + billable > limit:
+        extra = {"upgrade_url": box.settings.upgrade_url} if box.settings.upgrade_url else None
+        raise errors.QuotaExceeded(
+            f"Storage quota exceeded: {used:,} of {limit:,} bytes used and this upload adds "
+            f"{billable:,}; delete artifacts or ask for a larger plan.",
+            extra=extra,
+        )
+
+
+async def commit_new_artifact(
+    box: Box,
+    principal: Principal,
+    staged: StagedBlob,
+    spec: ArtifactSpec,
+    idem_key: str | None = None,
+) -> tuple[dict[str, Any], bool]:
+    """Make an uploaded blob a visible artifact. Returns (record, replayed).
+
+    The staging file is discarded in every case (it stays a hard link in the CAS when new).
+    """
+    tenant_id = principal.tenant_id
+    request_hash = spec.request_hash(staged.sha256) if idem_key else None
+    try:
+        await box.blobs.commit_staged(tenant_id, staged)
+        async with box.db.write() as conn:
+            now = box.clock.now()
+            now_iso = iso(now)
+            if idem_key:
+                original = await find_idempotent_replay(conn, box, tenant_id, idem_key,
+                                                        request_hash, now_iso)
+                if original is not None:
+                    return artifact_record(original), True
+            await record_session_use(conn, tenant_id, spec.session_id, now_iso)
+            billable = await usage.billable_bytes(conn, tenant_id, staged.sha256, staged.size)
+            await check_storage_quota(conn, box, principal, billable)
+            box.blobs.ensure_committed(tenant_id, staged)
+            await usage.add_reference(conn, tenant_id, staged.sha256, staged.size, now_iso)
+            artifact_id = new_artifact_id()
+            expires_at = None if spec.ttl_seconds is None else iso_in(now, spec.ttl_seconds)
+            await conn.execute(
+                "INSERT INTO artifacts (artifact_id, tenant_id, state, filename, content_type, "
+                "size_bytes, content_hash, session_id, agent_id, metadata, created_at, expires_at) "
+                "VALUES (?, ?, 'active', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (artifact_id, tenant_id, spec.filename, spec.content_type, staged.size,
+                 staged.sha256, spec.session_id, spec.agent_id, metadata_json(spec.metadata),
+                 now_iso, expires_at),
+            )
+            await insert_metadata_rows(conn, tenant_id, artifact_id, now_iso, spec.metadata)
+            if idem_key:
+                await conn.execute(
+                    "INSERT OR REPLACE INTO idempotency_keys (tenant_id, idem_key, request_hash, "
+                    "artifact_id, created_at) VALUES (?, ?, ?, ?, ?)",
+                    (tenant_id, idem_key, request_hash, artifact_id, now_iso),
+                )
+            row = await fetchone(conn, "SELECT * FROM artifacts WHERE artifact_id = ?", (artifact_id,))
+        return artifact_record(row), False
+    finally:
+        staged.discard()

@@ -1,0 +1,264 @@
+"""Tenants and API keys: creation, plans, suspension, authentication. No Sanic imports."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from artifacta_box import errors
+from artifacta_box.clock import iso
+from artifacta_box.config import Plan
+from artifacta_box.context import Box
+from artifacta_box.db import fetchone
+from artifacta_box.ids import new_key_id
+from artifacta_box.security.keys import generate_key, hash_key
+from artifacta_box.services import usage
+from artifacta_box.services.audit import record_audit
+
+TENANT_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+DEFAULT_TENANT = "default"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the authenticated key and its tenant, as read at request start."""
+
+    tenant_id: int
+    tenant_name: str
+    plan: Plan
+    key_id: str
+    key_last4: str
+    requests_month: str
+    requests_count: int
+
+
+def _check_tenant_name(name: str) -> None:
+    if not TENANT_NAME_RE.match(name or ""):
+        raise errors.InvalidRequest(
+            f"Tenant name {name!r} is invalid: use 1-64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit."
+        )
+
+
+def _check_plan(box: Box, plan: str) -> None:
+    if plan not in box.settings.plans:
+        raise errors.InvalidRequest(
+            f"No plan named {plan!r}; defined plans: {', '.join(sorted(box.settings.plans))}."
+        )
+
+
+async def _tenant_row(conn, name: str) -> Any:
+    row = await fetchone(conn, "SELECT * FROM tenants WHERE name = ?", (name,))
+    if row is None:
+        raise errors.NotFound(f"No tenant named {name!r}.")
+    return row
+
+
+async def create_tenant(box: Box, name: str, plan: str | None = None, actor: str = "cli") -> dict:
+    _check_tenant_name(name)
+    plan = plan or box.settings.default_plan
+    _check_plan(box, plan)
+    now = iso(box.clock.now())
+    async with box.db.write() as conn:
+        if await fetchone(conn, "SELECT 1 FROM tenants WHERE name = ?", (name,)):
+            raise errors.Conflict(f"A tenant named {name!r} already exists.")
+        await conn.execute(
+            "INSERT INTO tenants (name, plan, created_at) VALUES (?, ?, ?)", (name, plan, now)
+        )
+        await record_audit(conn, now, actor, "tenant.create", name, name, {"plan": plan})
+    return {"name": name, "plan": plan, "created_at": now, "suspended": False}
+
+
+async def tenant_count(box: Box) -> int:
+    row = await box.db.fetchone("SELECT COUNT(*) FROM tenants")
+    return int(row[0])
+
+
+async def list_tenants(box: Box) -> list[dict]:
+    month = box.month()
+    rows = await box.db.fetchall(
+        """
+        SELECT t.*,
+               (SELECT COUNT(*) FROM api_keys k WHERE k.tenant_id = t.tenant_id
+                  AND k.revoked_at IS NULL) AS active_keys,
+               (SELECT COUNT(*) FROM artifacts a WHERE a.tenant_id = t.tenant_id
+                  AND a.state = 'active') AS artifacts
+        FROM tenants t ORDER BY t.name
+        """
+    )
+    out = []
+    for r in rows:
+        out.append(
+            {
+                "name": r["name"],
+                "plan": r["plan"],
+                "created_at": r["created_at"],
+                "suspended": r["suspended_at"] is not None,
+                "suspended_at": r["suspended_at"],
+                "storage_bytes": r["storage_bytes"],
+                "requests_month": r["requests_count"] if r["requests_month"] == month else 0,
+                "active_keys": r["active_keys"],
+                "artifacts": r["artifacts"],
+            }
+        )
+    return out
+
+
+async def set_plan(box: Box, name: str, plan: str, actor: str = "cli") -> dict:
+    _check_plan(box, plan)
+    now = iso(box.clock.now())
+    async with box.db.write() as conn:
+        row = await _tenant_row(conn, name)
+        await conn.execute("UPDATE tenants SET plan = ? WHERE tenant_id = ?", (plan, row["tenant_id"]))
+        await record_audit(conn, now, actor, "tenant.set_plan", name, name,
+                           {"from": row["plan"], "to": plan})
+    return {"name": name, "plan": plan}
+
+
+async def set_suspended(box: Box, name: str, suspended: bool, actor: str = "cli") -> dict:
+    now = iso(box.clock.now())
+    async with box.db.write() as conn:
+        row = await _tenant_row(conn, name)
+        await conn.execute(
+            "UPDATE tenants SET suspended_at = ? WHERE tenant_id = ?",
+            (now if suspended else None, row["tenant_id"]),
+        )
+        await record_audit(conn, now, actor, "tenant.suspend" if suspended else "tenant.resume",
+                           name, name, {})
+    return {"name": name, "suspended": suspended}
+
+
+async def create_key(box: Box, tenant: str, name: str | None = None, actor: str = "cli") -> dict:
+    """Create a key; the full key is in the result and nowhere else, ever."""
+    if name is not None and (len(name) > 128 or any(ord(c) < 32 for c in name)):
+        raise errors.InvalidRequest("Key name must be at most 128 printable characters.")
+    key = generate_key()
+    key_id = new_key_id()
+    now = iso(box.clock.now())
+    async with box.db.write() as conn:
+        row = await _tenant_row(conn, tenant)
+        plan = box.settings.plan(row["plan"])
+        active = (await fetchone(
+            conn, "SELECT COUNT(*) FROM api_keys WHERE tenant_id = ? AND revoked_at IS NULL",
+            (row["tenant_id"],),
+        ))[0]
+        if active >= plan.max_active_keys:
+            raise errors.QuotaExceeded(
+                f"Tenant {tenant!r} already has {active} active keys, the most its plan "
+                f"{plan.name!r} allows; revoke one first or change the plan."
+            )
+        await conn.execute(
+            "INSERT INTO api_keys (key_id, tenant_id, key_hash, name, last4, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (key_id, row["tenant_id"], hash_key(key), name, key[-4:], now),
+        )
+        await record_audit(conn, now, actor, "key.create", tenant, key_id, {"name": name})
+    return {"key_id": key_id, "key": key, "tenant": tenant, "name": name, "last4": key[-4:],
+            "created_at": now}
+
+
+async def list_keys(box: Box, tenant: str | None = None) -> list[dict]:
+    sql = (
+        "SELECT k.*, t.name AS tenant FROM api_keys k JOIN tenants t USING (tenant_id)"
+    )
+    params: tuple = ()
+    if tenant is not None:
+        async with box.db.read() as conn:
+            await _tenant_row(conn, tenant)
+        sql += " WHERE t.name = ?"
+        params = (tenant,)
+    sql += " ORDER BY t.name, k.created_at"
+    rows = await box.db.fetchall(sql, params)
+    return [
+        {
+            "key_id": r["key_id"],
+            "tenant": r["tenant"],
+            "name": r["name"],
+            "last4": r["last4"],
+            "created_at": r["created_at"],
+            "last_used_at": r["last_used_at"],
+            "revoked": r["revoked_at"] is not None,
+            "revoked_at": r["revoked_at"],
+        }
+        for r in rows
+    ]
+
+
+async def revoke_key(box: Box, key_id: str, actor: str = "cli") -> dict:
+    now = iso(box.clock.now())
+    async with box.db.write() as conn:
+        row = await fetchone(
+            conn,
+            "SELECT k.*, t.name AS tenant FROM api_keys k JOIN tenants t USING (tenant_id) "
+            "WHERE k.key_id = ?",
+            (key_id,),
+        )
+        if row is None:
+            raise errors.NotFound(f"No key with id {key_id!r}.")
+        revoked_at = row["revoked_at"]
+        if revoked_at is None:
+            revoked_at = now
+            await conn.execute("UPDATE api_keys SET revoked_at = ? WHERE key_id = ?", (now, key_id))
+            await record_audit(conn, now, actor, "key.revoke", row["tenant"], key_id, {})
+    return {"key_id": key_id, "tenant": row["tenant"], "revoked": True, "revoked_at": revoked_at}
+
+
+async def authenticate(box: Box, key: str) -> Principal:
+    """Look the key up by hash. Raises Unauthorized for unknown/revoked keys or suspended tenants."""
+    row = await box.db.fetchone(
+        "SELECT k.key_id, k.last4, k.revoked_at, t.tenant_id, t.name, t.plan, t.suspended_at, "
+        "t.requests_month, t.requests_count "
+        "FROM api_keys k JOIN tenants t USING (tenant_id) WHERE k.key_hash = ?",
+        (hash_key(key),),
+    )
+    if row is None or row["revoked_at"] is not None:
+        raise errors.Unauthorized("The API key is invalid or has been revoked.")
+    if row["suspended_at"] is not None:
+        raise errors.Unauthorized(
+            f"Tenant {row['name']!r} is suspended; ask the box administrator to resume it."
+        )
+    return Principal(
+        tenant_id=row["tenant_id"],
+        tenant_name=row["name"],
+        plan=box.settings.plan(row["plan"]),
+        key_id=row["key_id"],
+        key_last4=row["last4"],
+        requests_month=row["requests_month"],
+        requests_count=row["requests_count"],
+    )
+
+
+def requests_this_month(box: Box, principal: Principal) -> int:
+    """Requests counted so far this month, including those not yet flushed to the database."""
+    stored = principal.requests_count if principal.requests_month == box.month() else 0
+    return stored + box.meter.pending_for(principal.tenant_id)
+
+
+async def tenant_usage(box: Box, tenant_id: int) -> dict:
+    """Storage usage and active links of a tenant, as whoami shows them."""
+    now = iso(box.clock.now())
+    async with box.db.read() as conn:
+        due = await usage.has_due_expiry(conn, tenant_id, now)
+    if due:  # expired artifacts stop counting at once, not only when the sweep passes
+        async with box.db.write() as conn:
+            await usage.expire_due(conn, now, tenant_id=tenant_id, limit=100_000)
+    async with box.db.read() as conn:
+        t = await fetchone(conn, "SELECT storage_bytes FROM tenants WHERE tenant_id = ?", (tenant_id,))
+        links = await fetchone(
+            conn,
+            "SELECT COUNT(*) FROM links WHERE tenant_id = ? AND revoked_at IS NULL AND expires_at > ?",
+            (tenant_id, now),
+        )
+    return {"storage_bytes": int(t["storage_bytes"]) if t else 0, "active_links": int(links[0])}
+
+
+async def bootstrap(box: Box) -> dict | None:
+    """On a box with no tenant: create tenant `default` and one key. Returns the key or None."""
+    if await tenant_count(box) > 0:
+        return None
+    try:
+        await create_tenant(box, DEFAULT_TENANT, actor="bootstrap")
+    except errors.Conflict:
+        return None
+    return await create_key(box, DEFAULT_TENANT, name="bootstrap", actor="bootstrap")

@@ -1,0 +1,168 @@
+"""Input rules of SPEC §1, each in one place. Every failure is a 400 naming the field."""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+import re
+import unicodedata
+from typing import Any
+
+from artifacta_box import errors
+from artifacta_box.config import DURATION_UNITS, Plan
+
+ARTIFACT_ID_RE = re.compile(r"^art_[A-Za-z0-9]{16}$")
+LINK_ID_RE = re.compile(r"^lnk_[A-Za-z0-9]{20}$")
+LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+METADATA_KEY_RE = re.compile(r"^[a-zA-Z][a-zA-Z0-9_-]{0,63}$")
+TTL_RE = re.compile(r"^([1-9][0-9]{0,9})([smhdw])$")
+# type/subtype with optional parameters; no CR/LF or other control characters (header injection)
+CONTENT_TYPE_RE = re.compile(
+    r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}"
+    r"(\s*;\s*[A-Za-z0-9!#$&^_.+-]+=(\"[^\"\x00-\x1f\x7f]*\"|[A-Za-z0-9!#$&^_.+-]+))*$"
+)
+MAX_FILENAME = 255
+MAX_METADATA_VALUE = 1024
+MAX_METADATA_BYTES = 8192
+MAX_IDEMPOTENCY_KEY = 256
+DEFAULT_CONTENT_TYPE = "application/octet-stream"
+
+
+def is_artifact_id(value: str) -> bool:
+    return bool(ARTIFACT_ID_RE.match(value or ""))
+
+
+def is_link_id(value: str) -> bool:
+    return bool(LINK_ID_RE.match(value or ""))
+
+
+def label(field: str, value: Any) -> str | None:
+    """session_id / agent_id: optional, `^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or not LABEL_RE.match(value):
+        raise errors.InvalidRequest(
+            f"{field} must be 1-128 characters of letters, digits, '.', '_' or '-', "
+            f"starting with a letter or digit; got {_show(value)}."
+        )
+    return value
+
+
+def filename(value: Any, field: str = "filename") -> str:
+    if not isinstance(value, str) or not value:
+        raise errors.InvalidRequest(f"{field} is required and must be a non-empty string.")
+    if len(value) > MAX_FILENAME:
+        raise errors.InvalidRequest(f"{field} must be at most {MAX_FILENAME} characters (got {len(value)}).")
+    for ch in value:
+        if unicodedata.category(ch) in ("Cc", "Cs") or ch in "\u2028\u2029":
+            raise errors.InvalidRequest(f"{field} must not contain control characters.")
+    if value.strip() in ("", ".", ".."):
+        raise errors.InvalidRequest(f"{field} must name a file, not {value!r}.")
+    return value
+
+
+def content_type(value: Any, name_for_guess: str | None = None) -> str:
+    """The given type (validated), else a guess from the filename, else application/octet-stream."""
+    if value is None or value == "":
+        if name_for_guess:
+            guessed, _enc = mimetypes.guess_type(name_for_guess, strict=False)
+            if guessed:
+                return guessed
+        return DEFAULT_CONTENT_TYPE
+    if not isinstance(value, str) or len(value) > 255 or not CONTENT_TYPE_RE.match(value.strip()):
+        raise errors.InvalidRequest(
+            f"content_type must be a media type such as text/plain or application/json; got {_show(value)}."
+        )
+    return value.strip()
+
+
+def metadata(value: Any, field: str = "metadata") -> dict[str, str]:
+    """A JSON object of string keys to string values (or a JSON string encoding one)."""
+    if value is None or value == "":
+        return {}
+    if isinstance(value, str | bytes):
+        try:
+            value = json.loads(value)
+        except (ValueError, RecursionError):
+            raise errors.InvalidRequest(f"{field} must be a JSON object (sent as a JSON string).") from None
+    if not isinstance(value, dict):
+        raise errors.InvalidRequest(f"{field} must be a JSON object of string keys to string values.")
+    for k, v in value.items():
+        if not isinstance(k, str) or not METADATA_KEY_RE.match(k):
+            raise errors.InvalidRequest(
+                f"{field} key {_show(k)} is invalid: keys start with a letter and have at most 64 "
+                "letters, digits, '_' or '-'."
+            )
+        if not isinstance(v, str):
+            raise errors.InvalidRequest(f"{field} value for key {k!r} must be a string.")
+        if len(v) > MAX_METADATA_VALUE:
+            raise errors.InvalidRequest(
+                f"{field} value for key {k!r} is longer than {MAX_METADATA_VALUE} characters."
+            )
+    if len(metadata_json(value).encode("utf-8")) > MAX_METADATA_BYTES:
+        raise errors.InvalidRequest(f"{field} is larger than {MAX_METADATA_BYTES} bytes as compact JSON.")
+    return value
+
+
+def metadata_json(value: dict[str, str]) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def metadata_key(key: str) -> str:
+    if not METADATA_KEY_RE.match(key or ""):
+        raise errors.InvalidRequest(
+            f"metadata filter key {_show(key)} is invalid: keys start with a letter and have at most "
+            "64 letters, digits, '_' or '-'."
+        )
+    return key
+
+
+def ttl_seconds(value: Any, plan: Plan, field: str = "ttl") -> int | None:
+    """Seconds until expiry, or None for `never`. Absent → the plan's default TTL."""
+    if value is None or value == "":
+        return plan.default_ttl_seconds
+    if not isinstance(value, str):
+        raise errors.InvalidRequest(f"{field} must be a string such as '30d', '12h' or 'never'.")
+    text = value.strip()
+    if text == "never":
+        if not plan.allow_never_ttl:
+            raise errors.TTLExceedsPlanLimit(
+                f"{field} 'never' is not allowed on plan {plan.name!r}; the longest is "
+                f"{human_seconds(plan.max_ttl_seconds)}."
+            )
+        return None
+    m = TTL_RE.match(text)
+    if not m:
+        raise errors.InvalidRequest(
+            f"{field} {_show(value)} is invalid: use a positive whole number and a unit s, m, h, d "
+            "or w (e.g. '30d'), or 'never'."
+        )
+    seconds = int(m.group(1)) * DURATION_UNITS[m.group(2)]
+    if seconds > plan.max_ttl_seconds:
+        raise errors.TTLExceedsPlanLimit(
+            f"{field} {text} is longer than plan {plan.name!r} allows "
+            f"({human_seconds(plan.max_ttl_seconds)})."
+        )
+    return seconds
+
+
+def idempotency_key(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not value or len(value) > MAX_IDEMPOTENCY_KEY or any(ord(c) < 33 or ord(c) > 126 for c in value):
+        raise errors.InvalidRequest(
+            f"Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY} printable ASCII characters."
+        )
+    return value
+
+
+def human_seconds(seconds: int) -> str:
+    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0 and seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
