@@ -1,0 +1,128 @@
+"""The content-addressed blob store: streaming ingest, limits, dedup, durability order."""
+
+import asyncio
+import hashlib
+import os
+
+import pytest
+
+from artifacta_box.storage import LimitExceeded, LocalBlobStore, StorageFull
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = LocalBlobStore(tmp_path)
+    s.prepare()
+    return s
+
+
+async def ingest(store, chunks, limit=10**9):
+    staging = store.staging(limit)
+    for c in chunks:
+        await staging.write(c)
+    return await staging.finish()
+
+
+def test_ingest_hashes_counts_and_commits_under_content_address(store):
+    data = os.urandom(3 * 1024 * 1024 + 17)  # spans several 1 MiB flushes
+    chunks = [data[i:i + 65536] for i in range(0, len(data), 65536)]
+
+    async def go():
+        staged = await ingest(store, chunks)
+        assert staged.sha256 == hashlib.sha256(data).hexdigest()
+        assert staged.size == len(data)
+        assert await store.commit_staged(7, staged) is True
+        staged.discard()
+        return staged
+
+    staged = run(go())
+    path = store.path(7, staged.sha256)
+    assert path.read_bytes() == data
+    assert path.parent.parent.parent.name == "7"
+    assert list(store.iter_temp_files()) == []
+
+
+def test_same_content_is_stored_once_per_tenant(store):
+    async def go():
+        a = await ingest(store, [b"hello"])
+        b = await ingest(store, [b"hel", b"lo"])
+        first = await store.commit_staged(1, a)
+        second = await store.commit_staged(1, b)
+        other_tenant = await store.commit_staged(2, b)
+        a.discard()
+        b.discard()
+        return first, second, other_tenant
+
+    assert run(go()) == (True, False, True)
+    blobs = list(store.iter_blobs())
+    assert sorted(b.tenant_id for b in blobs) == [1, 2]  # never shared across tenants
+
+
+def test_limit_exceeded_mid_stream_leaves_nothing(store):
+    async def go():
+        staging = store.staging(limit=2 * 1024 * 1024)
+        with pytest.raises(LimitExceeded):
+            for _ in range(10):
+                await staging.write(b"x" * 512 * 1024)
+
+    run(go())
+    assert list(store.iter_temp_files()) == []
+    assert list(store.iter_blobs()) == []
+
+
+def test_abort_removes_the_staging_file(store):
+    async def go():
+        staging = store.staging(10**6)
+        await staging.write(b"partial")
+        assert os.path.exists(staging.path)
+        await staging.abort()
+        await staging.abort()  # idempotent
+        return staging.path
+
+    assert not os.path.exists(run(go()))
+
+
+def test_ensure_committed_restores_a_blob_removed_between_link_and_row(store):
+    async def go():
+        staged = await ingest(store, [b"precious"])
+        await store.commit_staged(3, staged)
+        store.delete(3, staged.sha256)          # e.g. a concurrent gc
+        store.ensure_committed(3, staged)       # inside the row's transaction
+        staged.discard()
+        return staged
+
+    staged = run(go())
+    assert store.path(3, staged.sha256).read_bytes() == b"precious"
+
+
+def test_leftover_temp_files_are_removed(store):
+    (store.tmp_root / "123-abc.part").write_bytes(b"half an upload")
+    assert store.remove_temp_files() == (1, 14)
+    assert list(store.iter_temp_files()) == []
+
+
+def test_old_temp_files_only_when_asked(store):
+    p = store.tmp_root / "fresh.part"
+    p.write_bytes(b"in flight")
+    assert store.remove_temp_files(older_than_seconds=3600) == (0, 0)
+    assert p.exists()
+
+
+def test_free_space_reserve_refuses_before_writing(tmp_path):
+    free = {"bytes": 10_000}
+    store = LocalBlobStore(tmp_path, min_free_bytes=1_000, free_space_probe=lambda _p: free["bytes"])
+    store.prepare()
+    store.check_space(9_000)
+    with pytest.raises(StorageFull):
+        store.check_space(9_500)
+    free["bytes"] = 10**9
+    store.check_space(9_500)  # recovers when space returns
+
+
+def test_path_refuses_non_digest(store):
+    with pytest.raises(ValueError):
+        store.path(1, "../../etc/passwd")

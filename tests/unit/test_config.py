@@ -1,0 +1,115 @@
+"""Configuration: precedence flag > env > file > default, and one clear error per bad setting."""
+
+import os
+import stat
+
+import pytest
+
+from artifacta_box.config import BUILTIN_PLANS, ConfigError, load_settings
+from artifacta_box.context import load_secret
+
+
+def write(tmp_path, text):
+    p = tmp_path / "box.toml"
+    p.write_text(text)
+    return str(p)
+
+
+def test_defaults_without_any_file():
+    s = load_settings(None, environ={})
+    assert (s.host, s.port, s.workers) == ("127.0.0.1", 8787, 1)
+    assert s.default_plan == "selfhosted"
+    assert set(s.plans) >= {"selfhosted", "free", "pro"}
+    assert s.deleted_retention_seconds == 30 * 86400
+
+
+def test_precedence_flag_over_env_over_file_over_default(tmp_path):
+    path = write(tmp_path, "[server]\nport = 9001\nhost = '127.0.0.2'\nworkers = 2\n")
+    env = {"ARTIFACTA_BOX_SERVER_PORT": "9002", "ARTIFACTA_BOX_SERVER_HOST": "127.0.0.3"}
+    s = load_settings(path, overrides={"port": 9003, "host": None}, environ=env)
+    assert s.port == 9003            # flag wins
+    assert s.host == "127.0.0.3"     # env beats file (flag unset)
+    assert s.workers == 2            # file beats default
+    assert s.shutdown_timeout == 30  # default
+
+
+def test_config_file_from_environment_variable(tmp_path):
+    path = write(tmp_path, "[server]\nport = 9100\n")
+    assert load_settings(None, environ={"ARTIFACTA_BOX_CONFIG": path}).port == 9100
+
+
+def test_relative_data_dir_in_file_is_relative_to_the_file(tmp_path):
+    path = write(tmp_path, "[storage]\ndata_dir = 'data'\n")
+    assert load_settings(path, environ={}).data_dir == str(tmp_path / "data")
+
+
+@pytest.mark.parametrize(
+    "text, names",
+    [
+        ("[server]\nport = 'abc'\n", "server.port"),
+        ("[server]\nport = 70000\n", "server.port"),
+        ("[server]\nbogus = 1\n", "server.bogus"),
+        ("[storage]\nmin_free_bytes = 'lots'\n", "storage.min_free_bytes"),
+        ("[retention]\ndeleted = '30 days'\n", "retention.deleted"),
+        ("[plans.free]\nmax_ttl = 'forever'\n", "plans.free.max_ttl"),
+        ("[plans.free]\nunknown_knob = 1\n", "plans.free.unknown_knob"),
+        ("[tenants]\ndefault_plan = 'gold'\n", "tenants.default_plan"),
+        ("[server]\npublic_url = 'not a url'\n", "server.public_url"),
+        ("[security]\nsecret_key = 'short'\n", "security.secret_key"),
+        ("[server\nport = 1\n", "config"),
+        ("[plans.team]\nmax_ttl = '1d'\n", "plans.team.default_ttl"),
+    ],
+)
+def test_bad_values_name_the_setting(tmp_path, text, names):
+    with pytest.raises(ConfigError) as exc:
+        load_settings(write(tmp_path, text), environ={})
+    assert str(exc.value).startswith(names)
+    assert "\n" not in str(exc.value)
+
+
+def test_bad_environment_value_names_setting_and_variable():
+    with pytest.raises(ConfigError) as exc:
+        load_settings(None, environ={"ARTIFACTA_BOX_SERVER_WORKERS": "many"})
+    assert "server.workers" in str(exc.value) and "ARTIFACTA_BOX_SERVER_WORKERS" in str(exc.value)
+
+
+def test_missing_file_is_a_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(str(tmp_path / "nope.toml"), environ={})
+
+
+def test_plans_override_builtin_fields_and_define_new_ones(tmp_path):
+    path = write(tmp_path, "[plans.free]\nmax_active_links = 5\n[plans.team]\nstorage_bytes = '2GiB'\n"
+                           "max_ttl = '2w'\ndefault_ttl = '7d'\n")
+    s = load_settings(path, environ={})
+    assert s.plans["free"].max_active_links == 5
+    assert s.plans["free"].max_ttl_seconds == BUILTIN_PLANS["free"].max_ttl_seconds
+    assert s.plans["team"].storage_bytes == 2 * 2**30
+    assert s.plans["team"].max_ttl_seconds == 14 * 86400
+
+
+def test_example_config_documents_the_builtin_defaults():
+    root = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
+    s = load_settings(os.path.join(root, "config.example.toml"), environ={})
+    for name, plan in BUILTIN_PLANS.items():
+        assert s.plans[name] == plan
+    default = load_settings(None, environ={})
+    for attr in ("port", "host", "shutdown_timeout", "min_free_bytes", "max_signed_url_seconds",
+                 "deleted_retention_seconds", "gc_interval_seconds", "failed_auth_limit"):
+        assert getattr(s, attr) == getattr(default, attr), attr
+
+
+def test_secret_generated_once_with_0600(tmp_path):
+    s = load_settings(None, overrides={"data_dir": str(tmp_path / "d")}, environ={})
+    (tmp_path / "d").mkdir()
+    first = load_secret(s)
+    mode = stat.S_IMODE(os.stat(tmp_path / "d" / "secret.key").st_mode)
+    assert mode == 0o600
+    assert len(first) >= 32
+    assert load_secret(s) == first
+
+
+def test_configured_secret_is_used_verbatim(tmp_path):
+    s = load_settings(None, overrides={"data_dir": str(tmp_path), "secret_key": "x" * 40}, environ={})
+    assert load_secret(s) == b"x" * 40
+    assert not (tmp_path / "secret.key").exists()
