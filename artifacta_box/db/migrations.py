@@ -174,6 +174,13 @@ MIGRATIONS: list[str] = [
         dropped_links      INTEGER NOT NULL DEFAULT 0
     );
     """,
+    # 2: presigned uploads keep their received bytes in the blob store under `upload_sha256`
+    # (no `blobs` row until complete). This index answers "does any row still point at these
+    # bytes?" before a replaced or refused upload's blob file is removed, and lets gc skip them.
+    """
+    CREATE INDEX artifacts_by_upload ON artifacts(tenant_id, upload_sha256)
+        WHERE upload_sha256 IS NOT NULL;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
