@@ -16,7 +16,7 @@ from sanic.response import HTTPResponse
 from artifacta_box.clock import Clock
 from artifacta_box.config import Settings
 from artifacta_box.context import Box
-from artifacta_box.http import account, artifacts_read, sessions, system
+from artifacta_box.http import account, artifacts_read, openapi, sessions, system
 from artifacta_box.http.common import authenticate_request
 from artifacta_box.http.errors import EnvelopeErrorHandler
 from artifacta_box.ids import new_request_id
@@ -26,6 +26,7 @@ log = logging.getLogger("artifacta_box")
 # Blueprints, in registration order. Each resource module exposes `bp`.
 BLUEPRINTS = [system.bp, account.bp]
 BLUEPRINTS += [artifacts_read.bp, sessions.bp]
+BLUEPRINTS += [openapi.bp]
 
 # Bodies of routes that do not stream (small JSON bodies) are buffered up to this size.
 SMALL_BODY_LIMIT = 1024 * 1024
