@@ -239,6 +239,7 @@ class Settings:
     request_timeout: float = 60.0
     response_timeout: float = 3600.0
     keep_alive_timeout: float = 15.0
+    sendfile: bool = True  # zero-copy downloads (os.sendfile); false = chunked reads
     # [storage]
     data_dir: str = "./artifacta-data"
     min_free_bytes: int = 100 * 10**6
@@ -289,6 +290,7 @@ SETTINGS_SCHEMA: dict[tuple[str, str], tuple[str, Any]] = {
     ("server", "request_timeout"): ("request_timeout", parse_float),
     ("server", "response_timeout"): ("response_timeout", parse_float),
     ("server", "keep_alive_timeout"): ("keep_alive_timeout", parse_float),
+    ("server", "sendfile"): ("sendfile", parse_bool),
     ("storage", "data_dir"): ("data_dir", parse_str),
     ("storage", "min_free_bytes"): ("min_free_bytes", parse_size),
     ("security", "secret_key"): ("secret_key", parse_optional_str),

@@ -59,6 +59,7 @@ class Database:
         self._write_lock = asyncio.Lock()
         self._readers: asyncio.Queue[aiosqlite.Connection] | None = None
         self._all_readers: list[aiosqlite.Connection] = []
+        self._inline: sqlite3.Connection | None = None
 
     async def open(self) -> None:
         await asyncio.to_thread(initialise, self.path)
@@ -81,6 +82,9 @@ class Database:
 
     async def close(self) -> None:
         conns = ([self._writer] if self._writer else []) + self._all_readers
+        if self._inline is not None:
+            self._inline.close()
+            self._inline = None
         self._writer = None
         self._all_readers = []
         for conn in conns:
@@ -127,6 +131,28 @@ class Database:
         async with self.read() as conn:
             async with conn.execute(sql, tuple(params)) as cur:
                 return await cur.fetchone()
+
+    def fetchone_inline(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None:
+        """One indexed point read on the calling (event-loop) thread, for hot paths whose whole
+        database cost is that read (signed downloads, share links).
+
+        A pooled read hops to an aiosqlite thread and back (about 4x the cost of the lookup
+        itself); a WAL reader never waits for the writer, so reading inline does not stall the
+        loop. The busy timeout is short: if it ever trips, sqlite3.OperationalError is raised
+        and the caller retries through `read()`.
+        """
+        conn = self._inline
+        if conn is None:
+            conn = sqlite3.connect(self.path, isolation_level=None)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA busy_timeout = 50")
+            conn.execute("PRAGMA query_only = 1")
+            self._inline = conn
+        cur = conn.execute(sql, tuple(params))
+        try:
+            return cur.fetchone()
+        finally:
+            cur.close()
 
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
         async with self.read() as conn:
