@@ -2,9 +2,11 @@
 
 Signed URLs bind the HTTP method, artifact id, tenant and expiry (and, for uploads, the reserved
 size) — never the Host header — so a URL minted for one artifact, tenant or method cannot be
-bent to another, and the box can sit behind any proxy. Verification is constant-time
-(itsdangerous), and distinguishes a tampered URL (InvalidSignature) from an expired one
-(UrlExpired): the signature is checked first, so a forged expiry is "tampered", not "expired".
+bent to another, and the box can sit behind any proxy. The MAC is HMAC-SHA256 under the key
+itsdangerous derives from the secret and a purpose salt (derived once, not per request);
+comparison is constant-time (`hmac.compare_digest`). Verification distinguishes a tampered URL
+(InvalidSignature) from an expired one (UrlExpired): the signature is checked first, so a forged
+expiry is "tampered", not "expired". HEAD is verified as GET (`canonical_method`).
 
 Rotating the secret (security.secret_key, or deleting <data_dir>/secret.key) invalidates every
 outstanding signed URL and cursor.
@@ -12,8 +14,11 @@ outstanding signed URL and cursor.
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 import json
+import re
 from typing import Any
 
 from itsdangerous import BadSignature, Signer, URLSafeSerializer
@@ -24,19 +29,55 @@ _URL_SALT = "artifacta-box.url.v1"
 _CURSOR_SALT = "artifacta-box.cursor.v1"
 
 
+# What a URL carries: `e` (Unix seconds) and `s` (the signature). Anything else is not ours.
+_EXPIRES_RE = re.compile(r"^[1-9][0-9]{0,11}$")  # canonical: no sign, no leading zero
+_SIGNATURE_RE = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
+
+
+def canonical_method(method: str) -> str:
+    """The method a signature binds. HEAD is a GET without the body, so a URL minted for GET
+    also answers HEAD; every other method stays distinct (a GET URL never works for PUT)."""
+    upper = (method or "").upper()
+    return "GET" if upper == "HEAD" else upper
+
+
 class UrlSigner:
     def __init__(self, secret: bytes) -> None:
         self._signer = Signer(secret, salt=_URL_SALT, digest_method=hashlib.sha256)
+        # itsdangerous derives the HMAC key from secret+salt on every call; derive it once.
+        self._key = self._signer.derive_key()
 
     @staticmethod
     def _payload(method: str, artifact_id: str, tenant_id: int, expires: int, extra: str) -> bytes:
-        return f"{method.upper()}|{artifact_id}|{int(tenant_id)}|{int(expires)}|{extra}".encode()
+        return (
+            f"{canonical_method(method)}|{artifact_id}|{int(tenant_id)}|{int(expires)}|{extra}"
+        ).encode()
+
+    def _mac(self, payload: bytes) -> str:
+        digest = hmac.new(self._key, payload, hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
     def sign(self, method: str, artifact_id: str, tenant_id: int, expires: int, extra: str = "") -> str:
         """The signature (URL-safe base64) for these bound values."""
-        return self._signer.get_signature(
-            self._payload(method, artifact_id, tenant_id, expires, extra)
-        ).decode("ascii")
+        return self._mac(self._payload(method, artifact_id, tenant_id, expires, extra))
+
+    def mint(
+        self,
+        method: str,
+        artifact_id: str,
+        tenant_id: int,
+        now: float,
+        lifetime: int,
+        max_lifetime: int,
+        extra: str = "",
+    ) -> tuple[int, int, str]:
+        """Sign a URL valid for `lifetime` seconds, capped at `max_lifetime`.
+
+        Returns (expires_in, expires, signature); `expires` is whole Unix seconds.
+        """
+        expires_in = max(1, min(int(lifetime), int(max_lifetime)))
+        expires = int(now) + expires_in
+        return expires_in, expires, self.sign(method, artifact_id, tenant_id, expires, extra)
 
     def verify(
         self,
@@ -47,24 +88,31 @@ class UrlSigner:
         signature: Any,
         now: float,
         extra: str = "",
+        max_lifetime: int | None = None,
     ) -> None:
-        """Raise InvalidSignature if anything was altered, UrlExpired if past `expires`."""
-        try:
-            exp = int(expires)
-        except (TypeError, ValueError):
-            raise errors.InvalidSignature("The signed URL is malformed or has been altered.") from None
-        if not isinstance(signature, str) or not signature or len(signature) > 200:
+        """Raise InvalidSignature if anything was altered, UrlExpired if past `expires`.
+
+        With `max_lifetime`, a validly signed expiry further ahead than that (minted before the
+        cap was lowered) is refused as expired-by-policy: no URL outlives the configured cap.
+        """
+        if isinstance(expires, int) and not isinstance(expires, bool):
+            expires = str(expires)
+        if not isinstance(expires, str) or not _EXPIRES_RE.match(expires):
             raise errors.InvalidSignature("The signed URL is malformed or has been altered.")
-        try:
-            ok = self._signer.verify_signature(
-                self._payload(method, artifact_id, tenant_id, exp, extra), signature.encode("ascii")
+        if not isinstance(signature, str) or not _SIGNATURE_RE.match(signature):
+            raise errors.InvalidSignature("The signed URL is malformed or has been altered.")
+        exp = int(expires)
+        expected = self._mac(self._payload(method, artifact_id, tenant_id, exp, extra))
+        if not hmac.compare_digest(expected.encode("ascii"), signature.encode("ascii")):
+            raise errors.InvalidSignature(
+                "The signed URL is invalid: it was altered or made for another resource or method."
             )
-        except (UnicodeEncodeError, BadSignature):
-            ok = False
-        if not ok:
-            raise errors.InvalidSignature("The signed URL is invalid: it was altered or made for another resource.")
         if now >= exp:
             raise errors.UrlExpired("The signed URL has expired; request a new one.")
+        if max_lifetime is not None and exp - now > max_lifetime + 60:
+            raise errors.UrlExpired(
+                "The signed URL outlives the box's maximum URL lifetime; request a new one."
+            )
 
 
 class CursorCodec:
