@@ -59,7 +59,14 @@ def to_api_error(request: Request | None, exc: BaseException) -> errors.ApiError
             return errors.NotFound(f"No such route: {where}. See the API reference for /v1 paths.")
         if status == 405:
             where = f"{request.method} {request.path}" if request is not None else "this route"
-            return errors.MethodNotAllowed(f"Method not allowed: {where}.")
+            allowed = sorted(getattr(exc, "allowed_methods", None) or ())
+            # RFC 9110 §15.5.6: a 405 must say which methods the resource supports.
+            allow_headers = {"Allow": ", ".join(allowed)} if allowed else None
+            return errors.MethodNotAllowed(
+                f"Method not allowed: {where}."
+                + (f" Allowed: {', '.join(allowed)}." if allowed else ""),
+                headers=allow_headers,
+            )
         if status == 413:
             return errors.FileTooLarge(
                 "The request body is larger than this route accepts."
