@@ -42,6 +42,23 @@ class HeadersTooLarge(errors.ApiError):
     status = 431
 
 
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _allowed_methods(request: Request | None, exc: BaseException) -> list[str]:
+    """The methods the requested path supports. Sanic names them only for static paths, so for
+    a path with parameters each method is resolved against the router (only on a 405)."""
+    allowed = set(getattr(exc, "allowed_methods", None) or ())
+    if not allowed and request is not None:
+        for method in _METHODS:
+            try:
+                request.app.router.get(request.path, method, None)
+            except SanicException:
+                continue
+            allowed.add(method)
+    return sorted(allowed)
+
+
 def to_api_error(request: Request | None, exc: BaseException) -> errors.ApiError:
     """Map any exception to the most specific ApiError."""
     if isinstance(exc, errors.ApiError):
@@ -59,7 +76,7 @@ def to_api_error(request: Request | None, exc: BaseException) -> errors.ApiError
             return errors.NotFound(f"No such route: {where}. See the API reference for /v1 paths.")
         if status == 405:
             where = f"{request.method} {request.path}" if request is not None else "this route"
-            allowed = sorted(getattr(exc, "allowed_methods", None) or ())
+            allowed = _allowed_methods(request, exc)
             # RFC 9110 §15.5.6: a 405 must say which methods the resource supports.
             allow_headers = {"Allow": ", ".join(allowed)} if allowed else None
             return errors.MethodNotAllowed(
