@@ -17,15 +17,19 @@ from artifacta_box.clock import Clock
 from artifacta_box.config import Settings
 from artifacta_box.context import Box
 from artifacta_box.http import account, artifacts_read, openapi, sessions, system
+from artifacta_box.http import metrics as metrics_routes
 from artifacta_box.http.common import authenticate_request
 from artifacta_box.http.errors import EnvelopeErrorHandler
 from artifacta_box.ids import new_request_id
+from artifacta_box.jobs import lifecycle_loop
+from artifacta_box.metrics import UNMATCHED_ROUTE, Metrics
 
 log = logging.getLogger("artifacta_box")
 
 # Blueprints, in registration order. Each resource module exposes `bp`.
 BLUEPRINTS = [system.bp, account.bp]
 BLUEPRINTS += [artifacts_read.bp, sessions.bp]
+BLUEPRINTS += [metrics_routes.bp]
 BLUEPRINTS += [openapi.bp]
 
 # Bodies of routes that do not stream (small JSON bodies) are buffered up to this size.
@@ -45,6 +49,7 @@ def create_app(settings: Settings, clock: Clock | None = None, name: str = "arti
     app.config.ACCESS_LOG = False  # our own access log line, below
     app.config.NOISY_EXCEPTIONS = False
     app.ctx.settings = settings
+    app.ctx.metrics = Metrics()
 
     for bp in BLUEPRINTS:
         app.blueprint(bp)
@@ -55,6 +60,7 @@ def create_app(settings: Settings, clock: Clock | None = None, name: str = "arti
         await box.open()
         app.ctx.box = box
         box.start_background(box.meter_loop())
+        box.start_background(lifecycle_loop(box, app.ctx.metrics.observe_gc))
 
     @app.before_server_stop
     async def mark_stopping(app: Sanic) -> None:
@@ -86,8 +92,7 @@ def create_app(settings: Settings, clock: Clock | None = None, name: str = "arti
         if rate_headers:
             for k, v in rate_headers.items():
                 response.headers.setdefault(k, v)
-        if settings.access_log:
-            _access_log(request, response)
+        _observe(request, response, app.ctx.metrics, settings.access_log)
 
     return app
 
@@ -95,28 +100,72 @@ def create_app(settings: Settings, clock: Clock | None = None, name: str = "arti
 access_log = logging.getLogger("artifacta_box.access")
 
 
-def _access_log(request: Request, response: HTTPResponse) -> None:
+def route_label(request: Request) -> str:
+    """The route pattern (`/v1/artifacts/<artifact_id>`), never the raw path: bounded labels."""
+    route = request.route
+    if route is None:
+        return UNMATCHED_ROUTE
+    return "/" + route.path.lstrip("/")
+
+
+def _bytes_in(request: Request) -> int:
+    """Body bytes received: what the stream counted (streamed uploads too), else the body."""
+    stream = request.stream
+    total = getattr(stream, "request_bytes", None) if stream is not None else None
+    if total:
+        left = getattr(stream, "request_bytes_left", 0) or 0
+        return max(int(total) - int(left), 0)
+    return len(request.body or b"")
+
+
+def _bytes_out(response: HTTPResponse) -> int:
+    body = getattr(response, "body", None)
+    if body is not None:
+        return len(body)
+    try:
+        return int(response.headers.get("content-length", 0))
+    except ValueError:
+        return 0
+
+
+def _observe(request: Request, response: HTTPResponse, metrics: Metrics, log_line: bool) -> None:
+    """Metrics for every response, and the access log line when enabled."""
     ctx = request.ctx
     started = getattr(ctx, "started", None)
-    duration_ms = (time.perf_counter() - started) * 1000 if started else 0.0
+    seconds = time.perf_counter() - started if started else 0.0
+    route = route_label(request)
+    bytes_in, bytes_out = _bytes_in(request), _bytes_out(response)
+    metrics.observe_request(request.method, route, response.status, seconds, bytes_in, bytes_out)
+    if log_line:
+        _access_log(request, response, route, seconds * 1000, bytes_in, bytes_out)
+
+
+def _access_log(request: Request, response: HTTPResponse, route: str, duration_ms: float,
+                bytes_in: int, bytes_out: int) -> None:
+    ctx = request.ctx
     principal = getattr(ctx, "principal", None)
-    route = request.route.path if request.route else "-"
+    tenant = principal.tenant_name if principal else None
+    rid = getattr(ctx, "request_id", None)
     access_log.info(
-        "%s %s %s %s %.1fms tenant=%s rid=%s",
+        "%s %s %s in=%d out=%d %.1fms route=%s tenant=%s rid=%s",
         request.method,
         request.path,
         response.status,
-        response.headers.get("content-length", "-"),
+        bytes_in,
+        bytes_out,
         duration_ms,
-        principal.tenant_name if principal else "-",
-        getattr(ctx, "request_id", "-"),
+        route,
+        tenant or "-",
+        rid or "-",
         extra={
             "method": request.method,
             "path": request.path,
-            "route": "/" + route.lstrip("/") if route != "-" else "-",
+            "route": route,
             "status": response.status,
+            "bytes_in": bytes_in,
+            "bytes_out": bytes_out,
             "duration_ms": round(duration_ms, 2),
-            "tenant": principal.tenant_name if principal else None,
-            "request_id": getattr(ctx, "request_id", None),
+            "tenant": tenant,
+            "request_id": rid,
         },
     )

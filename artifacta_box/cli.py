@@ -296,6 +296,200 @@ def keys_revoke(settings: Settings, key_id: str) -> None:
     click.echo(f"Key {key_id} of tenant {result['tenant']} is revoked.")
 
 
+# ============================================================================ operations
+
+
+def _gc_lines(r: dict[str, Any]) -> list[str]:
+    verb = "would" if r["dry_run"] else "did"
+    lines = [
+        f"expired artifacts:           {r['expired']:,}",
+        f"purged artifacts:            {r['purged_artifacts']:,}",
+        f"removed stale uploads:       {r['purged_pending']:,}",
+        f"deleted blobs:               {r['deleted_blobs']:,} ({r['orphan_files']:,} without a row)",
+        f"reclaimed bytes:             {r['reclaimed_bytes']:,}",
+        f"dropped links:               {r['dropped_links']:,}",
+        f"expired idempotency keys:    {r['idempotency_keys']:,}",
+        f"removed temp files:          {r['temp_files']:,} ({r['temp_bytes']:,} bytes)",
+    ]
+    head = "gc dry run: nothing was changed; a run now would do this:" if verb == "would" else (
+        "gc finished:")
+    return [head] + ["  " + line for line in lines]
+
+
+@main.command()
+@click.option("--dry-run", is_flag=True, help="Report what a run would do; change nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@settings_options
+def gc(settings: Settings, dry_run: bool, as_json: bool) -> None:
+    """Expire, purge past retention, drop stale uploads, delete unreferenced blobs and temp files.
+
+    Safe while the server runs (it also runs this every [retention] gc_interval): beside a
+    running server only temp files older than the orphan grace are removed.
+    """
+    from artifacta_box.services import lifecycle
+
+    async def action(box: Box) -> dict[str, Any]:
+        running = lifecycle.server_is_running(box)
+        temp_age = None if running else 0.0
+        report = await lifecycle.run_gc(box, dry_run=dry_run, temp_min_age=temp_age, actor="cli")
+        return report.as_dict()
+
+    result = run_admin(settings, action)
+    if as_json:
+        print_json(result)
+        return
+    for line in _gc_lines(result):
+        click.echo(line)
+
+
+class ProgressBar:
+    """services.progress.Progress as a click progress bar on stderr (a label line when stderr
+    is not a terminal), so stdout stays clean for --json."""
+
+    def __init__(self) -> None:
+        self._bar: Any = None
+
+    def start(self, total: int, label: str) -> None:
+        self._bar = click.progressbar(length=max(total, 1), label=label, file=sys.stderr,
+                                      show_pos=False, show_percent=True, show_eta=True)
+        self._bar.__enter__()
+
+    def advance(self, n: int) -> None:
+        if self._bar is not None:
+            self._bar.update(n)
+
+    def finish(self) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+            self._bar = None
+
+
+@main.command()
+@click.option("--repair", is_flag=True,
+              help="Fix counters, missing blob rows, orphans and temp leftovers "
+              "(never deletes a referenced blob).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@settings_options
+def check(settings: Settings, repair: bool, as_json: bool) -> None:
+    """Verify the store: every referenced blob present with the right size and SHA-256, blob
+    and usage counters right, no orphans or temp leftovers. Exits 1 on any unrepaired problem.
+    """
+    from artifacta_box.services.check import check_store
+
+    progress = None if as_json else ProgressBar()
+    report = run_admin(settings, lambda box: check_store(box, repair=repair, progress=progress))
+    result = report.as_dict()
+    if as_json:
+        print_json(result)
+    else:
+        click.echo(
+            f"checked {result['blob_rows']:,} blob rows, verified {result['blobs_verified']:,} "
+            f"blobs ({result['bytes_verified']:,} bytes), {result['files_on_disk']:,} files on "
+            f"disk, {result['tenants']:,} tenants"
+        )
+        if result["recent_orphans"] or result["recent_temp_files"]:
+            click.echo(
+                f"ignored as possibly in flight: {result['recent_orphans']:,} recent files "
+                f"without a row, {result['recent_temp_files']:,} recent temp files"
+            )
+        for p in report.problems:
+            state = "repaired" if p.repaired else "PROBLEM"
+            click.echo(f"{state}: [{p.kind}] {p.detail}")
+        if report.ok:
+            fixed = len(report.problems)
+            click.echo(f"OK: {fixed} problem(s) repaired." if fixed else "OK: no problems found.")
+        else:
+            hint = "" if repair else " Run with --repair to fix counters, orphans and leftovers."
+            click.echo(f"FAILED: {len(report.unrepaired)} problem(s).{hint}")
+    if not report.ok:
+        sys.exit(EXIT_ERROR)
+
+
+@main.command()
+@click.argument("dest", type=click.Path(file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@settings_options
+def backup(settings: Settings, dest: str, as_json: bool) -> None:
+    """Back up the box into DEST (a new or empty directory), safely while the server runs:
+    a consistent database snapshot, every blob it references, the secret, a manifest."""
+    from pathlib import Path
+
+    from artifacta_box.services import backup as svc
+
+    async def action(box: Box) -> dict[str, Any]:
+        try:
+            return await svc.backup(box, Path(dest), progress=ProgressBar())
+        except svc.BackupError as exc:
+            raise errors.InvalidRequest(str(exc)) from None
+
+    result = run_admin(settings, action)
+    if as_json:
+        print_json(result)
+        return
+    click.echo(
+        f"Backed up {result['artifacts_active']:,} active artifacts of {result['tenants']:,} "
+        f"tenants: {result['blobs']['count']:,} blobs ({result['blobs']['bytes']:,} bytes) "
+        f"and the database into {result['destination']}."
+    )
+
+
+@main.command()
+@click.argument("src", type=click.Path(file_okay=False, exists=True))
+@click.option("--force", is_flag=True,
+              help="Replace the box in a non-empty (stopped) data directory.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@settings_options
+def restore(settings: Settings, src: str, force: bool, as_json: bool) -> None:
+    """Restore the backup in SRC into the data directory. Refuses a directory a server is
+    running on, and a non-empty one unless --force."""
+    from pathlib import Path
+
+    from artifacta_box.services import backup as svc
+
+    try:
+        result = asyncio.run(svc.restore(settings, Path(src), force=force, progress=ProgressBar()))
+    except svc.BackupError as exc:
+        fail(str(exc))
+    except (DataDirError, ConfigError) as exc:
+        fail(str(exc), EXIT_CONFIG)
+    except OSError as exc:
+        fail(f"{exc.strerror or exc}: {getattr(exc, 'filename', '') or ''}".rstrip(": "))
+    if as_json:
+        print_json(result)
+        return
+    click.echo(
+        f"Restored the backup of {result['backup_created_at']} into {result['data_dir']}: "
+        f"{result['blobs']:,} blobs ({result['bytes']:,} bytes), "
+        f"{result.get('artifacts_active', 0):,} active artifacts."
+    )
+
+
+@main.command()
+@click.option("--tenant", help="Only entries about this tenant.")
+@click.option("--action", help="Only this action (e.g. key.revoke), or group (e.g. key, tenant).")
+@click.option("--since", help="Only entries at or after this date or date-time (UTC).")
+@click.option("--limit", type=int, default=100, show_default=True, help="At most this many.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@settings_options
+def audit(settings: Settings, tenant: str | None, action: str | None, since: str | None,
+          limit: int, as_json: bool) -> None:
+    """Show the audit trail (newest first): key and tenant changes, deletes, seals, gc runs,
+    repairs, backups and restores."""
+    from artifacta_box.services.audit import query_audit
+
+    rows = run_admin(settings, lambda box: query_audit(box, tenant=tenant, action=action,
+                                                       since=since, limit=limit))
+    if as_json:
+        print_json(rows)
+        return
+    print_table(
+        [{**r, "details": json.dumps(r["details"], separators=(",", ":")) if r["details"] else ""}
+         for r in rows],
+        [("at", "AT"), ("actor", "ACTOR"), ("action", "ACTION"), ("tenant", "TENANT"),
+         ("target", "TARGET"), ("details", "DETAILS")],
+    )
+
+
 # ============================================================================ config
 
 

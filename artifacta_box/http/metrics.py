@@ -1,0 +1,45 @@
+"""GET /metrics: Prometheus text format; bearer token from `[metrics] token` when configured."""
+
+from __future__ import annotations
+
+import hmac
+
+from sanic import Blueprint, Request
+from sanic.response import text
+
+from artifacta_box import errors
+from artifacta_box.http.common import box_of
+from artifacta_box.metrics import Metrics
+from artifacta_box.services.stats import store_stats
+
+bp = Blueprint("metrics")
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def metrics_of(request: Request) -> Metrics:
+    return request.app.ctx.metrics
+
+
+def _authorised(request: Request, token: str) -> bool:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value:
+        return False
+    return hmac.compare_digest(value.strip().encode(), token.encode())
+
+
+@bp.get("/metrics")
+async def metrics(request: Request):
+    box = box_of(request)
+    token = box.settings.metrics_token
+    if token and not _authorised(request, token):
+        raise errors.Unauthorized(
+            "GET /metrics needs 'Authorization: Bearer <token>' with the [metrics] token "
+            "from the box's configuration."
+        )
+    store = await store_stats(box)
+    body = metrics_of(request).render(
+        rate_limited=int(getattr(box, "metrics_rate_limited", 0)), store=store
+    )
+    return text(body, content_type=CONTENT_TYPE)

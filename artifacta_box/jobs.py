@@ -1,0 +1,55 @@
+"""Periodic work inside `serve`: the lifecycle run (expiry, purge, stale uploads, orphan blobs,
+links, idempotency keys, old temp files) every `[retention] gc_interval`.
+
+Each run works in bounded batches (see services.lifecycle), so API requests keep getting the
+writer between batches. The walk of the blob directory for row-less files is the only step whose
+cost grows with the store rather than with the work to do, and an orphan cannot be deleted
+before its grace has passed anyway, so it runs at most once per orphan grace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from artifacta_box.context import Box
+from artifacta_box.services import lifecycle
+
+log = logging.getLogger("artifacta_box.jobs")
+
+FIRST_RUN_DELAY = 10.0  # seconds after start-up, so start-up itself stays quick
+
+
+async def lifecycle_loop(
+    box: Box,
+    on_result: Callable[[dict[str, Any] | None], None] | None = None,
+    first_delay: float = FIRST_RUN_DELAY,
+) -> None:
+    """Run gc every gc_interval until cancelled. `on_result` gets each run's figures (None when
+    a run failed), for the metrics."""
+    settings = box.settings
+    interval = float(settings.gc_interval_seconds)
+    scan_every = max(interval, float(settings.orphan_grace_seconds))
+    last_scan: float | None = None
+    await asyncio.sleep(min(first_delay, interval))
+    while True:
+        scan = last_scan is None or time.monotonic() - last_scan >= scan_every
+        try:
+            report = await lifecycle.run_gc(box, scan_disk=scan, wait_for_lock=False)
+        except lifecycle.GcBusy:
+            log.info("skipping this lifecycle run: `artifacta-box gc` is running")
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("lifecycle run failed; retrying in %ss", int(interval))
+            if on_result is not None:
+                on_result(None)
+        else:
+            if scan:
+                last_scan = time.monotonic()
+            if on_result is not None:
+                on_result(report.as_dict())
+        await asyncio.sleep(interval)

@@ -1,0 +1,333 @@
+"""`artifacta-box backup DEST` and `artifacta-box restore SRC`.
+
+Backup, safe while the server runs and takes writes:
+1. `VACUUM INTO` writes a consistent snapshot of the database (one read transaction; writers
+   are not blocked under WAL);
+2. every blob the snapshot references (blob rows with refs > 0, and bytes a pending presigned
+   upload holds) is copied while being hashed, so a corrupt source blob fails the backup
+   instead of being copied silently. A referenced blob cannot vanish meanwhile: gc deletes a
+   blob only after it has been unreferenced for the orphan grace (default 1 h);
+3. the secret key file, so signed URLs and cursors stay valid after a restore;
+4. `manifest.json`, written last: a backup without it is incomplete and restore refuses it.
+
+Layout of DEST: `manifest.json`, `artifacta.db`, `secret.key` (when the secret is not in the
+config), `blobs/<tenant>/<aa>/<bb>/<sha256>` — the data directory's own layout.
+
+Restore copies the blobs (verifying each hash), the secret and then the database into a data
+directory no server is using — it holds the server lock while it works, so none can start —
+and refuses a non-empty one unless told to replace it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from artifacta_box import __version__
+from artifacta_box.clock import iso
+from artifacta_box.config import Settings
+from artifacta_box.context import DB_FILE, SECRET_FILE, Box, DataDirError, ServerLock
+from artifacta_box.db import connect_sync
+from artifacta_box.db.migrations import SCHEMA_VERSION, current_version
+from artifacta_box.services.audit import record_audit
+from artifacta_box.services.progress import NoProgress, Progress
+from artifacta_box.storage.blobstore import CHUNK, LocalBlobStore
+
+MANIFEST = "manifest.json"
+FORMAT = "artifacta-box-backup"
+FORMAT_VERSION = 1
+
+
+class BackupError(Exception):
+    """The backup or restore cannot proceed; the message says why and what to do."""
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _copy_verified(src: Path, dest: Path, sha256: str, size: int | None) -> int:
+    """Copy src to dest (via a temp name, fsynced, renamed) while hashing; the content must
+    hash to `sha256` (and have `size` bytes). Returns the bytes copied."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + ".part")
+    h = hashlib.sha256()
+    n = 0
+    try:
+        with open(src, "rb") as fin, open(tmp, "wb") as fout:
+            while chunk := fin.read(CHUNK):
+                h.update(chunk)
+                fout.write(chunk)
+                n += len(chunk)
+            fout.flush()
+            os.fsync(fout.fileno())
+        if h.hexdigest() != sha256 or (size is not None and n != size):
+            raise BackupError(
+                f"{src} is corrupt (SHA-256 {h.hexdigest()}, {n} bytes; expected {sha256}"
+                f"{'' if size is None else f', {size} bytes'}); run `artifacta-box check`"
+            )
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return n
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _referenced_blobs(conn: sqlite3.Connection) -> list[tuple[int, str, int | None]]:
+    """(tenant_id, sha256, size) of every blob a database references."""
+    rows = conn.execute(
+        "SELECT tenant_id, sha256, size_bytes FROM blobs WHERE refs > 0 "
+        "UNION SELECT tenant_id, upload_sha256, upload_size FROM artifacts "
+        "WHERE state = 'pending' AND upload_sha256 IS NOT NULL "
+        "AND NOT EXISTS (SELECT 1 FROM blobs b WHERE b.tenant_id = artifacts.tenant_id "
+        "AND b.sha256 = artifacts.upload_sha256 AND b.refs > 0) "
+        "ORDER BY 1, 2"
+    ).fetchall()
+    return [(int(r[0]), r[1], None if r[2] is None else int(r[2])) for r in rows]
+
+
+def _counts(conn: sqlite3.Connection) -> dict[str, int]:
+    out = {"tenants": conn.execute("SELECT COUNT(*) FROM tenants").fetchone()[0]}
+    for state in ("active", "pending", "expired", "deleted"):
+        out[f"artifacts_{state}"] = conn.execute(
+            "SELECT COUNT(*) FROM artifacts WHERE state = ?", (state,)).fetchone()[0]
+    return out
+
+
+# ---------------------------------------------------------------------------- backup
+
+
+async def backup(box: Box, dest: Path, progress: Progress | None = None) -> dict[str, Any]:
+    """Write a complete backup of the box into `dest` (a new or empty directory)."""
+    progress = progress or NoProgress()
+    dest = dest.expanduser().resolve()
+    root = box.root.resolve()
+    if dest == root or root in dest.parents:
+        raise BackupError(f"the backup destination {dest} is inside the data directory {root}; "
+                          "choose a directory elsewhere (ideally on another disk)")
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise BackupError(f"the backup destination {dest} exists and is not an empty directory")
+    dest.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    created_at = iso(box.clock.now())
+    db_copy = dest / DB_FILE
+    await asyncio.to_thread(_snapshot, Path(box.db.path), db_copy)
+
+    conn = connect_sync(db_copy)
+    try:
+        blobs = _referenced_blobs(conn)
+        counts = _counts(conn)
+        schema_version = current_version(conn)
+    finally:
+        conn.close()
+
+    total = sum(size or 0 for _, _, size in blobs)
+    progress.start(total, "copying blobs")
+    copied_bytes = 0
+    dest_store = LocalBlobStore(dest)
+    try:
+        for tenant_id, sha, size in blobs:
+            src = box.blobs.path(tenant_id, sha)
+            try:
+                copied_bytes += await asyncio.to_thread(
+                    _copy_verified, src, dest_store.path(tenant_id, sha), sha, size)
+            except FileNotFoundError:
+                raise BackupError(
+                    f"blob {src} disappeared while the backup was running (gc deleted it: the "
+                    "backup took longer than [retention] orphan_grace); run the backup again"
+                ) from None
+            progress.advance(size or 0)
+    finally:
+        progress.finish()
+
+    secret_src = box.root / SECRET_FILE
+    secret_included = secret_src.is_file()
+    if secret_included:
+        await asyncio.to_thread(shutil.copy2, secret_src, dest / SECRET_FILE)
+        os.chmod(dest / SECRET_FILE, 0o600)
+
+    manifest = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "artifacta_box_version": __version__,
+        "schema_version": schema_version,
+        "created_at": created_at,
+        "source_data_dir": str(root),
+        "database": {"file": DB_FILE, "size": db_copy.stat().st_size,
+                     "sha256": await asyncio.to_thread(_file_sha256, db_copy)},
+        "blobs": {"count": len(blobs), "bytes": copied_bytes},
+        "secret_key_included": secret_included,
+        **counts,
+    }
+    await asyncio.to_thread(_write_manifest, dest, manifest)
+    async with box.db.write() as wconn:
+        await record_audit(wconn, iso(box.clock.now()), "cli", "box.backup", None, str(dest),
+                           {"blobs": len(blobs), "bytes": copied_bytes,
+                            "artifacts_active": counts["artifacts_active"]})
+    return {"destination": str(dest), **manifest}
+
+
+def _snapshot(src: Path, dest: Path) -> None:
+    conn = connect_sync(src)
+    try:
+        conn.execute("VACUUM INTO ?", (str(dest),))
+    finally:
+        conn.close()
+    # The copy needs only what it references: blob rows that no row uses any more would point
+    # at files the backup does not carry.
+    copy = sqlite3.connect(str(dest), isolation_level=None)
+    try:
+        copy.execute("DELETE FROM blobs WHERE refs = 0")
+    finally:
+        copy.close()
+    with open(dest, "rb+") as fh:
+        os.fsync(fh.fileno())
+
+
+def _write_manifest(dest: Path, manifest: dict[str, Any]) -> None:
+    tmp = dest / (MANIFEST + ".part")
+    with open(tmp, "w") as fh:
+        json.dump(manifest, fh, indent=2)
+        fh.write("\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, dest / MANIFEST)
+    _fsync_dir(dest)
+
+
+# ---------------------------------------------------------------------------- restore
+
+
+def read_manifest(src: Path) -> dict[str, Any]:
+    path = src / MANIFEST
+    if not src.is_dir():
+        raise BackupError(f"{src} is not a directory made by `artifacta-box backup`")
+    if not path.is_file():
+        raise BackupError(f"{src} has no {MANIFEST}: it is not a backup, or the backup did not "
+                          "finish; make a new one")
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise BackupError(f"{path} cannot be read: {exc}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise BackupError(f"{path} is not an artifacta-box backup manifest")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise BackupError(f"{path} has backup format {manifest.get('format_version')!r}; this "
+                          f"artifacta-box reads format {FORMAT_VERSION}")
+    if int(manifest.get("schema_version", 0)) > SCHEMA_VERSION:
+        raise BackupError(f"the backup's database schema ({manifest.get('schema_version')}) is "
+                          f"newer than this artifacta-box understands ({SCHEMA_VERSION}); "
+                          "restore it with a newer artifacta-box")
+    return manifest
+
+
+def _holds_a_box(root: Path) -> bool:
+    if (root / DB_FILE).exists():
+        return True
+    blobs = root / "blobs"
+    return blobs.is_dir() and any(p.is_file() for p in blobs.rglob("*"))
+
+
+async def restore(settings: Settings, src: Path, force: bool = False,
+                  progress: Progress | None = None) -> dict[str, Any]:
+    """Restore the backup in `src` into settings' data directory."""
+    progress = progress or NoProgress()
+    src = src.expanduser().resolve()
+    manifest = read_manifest(src)
+    root = settings.data_path
+    db_src = src / manifest["database"]["file"]
+    if not db_src.is_file() or await asyncio.to_thread(_file_sha256, db_src) != \
+            manifest["database"]["sha256"]:
+        raise BackupError(f"{db_src} is missing or does not match the manifest; the backup is "
+                          "damaged")
+    try:
+        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise DataDirError(f"storage.data_dir: cannot create {root}: {exc.strerror}") from None
+    lock = ServerLock(root)
+    try:
+        lock.acquire()
+    except DataDirError:
+        raise BackupError(f"{root} is live: a server is running on it; stop it before "
+                          "restoring into it") from None
+    try:
+        blobs, restored_bytes = await asyncio.to_thread(
+            _restore_files, root, src, db_src, manifest, force, progress)
+        # Opening the box migrates an older backup's schema and puts the database in WAL mode.
+        async with Box(settings) as box, box.db.write() as conn:
+            await record_audit(conn, iso(box.clock.now()), "cli", "box.restore", None, str(src),
+                               {"backup_created_at": manifest.get("created_at"),
+                                "blobs": blobs, "bytes": restored_bytes})
+    finally:
+        lock.release()
+    return {"source": str(src), "data_dir": str(root), "blobs": blobs, "bytes": restored_bytes,
+            "backup_created_at": manifest.get("created_at"),
+            **{k: v for k, v in manifest.items() if k.startswith("artifacts_") or k == "tenants"}}
+
+
+def _restore_files(root: Path, src: Path, db_src: Path, manifest: dict[str, Any], force: bool,
+                   progress: Progress) -> tuple[int, int]:
+    if _holds_a_box(root):
+        if not force:
+            raise BackupError(f"{root} already holds a box; restoring replaces everything in it: "
+                              "pass --force to do that, or choose an empty data directory")
+        for name in (DB_FILE, DB_FILE + "-wal", DB_FILE + "-shm"):
+            (root / name).unlink(missing_ok=True)
+        for sub in ("blobs", "tmp"):
+            shutil.rmtree(root / sub, ignore_errors=True)
+    store = LocalBlobStore(root)
+    store.prepare()
+
+    conn = sqlite3.connect(f"file:{db_src}?mode=ro", uri=True)
+    try:
+        blobs = _referenced_blobs(conn)
+    finally:
+        conn.close()
+    progress.start(sum(size or 0 for _, _, size in blobs), "restoring blobs")
+    backup_store = LocalBlobStore(src)
+    restored_bytes = 0
+    try:
+        for tenant_id, sha, size in blobs:
+            source = backup_store.path(tenant_id, sha)
+            if not source.is_file():
+                raise BackupError(f"the backup lacks blob {source}; it is damaged")
+            restored_bytes += _copy_verified(source, store.path(tenant_id, sha), sha, size)
+            progress.advance(size or 0)
+    finally:
+        progress.finish()
+
+    if manifest.get("secret_key_included") and (src / SECRET_FILE).is_file():
+        tmp = root / (SECRET_FILE + ".part")
+        shutil.copyfile(src / SECRET_FILE, tmp)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, root / SECRET_FILE)
+
+    # The database last: until it is in place the directory holds no box.
+    tmp_db = store.tmp_root / "restore.db.part"
+    shutil.copyfile(db_src, tmp_db)
+    with open(tmp_db, "rb+") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp_db, root / DB_FILE)
+    _fsync_dir(root)
+    return len(blobs), restored_bytes

@@ -1,0 +1,437 @@
+"""Lifecycle work (`artifacta-box gc`, and periodically inside `serve`): SPEC §4.
+
+One run, in this order, each step in bounded batches (one short write transaction per batch,
+yielding the writer to API requests in between):
+
+1. expiry sweep   active artifacts past `expires_at` become `expired` (usage released)
+2. purge          deleted/expired rows older than the retention period leave the table with
+                  their metadata rows and links (their id then answers 404); their blob
+                  reference is dropped, which makes the blob collectable
+3. stale pending  presigned reservations past `upload_expires_at` + grace lose their row,
+                  and their uploaded bytes when nothing else holds them
+4. blobs          blob rows unreferenced for longer than the orphan grace lose row and file
+5. orphan files   files in the store with no blob row, older than the grace
+6. links          share links expired (or revoked) longer than the retention period ago
+7. idempotency    Idempotency-Key records older than their window; old gc_runs rows
+8. temp files     staging leftovers (all of them when no server runs, else only old ones)
+
+Deleting a blob file is safe against uploads in flight because it happens only inside a write
+transaction that has just re-checked, in that transaction, that no row references the content
+and that the file has not been touched (uploads refresh the mtime on a dedup hit) for the grace
+period; an upload re-checks the file inside its own write transaction (`ensure_committed`) and
+re-links it from its staging file if it went missing, so the two can never interleave badly.
+
+`dry_run` runs the same selection and checks, but rolls back every batch and unlinks nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from artifacta_box.clock import iso, iso_in
+from artifacta_box.context import Box
+from artifacta_box.db import fetchall, fetchone
+from artifacta_box.services import usage
+from artifacta_box.services.audit import record_audit
+
+log = logging.getLogger("artifacta_box.lifecycle")
+
+BATCH = 500               # rows (or files) per write transaction
+GC_RUNS_KEEP_DAYS = 90    # history kept in gc_runs
+GC_LOCK_FILE = "gc.lock"
+_HEX = frozenset("0123456789abcdef")
+
+
+@dataclass
+class GcReport:
+    dry_run: bool = False
+    started_at: str = ""
+    finished_at: str = ""
+    expired: int = 0
+    purged_artifacts: int = 0
+    purged_pending: int = 0
+    deleted_blobs: int = 0
+    reclaimed_bytes: int = 0
+    orphan_files: int = 0          # of deleted_blobs: files that had no blob row
+    dropped_links: int = 0
+    idempotency_keys: int = 0
+    temp_files: int = 0
+    temp_bytes: int = 0
+    disk_scanned: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def did_anything(self) -> bool:
+        return any((self.expired, self.purged_artifacts, self.purged_pending, self.deleted_blobs,
+                    self.dropped_links, self.idempotency_keys, self.temp_files))
+
+
+class GcBusy(Exception):
+    """Another gc run (the server's, or another `artifacta-box gc`) holds the gc lock."""
+
+
+class _Rollback(Exception):
+    """Raised at the end of a dry-run batch so its transaction rolls back."""
+
+
+def is_sha256(name: str) -> bool:
+    return len(name) == 64 and all(c in _HEX for c in name)
+
+
+@asynccontextmanager
+async def gc_lock(box: Box, wait: bool) -> AsyncIterator[None]:
+    """One gc at a time per data directory (concurrent runs would be safe, only wasteful).
+    Waiting polls, so the event loop is never blocked on the lock."""
+    path = box.root / GC_LOCK_FILE
+    fh = open(path, "a+")  # noqa: SIM115, ASYNC230 - tiny local lock file, closed below
+    try:
+        while True:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if not wait:
+                    raise GcBusy("another gc run is in progress on this data directory") from None
+                await asyncio.sleep(0.2)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    finally:
+        fh.close()
+
+
+class _Run:
+    def __init__(self, box: Box, dry_run: bool, batch: int) -> None:
+        self.box = box
+        self.dry_run = dry_run
+        self.batch = batch
+        self.now = box.clock.now()
+        self.now_iso = iso(self.now)
+        self.now_ts = box.clock.time()
+        s = box.settings
+        self.retention_cutoff = iso_in(self.now, -s.deleted_retention_seconds)
+        self.pending_cutoff = iso_in(self.now, -s.pending_grace_seconds)
+        self.unreferenced_cutoff = iso_in(self.now, -s.orphan_grace_seconds)
+        self.mtime_cutoff = self.now_ts - s.orphan_grace_seconds
+        self.report = GcReport(dry_run=dry_run, started_at=self.now_iso)
+
+    @asynccontextmanager
+    async def txn(self) -> AsyncIterator[Any]:
+        """One batch's write transaction; in a dry run it is rolled back at the end."""
+        try:
+            async with self.box.db.write() as conn:
+                yield conn
+                if self.dry_run:
+                    raise _Rollback
+        except _Rollback:
+            pass
+        await asyncio.sleep(0)  # let waiting API writers have the writer between batches
+
+    # ------------------------------------------------------------------ file checks
+
+    def _file_is_stale(self, tenant_id: int, sha256: str) -> bool | None:
+        """True if the blob file is older than the grace, False if recently touched, None if
+        it does not exist."""
+        try:
+            st = self.box.blobs.path(tenant_id, sha256).stat()
+        except FileNotFoundError:
+            return None
+        return st.st_mtime <= self.mtime_cutoff
+
+    def _unlink(self, tenant_id: int, sha256: str) -> int:
+        if self.dry_run:
+            try:
+                return self.box.blobs.size(tenant_id, sha256)
+            except FileNotFoundError:
+                return 0
+        return self.box.blobs.delete(tenant_id, sha256)
+
+    async def _pending_holds(self, conn, tenant_id: int, sha256: str) -> bool:
+        """Is a presigned upload still waiting to be completed with these bytes?"""
+        row = await fetchone(
+            conn,
+            "SELECT 1 FROM artifacts WHERE state = 'pending' AND tenant_id = ? "
+            "AND upload_sha256 = ? LIMIT 1",
+            (tenant_id, sha256),
+        )
+        return row is not None
+
+    async def delete_unrowed_file(self, conn, tenant_id: int, sha256: str) -> bool:
+        """Delete a store file that has no blob row, if nothing can still want it. Must run
+        inside a write transaction (see the module docstring)."""
+        if await fetchone(conn, "SELECT 1 FROM blobs WHERE tenant_id = ? AND sha256 = ?",
+                          (tenant_id, sha256)):
+            return False
+        if self._file_is_stale(tenant_id, sha256) is not True:
+            return False
+        if await self._pending_holds(conn, tenant_id, sha256):
+            return False
+        freed = self._unlink(tenant_id, sha256)
+        self.report.deleted_blobs += 1
+        self.report.orphan_files += 1
+        self.report.reclaimed_bytes += freed
+        return True
+
+    # ------------------------------------------------------------------ steps
+
+    async def expire(self) -> None:
+        if self.dry_run:
+            row = await self.box.db.fetchone(
+                "SELECT COUNT(*) FROM artifacts WHERE state = 'active' AND expires_at IS NOT NULL "
+                "AND expires_at <= ?", (self.now_iso,))
+            self.report.expired = int(row[0])
+            return
+        while True:
+            async with self.txn() as conn:
+                n = await usage.expire_due(conn, self.now_iso, limit=self.batch)
+            self.report.expired += n
+            if n < self.batch:
+                return
+
+    async def purge(self) -> None:
+        """Deleted rows past retention (by deleted_at), then expired rows (by expired_at, the
+        moment the box processed the expiry)."""
+        for state, column in (("deleted", "deleted_at"), ("expired", "expired_at")):
+            last = ("", 0)
+            while True:
+                async with self.txn() as conn:
+                    rows = await fetchall(
+                        conn,
+                        f"SELECT id, artifact_id, tenant_id, content_hash, upload_sha256, {column} AS at "
+                        f"FROM artifacts WHERE state = ? AND {column} <= ? AND ({column}, id) > (?, ?) "
+                        f"ORDER BY {column}, id LIMIT ?",
+                        (state, self.retention_cutoff, last[0], last[1], self.batch),
+                    )
+                    for r in rows:
+                        await self._purge_row(conn, r)
+                    self.report.purged_artifacts += len(rows)
+                if len(rows) < self.batch:
+                    break
+                last = (rows[-1]["at"], rows[-1]["id"])
+
+    async def _purge_row(self, conn, r: Any) -> None:
+        await conn.execute("DELETE FROM artifact_metadata WHERE artifact_id = ?", (r["artifact_id"],))
+        cur = await conn.execute("DELETE FROM links WHERE artifact_id = ?", (r["artifact_id"],))
+        self.report.dropped_links += max(cur.rowcount, 0)
+        await cur.close()
+        await conn.execute("DELETE FROM artifacts WHERE id = ?", (r["id"],))
+        if r["content_hash"] is not None:
+            await usage.drop_reference(conn, r["tenant_id"], r["content_hash"], self.now_iso)
+        elif r["upload_sha256"] is not None:
+            # A presigned reservation deleted before completion: its bytes never had a row.
+            await self.delete_unrowed_file(conn, r["tenant_id"], r["upload_sha256"])
+
+    async def stale_pending(self) -> None:
+        last = ("", 0)
+        while True:
+            async with self.txn() as conn:
+                rows = await fetchall(
+                    conn,
+                    "SELECT id, artifact_id, tenant_id, upload_sha256, upload_expires_at AS at "
+                    "FROM artifacts WHERE state = 'pending' AND upload_expires_at <= ? "
+                    "AND (upload_expires_at, id) > (?, ?) ORDER BY upload_expires_at, id LIMIT ?",
+                    (self.pending_cutoff, last[0], last[1], self.batch),
+                )
+                for r in rows:
+                    await conn.execute("DELETE FROM artifact_metadata WHERE artifact_id = ?",
+                                       (r["artifact_id"],))
+                    await conn.execute("DELETE FROM links WHERE artifact_id = ?", (r["artifact_id"],))
+                    await conn.execute("DELETE FROM artifacts WHERE id = ?", (r["id"],))
+                    if r["upload_sha256"] is not None:
+                        await self.delete_unrowed_file(conn, r["tenant_id"], r["upload_sha256"])
+                self.report.purged_pending += len(rows)
+            if len(rows) < self.batch:
+                return
+            last = (rows[-1]["at"], rows[-1]["id"])
+
+    async def unreferenced_blobs(self) -> None:
+        last = ("", -1, "")
+        while True:
+            async with self.txn() as conn:
+                rows = await fetchall(
+                    conn,
+                    "SELECT tenant_id, sha256, size_bytes, unreferenced_at FROM blobs "
+                    "WHERE refs = 0 AND unreferenced_at <= ? "
+                    "AND (unreferenced_at, tenant_id, sha256) > (?, ?, ?) "
+                    "ORDER BY unreferenced_at, tenant_id, sha256 LIMIT ?",
+                    (self.unreferenced_cutoff, last[0], last[1], last[2], self.batch),
+                )
+                for r in rows:
+                    tenant_id, sha = r["tenant_id"], r["sha256"]
+                    if self._file_is_stale(tenant_id, sha) is False:
+                        continue  # touched recently: an upload is about to reference it
+                    if await self._pending_holds(conn, tenant_id, sha):
+                        continue
+                    await conn.execute("DELETE FROM blobs WHERE tenant_id = ? AND sha256 = ? "
+                                       "AND refs = 0", (tenant_id, sha))
+                    freed = self._unlink(tenant_id, sha)
+                    self.report.deleted_blobs += 1
+                    self.report.reclaimed_bytes += freed
+            if len(rows) < self.batch:
+                return
+            last = (rows[-1]["unreferenced_at"], rows[-1]["tenant_id"], rows[-1]["sha256"])
+
+    async def orphan_files(self) -> None:
+        """Files with no blob row (an upload that crashed between its bytes and its row, a
+        rejected upload, a replaced presigned PUT), once older than the grace."""
+        candidates = await asyncio.to_thread(self._scan_stale_files)
+        self.report.disk_scanned = True
+        for start in range(0, len(candidates), self.batch):
+            chunk = candidates[start:start + self.batch]
+            async with self.txn() as conn:
+                for tenant_id, sha in chunk:
+                    await self.delete_unrowed_file(conn, tenant_id, sha)
+
+    def _scan_stale_files(self) -> list[tuple[int, str]]:
+        out = []
+        for info in self.box.blobs.iter_blobs():
+            if info.mtime <= self.mtime_cutoff and is_sha256(info.sha256):
+                out.append((info.tenant_id, info.sha256))
+        return out
+
+    async def links(self) -> None:
+        if self.dry_run:
+            row = await self.box.db.fetchone(
+                "SELECT COUNT(*) FROM links WHERE expires_at <= ?", (self.retention_cutoff,))
+            self.report.dropped_links += int(row[0])
+            return
+        while True:
+            async with self.txn() as conn:
+                cur = await conn.execute(
+                    "DELETE FROM links WHERE link_id IN (SELECT link_id FROM links "
+                    "WHERE expires_at <= ? LIMIT ?)", (self.retention_cutoff, self.batch))
+                n = max(cur.rowcount, 0)
+                await cur.close()
+            self.report.dropped_links += n
+            if n < self.batch:
+                return
+
+    async def idempotency_keys(self) -> None:
+        cutoff = iso_in(self.now, -self.box.settings.idempotency_seconds)
+        if self.dry_run:
+            row = await self.box.db.fetchone(
+                "SELECT COUNT(*) FROM idempotency_keys WHERE created_at <= ?", (cutoff,))
+            self.report.idempotency_keys = int(row[0])
+            return
+        while True:
+            async with self.txn() as conn:
+                cur = await conn.execute(
+                    "DELETE FROM idempotency_keys WHERE (tenant_id, idem_key, request_hash) IN "
+                    "(SELECT tenant_id, idem_key, request_hash FROM idempotency_keys "
+                    "WHERE created_at <= ? LIMIT ?)", (cutoff, self.batch))
+                n = max(cur.rowcount, 0)
+                await cur.close()
+            self.report.idempotency_keys += n
+            if n < self.batch:
+                break
+        async with self.txn() as conn:
+            await conn.execute("DELETE FROM gc_runs WHERE started_at <= ?",
+                               (iso_in(self.now, -GC_RUNS_KEEP_DAYS * 86400),))
+
+    async def temp_files(self, min_age: float) -> None:
+        blobs = self.box.blobs
+        if self.dry_run:
+            cutoff = time.time() - min_age
+            files = size = 0
+            for entry in blobs.iter_temp_files():
+                try:
+                    st = entry.stat()
+                except FileNotFoundError:
+                    continue
+                if st.st_mtime <= cutoff:
+                    files += 1
+                    size += st.st_size
+        else:
+            files, size = await asyncio.to_thread(blobs.remove_temp_files, min_age)
+        self.report.temp_files, self.report.temp_bytes = files, size
+
+
+async def run_gc(
+    box: Box,
+    *,
+    dry_run: bool = False,
+    scan_disk: bool = True,
+    temp_min_age: float | None = None,
+    batch: int = BATCH,
+    actor: str | None = None,
+    wait_for_lock: bool = True,
+) -> GcReport:
+    """One lifecycle run.
+
+    `temp_min_age`: remove only temp files at least that many seconds old (default: the orphan
+    grace; 0 removes all of them, which is only safe when no server runs). `scan_disk`: walk the
+    store for files without a row (step 5). `actor` (e.g. "cli") records the run in the audit
+    log. Raises GcBusy when `wait_for_lock` is False and another run holds the lock.
+    """
+    if temp_min_age is None:
+        temp_min_age = float(box.settings.orphan_grace_seconds)
+    async with gc_lock(box, wait_for_lock):
+        run = _Run(box, dry_run, batch)
+        run_id = None
+        if not dry_run:
+            async with box.db.write() as conn:
+                cur = await conn.execute("INSERT INTO gc_runs (started_at) VALUES (?)", (run.now_iso,))
+                run_id = cur.lastrowid
+                await cur.close()
+        await run.expire()
+        await run.purge()
+        await run.stale_pending()
+        await run.unreferenced_blobs()
+        if scan_disk:
+            await run.orphan_files()
+        await run.links()
+        await run.idempotency_keys()
+        await run.temp_files(temp_min_age)
+        r = run.report
+        r.finished_at = iso(box.clock.now())
+        if not dry_run:
+            async with box.db.write() as conn:
+                await conn.execute(
+                    "UPDATE gc_runs SET finished_at = ?, expired = ?, purged_artifacts = ?, "
+                    "purged_pending = ?, deleted_blobs = ?, reclaimed_bytes = ?, dropped_links = ? "
+                    "WHERE id = ?",
+                    (r.finished_at, r.expired, r.purged_artifacts, r.purged_pending, r.deleted_blobs,
+                     r.reclaimed_bytes, r.dropped_links, run_id),
+                )
+                if actor is not None and r.did_anything:
+                    await record_audit(conn, r.finished_at, actor, "gc.run", None, None, {
+                        k: v for k, v in r.as_dict().items()
+                        if isinstance(v, int) and not isinstance(v, bool) and v})
+        if r.did_anything:
+            log.info(
+                "gc%s: expired %d, purged %d artifacts and %d stale uploads, deleted %d blobs "
+                "(%d bytes), dropped %d links, %d temp files",
+                " (dry run)" if dry_run else "", r.expired, r.purged_artifacts, r.purged_pending,
+                r.deleted_blobs, r.reclaimed_bytes, r.dropped_links, r.temp_files,
+                extra={"gc": r.as_dict()},
+            )
+        return r
+
+
+async def remove_orphan_files(box: Box, files: list[tuple[int, str]]) -> tuple[int, int]:
+    """Delete these row-less store files where the lifecycle rules allow it (older than the
+    grace, no blob row, no pending upload holding them), in bounded write transactions.
+    Returns (files, bytes) deleted. Used by `check --repair`."""
+    run = _Run(box, dry_run=False, batch=BATCH)
+    for start in range(0, len(files), run.batch):
+        async with run.txn() as conn:
+            for tenant_id, sha in files[start:start + run.batch]:
+                await run.delete_unrowed_file(conn, tenant_id, sha)
+    return run.report.orphan_files, run.report.reclaimed_bytes
+
+
+def server_is_running(box: Box) -> bool:
+    """Does a `serve` process hold this data directory (so uploads may be in flight)?"""
+    from artifacta_box.context import ServerLock
+
+    return ServerLock(box.root).is_held_elsewhere()
