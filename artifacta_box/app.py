@@ -17,6 +17,7 @@ from artifacta_box.clock import Clock
 from artifacta_box.config import Settings
 from artifacta_box.context import Box
 from artifacta_box.http import account, artifacts_read, openapi, sessions, system
+from artifacta_box.http import downloads as download_routes
 from artifacta_box.http import metrics as metrics_routes
 from artifacta_box.http.common import authenticate_request
 from artifacta_box.http.errors import EnvelopeErrorHandler
@@ -29,6 +30,7 @@ log = logging.getLogger("artifacta_box")
 # Blueprints, in registration order. Each resource module exposes `bp`.
 BLUEPRINTS = [system.bp, account.bp]
 BLUEPRINTS += [artifacts_read.bp, sessions.bp]
+BLUEPRINTS += [download_routes.bp]
 BLUEPRINTS += [metrics_routes.bp]
 BLUEPRINTS += [openapi.bp]
 

@@ -1,0 +1,171 @@
+"""Downloads: minting signed download URLs and authorising the unauthenticated byte routes.
+
+Minting (`describe_download`, `describe_downloads`) runs for an authenticated tenant and applies
+SPEC §1's 404/410 precedence. The byte routes (`/d/<artifact_id>` and, via services.links,
+`/l/<link_id>`) authorise with one indexed read and no write: the signature is checked against
+the artifact row's tenant (which the URL never shows), then the route charges that tenant's
+rate bucket, then `open_grant` applies the artifact's live/deleted/expired state at that instant.
+
+A URL is `<base>/d/<artifact_id>?e=<unix expiry>&s=<signature>`; the signature binds method
+(HEAD verifies as GET), artifact id, tenant id and expiry (security.signing).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from artifacta_box import errors
+from artifacta_box.clock import iso
+from artifacta_box.config import Plan
+from artifacta_box.context import Box
+from artifacta_box.services.records import check_live, load_artifact
+from artifacta_box.services.tenants import Principal
+from artifacta_box.services.validation import is_artifact_id
+
+DOWNLOAD_URL_SECONDS = 3600
+DOWNLOAD_PREFIX = "/d/"
+MAX_BATCH = 20
+
+# The columns the byte routes need, with the tenant's plan and suspension (for its rate bucket).
+_SERVE_COLUMNS = (
+    "a.artifact_id, a.tenant_id, a.state, a.filename, a.content_type, a.size_bytes, "
+    "a.content_hash, a.expires_at, t.plan AS tenant_plan, t.suspended_at AS tenant_suspended_at"
+)
+_SIGNED_SQL = (
+    f"SELECT {_SERVE_COLUMNS} FROM artifacts a JOIN tenants t ON t.tenant_id = a.tenant_id "
+    "WHERE a.artifact_id = ?"
+)
+
+
+@dataclass(frozen=True)
+class Grant:
+    """An authorised request for an artifact's bytes, before its state is checked."""
+
+    tenant_id: int
+    plan: Plan
+    artifact_id: str
+    row: Any  # the artifact columns of _SERVE_COLUMNS (state may be None: purged)
+
+
+@dataclass(frozen=True)
+class Servable:
+    """Everything byte serving needs (http.byteserve.Representation is built from it)."""
+
+    path: str
+    size: int
+    sha256: str
+    content_type: str
+    filename: str
+
+
+def download_path(artifact_id: str, expires: int, signature: str) -> str:
+    return f"{DOWNLOAD_PREFIX}{artifact_id}?e={expires}&s={signature}"
+
+
+def _mint(box: Box, tenant_id: int, row: Any, url_for: Callable[[str], str]) -> dict[str, Any]:
+    expires_in, expires, signature = box.signer.mint(
+        "GET", row["artifact_id"], tenant_id, box.clock.time(),
+        DOWNLOAD_URL_SECONDS, box.settings.max_signed_url_seconds,
+    )
+    return {
+        "download_url": url_for(download_path(row["artifact_id"], expires, signature)),
+        "expires_in": expires_in,
+        "filename": row["filename"],
+        "content_type": row["content_type"],
+        "size_bytes": int(row["size_bytes"]),
+    }
+
+
+async def describe_download(
+    box: Box, principal: Principal, artifact_id: str, url_for: Callable[[str], str]
+) -> dict[str, Any]:
+    """SPEC §3 download-url: `{download_url, expires_in, filename, content_type, size_bytes}`."""
+    now_iso = iso(box.clock.now())
+    async with box.db.read() as conn:
+        row = await load_artifact(conn, principal.tenant_id, artifact_id, now_iso)
+    return _mint(box, principal.tenant_id, row, url_for)
+
+
+def parse_batch(body: dict[str, Any]) -> list[str]:
+    """`{"artifact_ids": [...]}`: 1-20 strings, else 400 (a malformed body fails the batch)."""
+    ids = body.get("artifact_ids")
+    if not isinstance(ids, list):
+        raise errors.InvalidRequest(
+            'artifact_ids is required: a list of 1-20 artifact ids, e.g. {"artifact_ids": ["art_..."]}.'
+        )
+    if not 1 <= len(ids) <= MAX_BATCH:
+        raise errors.InvalidRequest(f"artifact_ids must hold 1-{MAX_BATCH} ids (got {len(ids)}).")
+    for i, value in enumerate(ids):
+        if not isinstance(value, str):
+            raise errors.InvalidRequest(f"artifact_ids[{i}] must be a string artifact id.")
+    return ids
+
+
+async def describe_downloads(
+    box: Box, principal: Principal, artifact_ids: list[str], url_for: Callable[[str], str]
+) -> list[dict[str, Any]]:
+    """One result per id, in request order; a bad id is an error entry, never a failed batch."""
+    now_iso = iso(box.clock.now())
+    results: list[dict[str, Any]] = []
+    async with box.db.read() as conn:
+        for artifact_id in artifact_ids:
+            try:
+                row = await load_artifact(conn, principal.tenant_id, artifact_id, now_iso)
+            except errors.ApiError as exc:
+                results.append({"artifact_id": artifact_id, **exc.body()})
+                continue
+            results.append({"artifact_id": artifact_id, **_mint(box, principal.tenant_id, row, url_for)})
+    return results
+
+
+# ------------------------------------------------------------------------------ byte routes
+
+
+async def read_inline(box: Box, sql: str, params: tuple) -> Any:
+    """The hot-path point read (see Database.fetchone_inline), via the pool if SQLite is busy."""
+    try:
+        return box.db.fetchone_inline(sql, params)
+    except sqlite3.OperationalError:
+        return await box.db.fetchone(sql, params)
+
+
+async def authorize_signed(
+    box: Box, method: str, artifact_id: str, expires: str | None, signature: str | None
+) -> Grant:
+    """Check a signed URL: 403 invalid_signature (tampered, foreign, unknown id) or url_expired."""
+    row = None
+    if is_artifact_id(artifact_id):
+        row = await read_inline(box, _SIGNED_SQL, (artifact_id,))
+    if row is None:
+        # Without the row there is no tenant to verify against; say no more than "not valid",
+        # so the route is no oracle for which artifact ids exist.
+        raise errors.InvalidSignature(
+            "The signed URL is invalid: it was altered, or its artifact no longer exists."
+        )
+    box.signer.verify(
+        method, artifact_id, row["tenant_id"], expires, signature, box.clock.time(),
+        max_lifetime=box.settings.max_signed_url_seconds,
+    )
+    return Grant(row["tenant_id"], box.settings.plan(row["tenant_plan"]), artifact_id, row)
+
+
+def open_grant(box: Box, grant: Grant) -> Servable:
+    """The bytes of a granted artifact, if it is live now: 410 deleted/expired, 404 purged,
+    401 when its tenant is suspended (a suspended tenant shares nothing)."""
+    row = grant.row
+    if row["tenant_suspended_at"] is not None:
+        raise errors.Unauthorized(
+            "The tenant that owns this artifact is suspended; its downloads are disabled."
+        )
+    check_live(row if row["state"] is not None else None, grant.artifact_id,
+               iso(box.clock.now()), allow_pending=False)
+    return Servable(
+        path=str(box.blobs.path(grant.tenant_id, row["content_hash"])),
+        size=int(row["size_bytes"]),
+        sha256=row["content_hash"],
+        content_type=row["content_type"],
+        filename=row["filename"],
+    )

@@ -1,0 +1,129 @@
+"""Share links: create (with the plan's expiry cap and active-link cap), revoke, and authorise
+`GET /l/<link_id>` for the byte routes.
+
+A link is a row (`links`): a random 20-character id that names one artifact of one tenant until
+`expires_at`, unless revoked. "Active" means `revoked_at IS NULL AND expires_at > now`, the same
+rule whoami's `active_links` counts, so the cap and the figure a user sees always agree.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from artifacta_box import errors
+from artifacta_box.clock import iso, iso_in
+from artifacta_box.context import Box
+from artifacta_box.db import fetchone
+from artifacta_box.ids import new_link_id
+from artifacta_box.services.artifact_ops import actor_of
+from artifacta_box.services.audit import record_audit
+from artifacta_box.services.downloads import Grant, read_inline
+from artifacta_box.services.records import load_artifact
+from artifacta_box.services.tenants import Principal
+from artifacta_box.services.validation import human_seconds, is_link_id
+
+DEFAULT_LINK_SECONDS = 7 * 86400
+LINK_PREFIX = "/l/"
+
+_LINK_SQL = (
+    "SELECT l.link_id, l.tenant_id, l.expires_at AS link_expires_at, "
+    "l.revoked_at AS link_revoked_at, l.artifact_id, "
+    "a.state, a.filename, a.content_type, a.size_bytes, a.content_hash, a.expires_at, "
+    "t.plan AS tenant_plan, t.suspended_at AS tenant_suspended_at "
+    "FROM links l JOIN tenants t ON t.tenant_id = l.tenant_id "
+    "LEFT JOIN artifacts a ON a.artifact_id = l.artifact_id AND a.tenant_id = l.tenant_id "
+    "WHERE l.link_id = ?"
+)
+
+
+def link_path(link_id: str) -> str:
+    return f"{LINK_PREFIX}{link_id}"
+
+
+def parse_expires_in(body: dict[str, Any], max_seconds: int) -> int:
+    """`expires_in`: whole seconds, 1 … the plan's maximum; absent → 7 days (capped by the plan)."""
+    value = body.get("expires_in")
+    if value is None:
+        return min(DEFAULT_LINK_SECONDS, max_seconds)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise errors.InvalidRequest(
+            f"expires_in must be a whole number of seconds, 1-{max_seconds}; got {value!r}."
+        )
+    if not 1 <= value <= max_seconds:
+        raise errors.InvalidRequest(
+            f"expires_in must be between 1 and {max_seconds} seconds "
+            f"({human_seconds(max_seconds)}, this plan's longest link); got {value}."
+        )
+    return value
+
+
+async def create_link(box: Box, principal: Principal, artifact_id: str, body: dict[str, Any]) -> dict:
+    """A new link to a live artifact of the caller. Returns the record with `path` (not yet absolute)."""
+    plan = principal.plan
+    seconds = parse_expires_in(body, plan.max_link_seconds)
+    async with box.db.write() as conn:
+        now = box.clock.now()
+        now_iso = iso(now)
+        await load_artifact(conn, principal.tenant_id, artifact_id, now_iso)
+        active = (await fetchone(
+            conn,
+            "SELECT COUNT(*) FROM links WHERE tenant_id = ? AND revoked_at IS NULL AND expires_at > ?",
+            (principal.tenant_id, now_iso),
+        ))[0]
+        if active >= plan.max_active_links:
+            extra = {"upgrade_url": box.settings.upgrade_url} if box.settings.upgrade_url else None
+            raise errors.QuotaExceeded(
+                f"This tenant already has {active} active share links, the most plan {plan.name!r} "
+                "allows; revoke some (DELETE /v1/links/<link_id>) or wait for them to expire.",
+                extra=extra,
+            )
+        link_id = new_link_id()
+        expires_at = iso_in(now, seconds)
+        await conn.execute(
+            "INSERT INTO links (link_id, tenant_id, artifact_id, created_at, expires_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (link_id, principal.tenant_id, artifact_id, now_iso, expires_at),
+        )
+        await record_audit(conn, now_iso, actor_of(principal), "link.create", principal.tenant_name,
+                           link_id, {"artifact_id": artifact_id, "expires_at": expires_at})
+    return {
+        "link_id": link_id,
+        "path": link_path(link_id),
+        "artifact_id": artifact_id,
+        "expires_at": expires_at,
+        "created_at": now_iso,
+    }
+
+
+async def revoke_link(box: Box, principal: Principal, link_id: str) -> dict:
+    """Revoke one of the caller's links (idempotent: a second revoke returns the first time)."""
+    async with box.db.write() as conn:
+        row = None
+        if is_link_id(link_id):
+            row = await fetchone(
+                conn, "SELECT revoked_at, artifact_id FROM links WHERE link_id = ? AND tenant_id = ?",
+                (link_id, principal.tenant_id),
+            )
+        if row is None:
+            raise errors.LinkNotFound(f"Link {link_id} was not found.")
+        revoked_at = row["revoked_at"]
+        if revoked_at is None:
+            revoked_at = iso(box.clock.now())
+            await conn.execute("UPDATE links SET revoked_at = ? WHERE link_id = ?", (revoked_at, link_id))
+            await record_audit(conn, revoked_at, actor_of(principal), "link.revoke",
+                               principal.tenant_name, link_id, {"artifact_id": row["artifact_id"]})
+    return {"link_id": link_id, "revoked": True, "revoked_at": revoked_at}
+
+
+async def authorize_link(box: Box, link_id: str) -> Grant:
+    """`GET /l/<link_id>`: 404 link_not_found, 410 link_expired (past expiry or revoked)."""
+    row = None
+    if is_link_id(link_id):
+        row = await read_inline(box, _LINK_SQL, (link_id,))
+    if row is None:
+        raise errors.LinkNotFound(f"Link {link_id} was not found.")
+    if row["link_revoked_at"] is not None:
+        raise errors.LinkExpired(f"Link {link_id} was revoked at {row['link_revoked_at']}.")
+    if row["link_expires_at"] <= iso(box.clock.now()):
+        raise errors.LinkExpired(f"Link {link_id} expired at {row['link_expires_at']}.")
+    return Grant(row["tenant_id"], box.settings.plan(row["tenant_plan"]), row["artifact_id"], row)
