@@ -233,7 +233,7 @@ def link_or_copy(src: Path, dst: Path) -> None:
 
 
 NGINX_CONF = """\
-daemon off;
+{user}daemon off;
 master_process on;
 worker_processes 1;
 pid {root}/nginx.pid;
@@ -276,7 +276,9 @@ class Nginx:
             (self.root / d).mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         conf = self.root / "nginx.conf"
-        conf.write_text(NGINX_CONF.format(root=self.root, port=self.port))
+        # Workers of a root master drop to `nobody`, which cannot enter a 0700 work directory.
+        user = "user root;\n" if os.geteuid() == 0 else ""
+        conf.write_text(NGINX_CONF.format(root=self.root, port=self.port, user=user))
         (self.root / "www" / "index.html").write_text("ok\n")
         self.proc = Proc("nginx", [exe, "-c", str(conf), "-p", str(self.root)],
                          self.root / "nginx.out")
