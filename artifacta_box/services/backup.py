@@ -286,48 +286,62 @@ async def restore(settings: Settings, src: Path, force: bool = False,
             **{k: v for k, v in manifest.items() if k.startswith("artifacts_") or k == "tenants"}}
 
 
+STAGING = "restore.partial"
+
+
 def _restore_files(root: Path, src: Path, db_src: Path, manifest: dict[str, Any], force: bool,
                    progress: Progress) -> tuple[int, int]:
-    if _holds_a_box(root):
-        if not force:
-            raise BackupError(f"{root} already holds a box; restoring replaces everything in it: "
-                              "pass --force to do that, or choose an empty data directory")
+    """Everything is first copied and verified into `<root>/restore.partial/`; only then is an
+    existing box (with --force) removed and the new one moved into place, so a damaged backup
+    leaves the data directory as it was."""
+    if _holds_a_box(root) and not force:
+        raise BackupError(f"{root} already holds a box; restoring replaces everything in it: "
+                          "pass --force to do that, or choose an empty data directory")
+    staging = root / STAGING
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(mode=0o700)
+    try:
+        staged_store = LocalBlobStore(staging)
+        staged_store.prepare()
+        conn = sqlite3.connect(f"file:{db_src}?mode=ro", uri=True)
+        try:
+            blobs = _referenced_blobs(conn)
+        finally:
+            conn.close()
+        progress.start(sum(size or 0 for _, _, size in blobs), "restoring blobs")
+        backup_store = LocalBlobStore(src)
+        restored_bytes = 0
+        try:
+            for tenant_id, sha, size in blobs:
+                source = backup_store.path(tenant_id, sha)
+                if not source.is_file():
+                    raise BackupError(f"the backup lacks blob {source}; it is damaged")
+                restored_bytes += _copy_verified(source, staged_store.path(tenant_id, sha), sha, size)
+                progress.advance(size or 0)
+        finally:
+            progress.finish()
+        staged_db = staging / DB_FILE
+        shutil.copyfile(db_src, staged_db)
+        with open(staged_db, "rb+") as fh:
+            os.fsync(fh.fileno())
+        secret = None
+        if manifest.get("secret_key_included") and (src / SECRET_FILE).is_file():
+            secret = staging / SECRET_FILE
+            shutil.copyfile(src / SECRET_FILE, secret)
+            os.chmod(secret, 0o600)
+
+        # Verified: replace the old box (if any). The database goes last: until it is in
+        # place the directory holds no box.
         for name in (DB_FILE, DB_FILE + "-wal", DB_FILE + "-shm"):
             (root / name).unlink(missing_ok=True)
         for sub in ("blobs", "tmp"):
             shutil.rmtree(root / sub, ignore_errors=True)
-    store = LocalBlobStore(root)
-    store.prepare()
-
-    conn = sqlite3.connect(f"file:{db_src}?mode=ro", uri=True)
-    try:
-        blobs = _referenced_blobs(conn)
+        os.replace(staging / "blobs", root / "blobs")
+        LocalBlobStore(root).prepare()
+        if secret is not None:
+            os.replace(secret, root / SECRET_FILE)
+        os.replace(staged_db, root / DB_FILE)
+        _fsync_dir(root)
     finally:
-        conn.close()
-    progress.start(sum(size or 0 for _, _, size in blobs), "restoring blobs")
-    backup_store = LocalBlobStore(src)
-    restored_bytes = 0
-    try:
-        for tenant_id, sha, size in blobs:
-            source = backup_store.path(tenant_id, sha)
-            if not source.is_file():
-                raise BackupError(f"the backup lacks blob {source}; it is damaged")
-            restored_bytes += _copy_verified(source, store.path(tenant_id, sha), sha, size)
-            progress.advance(size or 0)
-    finally:
-        progress.finish()
-
-    if manifest.get("secret_key_included") and (src / SECRET_FILE).is_file():
-        tmp = root / (SECRET_FILE + ".part")
-        shutil.copyfile(src / SECRET_FILE, tmp)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, root / SECRET_FILE)
-
-    # The database last: until it is in place the directory holds no box.
-    tmp_db = store.tmp_root / "restore.db.part"
-    shutil.copyfile(db_src, tmp_db)
-    with open(tmp_db, "rb+") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp_db, root / DB_FILE)
-    _fsync_dir(root)
+        shutil.rmtree(staging, ignore_errors=True)
     return len(blobs), restored_bytes
