@@ -1,0 +1,571 @@
+"""Signed download URLs end to end against a real server: minting (single and batch), the bytes
+with every header, ranges byte for byte, conditionals, HEAD, tampering and expiry, artifacts that
+stop being live, rate charging, CORS, and the read fallback when sendfile is off."""
+
+from __future__ import annotations
+
+import email.message
+import hashlib
+import os
+import re
+import secrets
+import time
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
+
+import httpx
+import pytest
+
+from tests.api.download_helpers import (
+    PAST,
+    assert_error,
+    download_url,
+    execute,
+    new_tenant,
+    past_expiry,
+    signed_url,
+    tenant_id_of,
+    upload,
+)
+from tests.conftest import BoxServer
+
+SMALL = secrets.token_bytes(5000)            # served with one read
+LARGE = secrets.token_bytes(300 * 1024)      # streamed (over the 64 KiB inline limit)
+HUGE = secrets.token_bytes(12 * 1024 * 1024 + 7)  # more than one 8 MiB sendfile slice
+
+
+@pytest.fixture(scope="module")
+def tenant(shared_server):
+    name, client = new_tenant(shared_server)
+    yield name, client
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def client(tenant) -> httpx.Client:
+    return tenant[1]
+
+
+@pytest.fixture(scope="module")
+def other(shared_server) -> httpx.Client:
+    """A second tenant, for the tenant-isolation checks."""
+    _, c = new_tenant(shared_server)
+    yield c
+    c.close()
+
+
+@pytest.fixture(scope="module")
+def small(client):
+    return upload(client, SMALL, "small.bin")
+
+
+@pytest.fixture(scope="module")
+def large(client):
+    return upload(client, LARGE, "large.dat", "application/x-test")
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def with_query(url: str, **changes: str | None) -> str:
+    """The URL with query parameters replaced (None removes one)."""
+    parts = urlsplit(url)
+    query = {k: v[0] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+    for k, v in changes.items():
+        if v is None:
+            query.pop(k, None)
+        else:
+            query[k] = v
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+# ------------------------------------------------------------------------------ minting and bytes
+
+
+def test_download_url_is_absolute_signed_and_describes_the_artifact(shared_server, client, small):
+    r = client.get(f"/v1/artifacts/{small['artifact_id']}/download-url")
+    assert r.status_code == 200
+    body = r.json()
+    assert set(body) == {"download_url", "expires_in", "filename", "content_type", "size_bytes"}
+    assert body["expires_in"] == 3600
+    assert (body["filename"], body["content_type"], body["size_bytes"]) == (
+        "small.bin", "application/octet-stream", len(SMALL))
+    url = body["download_url"]
+    assert url.startswith(shared_server.url + f"/d/{small['artifact_id']}?")
+    query = parse_qs(urlsplit(url).query)
+    assert set(query) == {"e", "s"}
+    assert time.time() + 3500 < int(query["e"][0]) <= time.time() + 3601
+
+
+@pytest.mark.parametrize("which", ["small", "large"])
+def test_the_url_serves_the_bytes_without_auth_with_every_header(request, shared_server, client, which):
+    record = request.getfixturevalue(which)
+    content = SMALL if which == "small" else LARGE
+    r = httpx.get(download_url(client, record["artifact_id"]))  # no Authorization header
+    assert r.status_code == 200
+    assert r.content == content and sha(r.content) == record["content_hash"]
+    h = r.headers
+    assert h["content-length"] == str(len(content))
+    assert h["content-type"] == record["content_type"]
+    assert h["etag"] == f'"{record["content_hash"]}"'
+    assert h["accept-ranges"] == "bytes"
+    assert h["content-disposition"] == (
+        f"attachment; filename=\"{record['filename']}\"; filename*=UTF-8''{record['filename']}")
+    assert h["x-content-type-options"] == "nosniff"
+    assert h["content-security-policy"] == "default-src 'none'; sandbox"
+    assert h["cache-control"] == "private"
+    assert int(h["x-ratelimit-limit"]) > 0 and "x-ratelimit-remaining" in h and "x-ratelimit-reset" in h
+    assert h["x-request-id"].startswith("req_")
+
+
+def test_a_multi_slice_download_streams_every_byte(client):
+    record = upload(client, HUGE, "huge.bin")
+    url = download_url(client, record["artifact_id"])
+    h = hashlib.sha256()
+    n = 0
+    with httpx.stream("GET", url) as r:
+        assert r.status_code == 200
+        assert r.headers["content-length"] == str(len(HUGE))
+        for chunk in r.iter_bytes(65536):
+            h.update(chunk)
+            n += len(chunk)
+    assert n == len(HUGE) and h.hexdigest() == record["content_hash"]
+    # a range that starts in the first sendfile slice and ends in the second
+    start, end = 8 * 1024 * 1024 - 100, 8 * 1024 * 1024 + 100
+    r = httpx.get(url, headers={"Range": f"bytes={start}-{end}"})
+    assert r.status_code == 206 and r.content == HUGE[start:end + 1]
+
+
+# ------------------------------------------------------------------------------ ranges
+
+RANGE_CASES = [
+    # (Range header, expected status, slice of the content as (start, stop) or None for 416)
+    ("bytes=0-0", 206, lambda n: (0, 1)),                       # first byte
+    ("bytes={last}-{last}", 206, lambda n: (n - 1, n)),         # last byte
+    ("bytes=-1", 206, lambda n: (n - 1, n)),                    # suffix
+    ("bytes=-100", 206, lambda n: (n - 100, n)),
+    ("bytes=-{over}", 206, lambda n: (0, n)),                   # suffix longer than the file
+    ("bytes=100-", 206, lambda n: (100, n)),                    # open-ended
+    ("bytes=10-4099", 206, lambda n: (10, 4100)),
+    ("bytes={near}-{over}", 206, lambda n: (n - 10, n)),        # past EOF: clamped
+    ("bytes={size}-", 416, None),                               # unsatisfiable
+    ("bytes={over}-{over}", 416, None),
+    ("bytes=-0", 416, None),
+    ("bytes=0-0,10-19", 200, lambda n: (0, n)),                 # multi-range: whole body
+    ("bytes=5-1", 200, lambda n: (0, n)),                       # invalid: ignored
+    ("pages=1-2", 200, lambda n: (0, n)),                       # other unit: ignored
+]
+
+
+@pytest.mark.parametrize("which", ["small", "large"])
+@pytest.mark.parametrize(("template", "status", "span"), RANGE_CASES,
+                         ids=[c[0] for c in RANGE_CASES])
+def test_ranges_byte_for_byte(request, client, which, template, status, span):
+    record = request.getfixturevalue(which)
+    content = SMALL if which == "small" else LARGE
+    n = len(content)
+    header = template.format(last=n - 1, size=n, near=n - 10, over=n + 1000)
+    r = httpx.get(download_url(client, record["artifact_id"]), headers={"Range": header})
+    assert r.status_code == status, (header, r.status_code, r.text[:200])
+    if status == 416:
+        assert r.headers["content-range"] == f"bytes */{n}"
+        assert_error(r, 416, "range_not_satisfiable")
+        return
+    start, stop = span(n)
+    assert r.content == content[start:stop]
+    assert r.headers["content-length"] == str(stop - start)
+    if status == 206:
+        assert r.headers["content-range"] == f"bytes {start}-{stop - 1}/{n}"
+    else:
+        assert "content-range" not in r.headers
+
+
+def test_head_has_the_get_headers_and_no_body(client, large):
+    url = download_url(client, large["artifact_id"])
+    get = httpx.get(url)
+    head = httpx.head(url)
+    assert head.status_code == 200 and head.content == b""
+    for name in ("content-length", "content-type", "etag", "accept-ranges", "content-disposition",
+                 "x-content-type-options", "content-security-policy", "cache-control"):
+        assert head.headers[name] == get.headers[name], name
+    # Range applies to GET only (RFC 9110): a HEAD with Range describes the whole artifact
+    ranged = httpx.head(url, headers={"Range": "bytes=0-9"})
+    assert ranged.status_code == 200 and ranged.headers["content-length"] == str(len(LARGE))
+
+
+def test_conditional_requests(client, large):
+    url = download_url(client, large["artifact_id"])
+    etag = f'"{large["content_hash"]}"'
+    r = httpx.get(url, headers={"If-None-Match": etag})
+    assert r.status_code == 304 and r.content == b"" and r.headers["etag"] == etag
+    assert httpx.get(url, headers={"If-None-Match": f'"x", W/{etag}'}).status_code == 304
+    assert httpx.get(url, headers={"If-None-Match": '"other"'}).status_code == 200
+    assert httpx.head(url, headers={"If-None-Match": "*"}).status_code == 304
+    # If-Range: the same ETag honours the Range, another gives the whole current body
+    r = httpx.get(url, headers={"Range": "bytes=0-9", "If-Range": etag})
+    assert r.status_code == 206 and r.content == LARGE[:10]
+    r = httpx.get(url, headers={"Range": "bytes=0-9", "If-Range": '"stale"'})
+    assert r.status_code == 200 and r.content == LARGE
+
+
+def test_keep_alive_connection_survives_streamed_and_ranged_responses(client, large, small):
+    """Several downloads on one connection: each response is framed exactly (no over-send)."""
+    urls = [download_url(client, large["artifact_id"]), download_url(client, small["artifact_id"])]
+    with httpx.Client() as c:
+        for _ in range(3):
+            assert c.get(urls[0]).content == LARGE
+            assert c.get(urls[0], headers={"Range": "bytes=70000-"}).content == LARGE[70000:]
+            assert c.get(urls[1], headers={"Range": "bytes=-3"}).content == SMALL[-3:]
+            assert c.head(urls[0]).headers["content-length"] == str(len(LARGE))
+
+
+# ------------------------------------------------------------------------------ signatures
+
+
+def test_every_tampered_part_is_invalid_signature(shared_server, client, other, small, large):
+    url = download_url(client, small["artifact_id"])
+    q = parse_qs(urlsplit(url).query)
+    e, s = q["e"][0], q["s"][0]
+    flipped = s[:-1] + ("A" if s[-1] != "A" else "B")
+    tampered = [
+        with_query(url, e=str(int(e) + 1)),
+        with_query(url, e=str(int(e) - 1)),
+        with_query(url, e="0" + e),
+        with_query(url, e=""),
+        with_query(url, e=None),
+        with_query(url, s=flipped),
+        with_query(url, s=s[:-2]),
+        with_query(url, s=""),
+        with_query(url, s=None),
+        url.replace(small["artifact_id"], large["artifact_id"]),            # another artifact
+        url.replace(small["artifact_id"], small["artifact_id"].upper()),    # path case
+        url.replace(small["artifact_id"], "art_" + "A" * 16),               # unknown id
+        url.replace(small["artifact_id"], "not-an-id"),
+    ]
+    for bad in tampered:
+        r = httpx.get(bad)
+        assert_error(r, 403, "invalid_signature")
+        assert "x-ratelimit-remaining" not in r.headers  # refused before any charge
+    # a URL for one tenant's artifact cannot be pointed at another tenant's
+    theirs = upload(other, b"their bytes", "theirs.txt")
+    assert_error(httpx.get(url.replace(small["artifact_id"], theirs["artifact_id"])), 403,
+                 "invalid_signature")
+    forged = signed_url(shared_server, theirs["artifact_id"], int(e),
+                        tenant_id=tenant_id_of(shared_server, small["artifact_id"]))
+    assert_error(httpx.get(forged), 403, "invalid_signature")
+
+
+def test_a_download_url_is_bound_to_get_and_head(shared_server, client, small):
+    url = download_url(client, small["artifact_id"])
+    assert httpx.head(url).status_code == 200
+    for method in ("PUT", "POST", "DELETE", "PATCH"):
+        assert_error(httpx.request(method, url, content=b"x"), 405, "method_not_allowed")
+    # the same expiry and signature on the upload route (PUT) are not a valid upload URL
+    q = urlsplit(url).query
+    r = httpx.put(f"{shared_server.url}/u/{small['artifact_id']}?{q}", content=SMALL)
+    assert r.status_code == 403, r.text
+    assert r.json()["error"]["code"] == "invalid_signature"
+
+
+def test_an_expired_url_is_url_expired(shared_server, client, small):
+    url = signed_url(shared_server, small["artifact_id"], past_expiry())
+    assert_error(httpx.get(url), 403, "url_expired")
+    assert httpx.head(url).status_code == 403  # HEAD: same status, no body
+    # moving the expiry of an expired URL forward is tampering
+    e = int(parse_qs(urlsplit(url).query)["e"][0])
+    assert_error(httpx.get(with_query(url, e=str(e + 7200))), 403, "invalid_signature")
+    # a validly signed expiry beyond the box's cap (7 days) is refused too
+    far = signed_url(shared_server, small["artifact_id"], past_expiry() + 30 * 86400)
+    assert_error(httpx.get(far), 403, "url_expired")
+    # a fresh one minted the same way works: the test's signer is the server's
+    ok = signed_url(shared_server, small["artifact_id"], past_expiry() + 600)
+    assert httpx.get(ok).content == SMALL
+
+
+def test_the_host_header_is_not_part_of_the_signature(shared_server, client, small):
+    r = client.get(f"/v1/artifacts/{small['artifact_id']}/download-url",
+                   headers={"Host": "box.internal:9999"})
+    url = r.json()["download_url"]
+    assert url.startswith("http://box.internal:9999/d/")  # built on the request's host
+    path = url.split("box.internal:9999", 1)[1]
+    got = httpx.get(shared_server.url + path, headers={"Host": "other.example"})
+    assert got.status_code == 200 and got.content == SMALL
+
+
+# ------------------------------------------------------------------------------ artifact state
+
+
+def test_deleted_artifact_stops_serving_at_once(client):
+    record = upload(client, b"soon deleted", "gone.txt", "text/plain")
+    url = download_url(client, record["artifact_id"])
+    assert httpx.get(url).status_code == 200
+    assert client.delete(f"/v1/artifacts/{record['artifact_id']}").status_code == 200
+    assert_error(httpx.get(url), 410, "artifact_already_deleted")
+    assert httpx.head(url).status_code == 410
+    assert_error(client.get(f"/v1/artifacts/{record['artifact_id']}/download-url"), 410,
+                 "artifact_already_deleted")
+
+
+def test_expired_artifact_stops_serving_at_once(shared_server, client):
+    record = upload(client, b"soon expired", "old.txt", "text/plain")
+    url = download_url(client, record["artifact_id"])
+    execute(shared_server, "UPDATE artifacts SET expires_at = ? WHERE artifact_id = ?",
+            (PAST, record["artifact_id"]))
+    assert_error(httpx.get(url), 410, "artifact_expired")
+    assert_error(client.get(f"/v1/artifacts/{record['artifact_id']}/download-url"), 410,
+                 "artifact_expired")
+
+
+def test_pending_unknown_and_foreign_artifacts(shared_server, client, other, small):
+    r = client.post("/v1/artifacts/upload-url", json={
+        "filename": "later.bin", "content_type": "application/octet-stream", "size_bytes": 10})
+    assert r.status_code == 200, r.text
+    assert_error(client.get(f"/v1/artifacts/{r.json()['artifact_id']}/download-url"), 400,
+                 "upload_not_found")
+    assert_error(client.get("/v1/artifacts/art_0000000000000000/download-url"), 404,
+                 "artifact_not_found")
+    assert_error(client.get("/v1/artifacts/whatever/download-url"), 404, "artifact_not_found")
+    assert_error(other.get(f"/v1/artifacts/{small['artifact_id']}/download-url"), 404,
+                 "artifact_not_found")
+    assert_error(httpx.get(f"{shared_server.url}/v1/artifacts/{small['artifact_id']}/download-url"),
+                 401, "unauthorized")
+
+
+def test_a_missing_blob_is_an_internal_error_not_a_crash(shared_server, client):
+    c = client
+    record = upload(c, b"bytes that will vanish", "lost.txt", "text/plain")
+    url = download_url(c, record["artifact_id"])
+    h = record["content_hash"]
+    tid = tenant_id_of(shared_server, record["artifact_id"])
+    os.unlink(shared_server.data_dir / "blobs" / str(tid) / h[:2] / h[2:4] / h)
+    r = httpx.get(url)
+    err = assert_error(r, 500, "internal_error")
+    assert r.headers["x-request-id"] in err["message"]
+    assert "/" not in err["message"].replace(r.headers["x-request-id"], "")  # no paths leak
+
+
+def test_suspended_tenant_downloads_are_refused(shared_server):
+    name, c = new_tenant(shared_server)
+    record = upload(c, b"suspended bytes", "s.txt", "text/plain")
+    url = download_url(c, record["artifact_id"])
+    shared_server.admin("tenants", "suspend", name)
+    err = assert_error(httpx.get(url), 401, "unauthorized")
+    assert "suspended" in err["message"]
+    shared_server.admin("tenants", "resume", name)
+    assert httpx.get(url).content == b"suspended bytes"
+    c.close()
+
+
+# ------------------------------------------------------------------------------ hostile filenames
+
+HOSTILE_NAMES = [
+    'quo"te "x".txt',
+    "back\\slash.txt",
+    "../../etc/passwd",
+    "/abs/path/name.sh",
+    "naïve café.txt",
+    "日本語 ファイル.csv",
+    "emoji 🎉.png",
+    "percent %0d%0a%22.txt",
+    "semi;colon; filename=evil.exe",
+    "'single'.txt",
+]
+
+
+def test_hostile_filenames_give_safe_parseable_headers(client):
+    for name in HOSTILE_NAMES:
+        # the `filename` field carries the exact name (a part filename is HTML5-escaped)
+        r = client.post("/v1/artifacts", data={"filename": name},
+                        files={"file": ("x", name.encode(), "text/plain")})
+        assert r.status_code == 201, r.text
+        record = r.json()
+        assert record["filename"] == name
+        r = httpx.get(download_url(client, record["artifact_id"]))
+        assert r.status_code == 200 and r.content == name.encode()
+        raw = r.headers.raw
+        for key, value in raw:
+            assert b"\r" not in value and b"\n" not in value
+        cd = r.headers["content-disposition"]
+        assert re.fullmatch(r"[\x20-\x7e]+", cd), cd
+        m = re.fullmatch(r"attachment; filename=\"([^\"\\]*)\"; filename\*=UTF-8''(\S+)", cd)
+        assert m, cd
+        msg = email.message.Message()
+        msg["Content-Disposition"] = f"attachment; filename*=UTF-8''{m.group(2)}"
+        offered = msg.get_filename()
+        assert "/" not in offered and "\\" not in offered
+        assert offered == name.replace("/", "_").replace("\\", "_")
+
+
+# ------------------------------------------------------------------------------ batch
+
+
+def test_batch_answers_each_id_in_request_order(client, other, small, large):
+    deleted = upload(client, b"batch deleted", "bd.txt", "text/plain")
+    client.delete(f"/v1/artifacts/{deleted['artifact_id']}")
+    foreign = upload(other, b"foreign", "f.txt", "text/plain")
+    ids = [large["artifact_id"], "art_0000000000000000", deleted["artifact_id"],
+           foreign["artifact_id"], "batch", small["artifact_id"], large["artifact_id"]]
+    r = client.post("/v1/artifacts/batch/download-urls", json={"artifact_ids": ids})
+    assert r.status_code == 200, r.text
+    results = r.json()["results"]
+    assert [x["artifact_id"] for x in results] == ids
+    expected = [None, "artifact_not_found", "artifact_already_deleted", "artifact_not_found",
+                "artifact_not_found", None, None]
+    for item, code, aid in zip(results, expected, ids, strict=True):
+        if code is None:
+            assert set(item) == {"artifact_id", "download_url", "expires_in", "filename",
+                                 "content_type", "size_bytes"}
+            assert item["expires_in"] == 3600
+            content = LARGE if aid == large["artifact_id"] else SMALL
+            assert httpx.get(item["download_url"]).content == content
+        else:
+            assert set(item) == {"artifact_id", "error"}
+            assert item["error"]["code"] == code
+            assert item["error"]["status"] in (404, 410)
+            assert item["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"not json",
+        b"[]",
+        b'["art_0000000000000000"]',
+        b"{}",
+        b'{"artifact_ids": "art_0000000000000000"}',
+        b'{"artifact_ids": []}',
+        b'{"artifact_ids": [1]}',
+        b'{"artifact_ids": [null]}',
+        b'{"artifact_ids": [' + b",".join([b'"art_0000000000000000"'] * 21) + b"]}",
+    ],
+    ids=["empty", "not-json", "array", "array-of-ids", "no-key", "string", "zero-ids",
+         "number", "null", "21-ids"],
+)
+def test_a_malformed_batch_body_is_400(client, body):
+    r = client.post("/v1/artifacts/batch/download-urls", content=body,
+                    headers={"Content-Type": "application/json"})
+    assert_error(r, 400, "invalid_request")
+
+
+def test_batch_is_never_taken_for_an_artifact_id(client):
+    assert_error(client.get("/v1/artifacts/batch/download-urls"), 405, "method_not_allowed")
+    assert_error(client.get("/v1/artifacts/batch"), 404, "artifact_not_found")
+    assert_error(client.get("/v1/artifacts/batch/download-url"), 404, "artifact_not_found")
+    ok = client.post("/v1/artifacts/batch/download-urls",
+                     json={"artifact_ids": ["art_0000000000000000"] * 20})
+    assert ok.status_code == 200 and len(ok.json()["results"]) == 20
+
+
+# ------------------------------------------------------------------------------ 64-bit sizes
+
+
+def test_ranges_past_4_gib_on_a_5_gib_artifact(shared_server, client):
+    """A 5 GiB artifact (a sparse blob file, registered in the real database: uploading 5 GiB
+    would take the suite minutes) serves correct headers and ranges beyond 32-bit offsets."""
+    c = client
+    seed = upload(c, b"seed", "seed.txt", "text/plain")
+    tid = tenant_id_of(shared_server, seed["artifact_id"])
+    size = 5 * 1024**3
+    digest = secrets.token_hex(32)
+    path = shared_server.data_dir / "blobs" / str(tid) / digest[:2] / digest[2:4] / digest
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tail = b"THE-END-OF-FIVE-GIB"
+    with open(path, "wb") as fh:
+        fh.truncate(size - len(tail))
+        fh.seek(size - len(tail))
+        fh.write(tail)
+    aid = "art_" + secrets.token_hex(8)
+    execute(shared_server,
+            "INSERT INTO artifacts (artifact_id, tenant_id, state, filename, content_type, size_bytes, "
+            "content_hash, metadata, created_at) SELECT ?, tenant_id, 'active', 'five.bin', "
+            "'application/octet-stream', ?, ?, '{}', created_at FROM artifacts WHERE artifact_id = ?",
+            (aid, size, digest, seed["artifact_id"]))
+    try:
+        url = download_url(c, aid)
+        head = httpx.head(url)
+        assert head.status_code == 200 and head.headers["content-length"] == str(size)
+        r = httpx.get(url, headers={"Range": f"bytes=-{len(tail)}"})
+        assert r.status_code == 206 and r.content == tail
+        assert r.headers["content-range"] == f"bytes {size - len(tail)}-{size - 1}/{size}"
+        start = 4 * 1024**3 + 5
+        r = httpx.get(url, headers={"Range": f"bytes={start}-{start + 99999}"})
+        assert r.status_code == 206 and r.content == bytes(100000)
+        assert_error(httpx.get(url, headers={"Range": f"bytes={size}-"}), 416, "range_not_satisfiable")
+    finally:
+        execute(shared_server, "DELETE FROM artifacts WHERE artifact_id = ?", (aid,))
+        path.unlink()
+
+
+# ------------------------------------------------------------------------------ a configured box
+
+SPECIAL_CONFIG = """
+[server]
+cors_origins = ["https://app.example"]
+sendfile = false
+
+[plans.tiny]
+rate_sustained = 0.01
+rate_burst = 4
+"""
+
+
+@pytest.fixture(scope="module")
+def special_server(tmp_path_factory):
+    d = tmp_path_factory.mktemp("dlspecial") / "box"
+    srv = BoxServer(d, config=SPECIAL_CONFIG).start()
+    yield srv
+    srv.stop()
+
+
+def test_downloads_are_charged_to_the_artifacts_tenant(special_server):
+    key = special_server.new_tenant("tiny-tenant", "tiny")
+    with special_server.client(key) as c:
+        record = upload(c, b"rate me", "r.txt", "text/plain")                    # token 1
+        url = download_url(c, record["artifact_id"])                             # token 2
+        first = httpx.get(url)                                                    # token 3
+        assert first.status_code == 200 and first.headers["x-ratelimit-remaining"] == "1"
+        assert first.headers["x-ratelimit-limit"] == "0.01"
+        assert httpx.head(url).status_code == 200                                 # token 4
+        # a forged URL is refused before charging: 403, not 429, with the bucket empty
+        assert_error(httpx.get(with_query(url, s="A" * 43)), 403, "invalid_signature")
+        r = httpx.get(url)
+        err = assert_error(r, 429, "rate_limited")
+        assert int(r.headers["retry-after"]) >= 1
+        assert err["retry_after_seconds"] == int(r.headers["retry-after"])
+        # the same bucket: the tenant's API calls are limited too
+        assert_error(c.get("/v1/whoami"), 429, "rate_limited")
+
+
+def test_with_sendfile_off_the_bytes_and_ranges_are_identical(special_server):
+    with special_server.client() as c:
+        for content in (LARGE, HUGE):
+            record = upload(c, content, "plain-read.bin")
+            url = download_url(c, record["artifact_id"])
+            r = httpx.get(url)
+            assert r.status_code == 200 and sha(r.content) == record["content_hash"]
+            r = httpx.get(url, headers={"Range": "bytes=65536-200000"})
+            assert r.status_code == 206 and r.content == content[65536:200001]
+
+
+def test_cors_preflight_and_allow_origin(special_server):
+    with special_server.client() as c:
+        record = upload(c, b"cors bytes", "c.txt", "text/plain")
+        url = download_url(c, record["artifact_id"])
+    r = httpx.options(url, headers={"Origin": "https://app.example",
+                                    "Access-Control-Request-Method": "GET",
+                                    "Access-Control-Request-Headers": "range"})
+    assert r.status_code == 204
+    assert r.headers["access-control-allow-origin"] == "https://app.example"
+    assert "GET" in r.headers["access-control-allow-methods"]
+    assert "range" in r.headers["access-control-allow-headers"].lower()
+    denied = httpx.options(url, headers={"Origin": "https://evil.example",
+                                         "Access-Control-Request-Method": "GET"})
+    assert denied.status_code == 204 and "access-control-allow-origin" not in denied.headers
+    got = httpx.get(url, headers={"Origin": "https://app.example"})
+    assert got.status_code == 200 and got.headers["access-control-allow-origin"] == "https://app.example"
+    assert "content-range" in got.headers["access-control-expose-headers"].lower()
+    assert "access-control-allow-origin" not in httpx.get(url, headers={"Origin": "https://evil.example"}).headers
+    # errors are readable by the allowed origin too
+    bad = httpx.get(with_query(url, s="A" * 43), headers={"Origin": "https://app.example"})
+    assert bad.status_code == 403 and bad.headers["access-control-allow-origin"] == "https://app.example"
