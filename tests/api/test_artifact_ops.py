@@ -16,6 +16,14 @@ def parse_ts(value: str) -> datetime:
     return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
 
 
+@pytest.fixture(scope="module")
+def c(shared_server):
+    """A tenant shared by the tests of this module that look only at their own artifacts."""
+    _, client = new_tenant(shared_server)
+    with client:
+        yield client
+
+
 def storage_used(client: httpx.Client) -> int:
     return client.get("/v1/whoami").json()["usage_storage_bytes"]
 
@@ -23,8 +31,7 @@ def storage_used(client: httpx.Client) -> int:
 # ---------------------------------------------------------------------------- GET
 
 
-def test_get_returns_the_record(shared_server):
-    _, c = new_tenant(shared_server)
+def test_get_returns_the_record(c):
     art = upload(c, b"hello", filename="a.txt", session_id="s", agent_id="ag", metadata={"k": "v"})
     r = c.get(f"/v1/artifacts/{art['artifact_id']}")
     assert r.status_code == 200
@@ -68,8 +75,7 @@ def test_expired_artifact_is_410_everywhere_and_stops_counting(shared_server):
     assert storage_used(c) == 0
 
 
-def test_deleted_wins_over_expired(shared_server):
-    _, c = new_tenant(shared_server)
+def test_deleted_wins_over_expired(shared_server, c):
     art = upload(c)
     assert c.delete(f"/v1/artifacts/{art['artifact_id']}").status_code == 200
     expire_now(shared_server, art["artifact_id"])
@@ -79,8 +85,7 @@ def test_deleted_wins_over_expired(shared_server):
 # ---------------------------------------------------------------------------- DELETE
 
 
-def test_delete_is_a_soft_delete_with_a_json_body(shared_server):
-    _, c = new_tenant(shared_server)
+def test_delete_is_a_soft_delete_with_a_json_body(shared_server, c):
     art = upload(c, session_id="s-del")
     aid = art["artifact_id"]
     r = c.delete(f"/v1/artifacts/{aid}")
@@ -151,8 +156,7 @@ def test_concurrent_deletes_of_one_artifact_succeed_exactly_once(shared_server):
 # ---------------------------------------------------------------------------- extend-ttl
 
 
-def test_extend_ttl_moves_expiry_to_now_plus_ttl(shared_server):
-    _, c = new_tenant(shared_server)
+def test_extend_ttl_moves_expiry_to_now_plus_ttl(shared_server, c):
     art = upload(c, ttl="1h")
     r = c.post(f"/v1/artifacts/{art['artifact_id']}/extend-ttl", json={"ttl": "2d"})
     assert r.status_code == 200, r.text
@@ -166,8 +170,7 @@ def test_extend_ttl_moves_expiry_to_now_plus_ttl(shared_server):
     assert c.get(f"/v1/artifacts/{art['artifact_id']}").json()["expires_at"] == body["expires_at"]
 
 
-def test_extend_ttl_only_extends(shared_server):
-    _, c = new_tenant(shared_server)
+def test_extend_ttl_only_extends(shared_server, c):
     art = upload(c, ttl="7d")
     aid = art["artifact_id"]
     err = assert_error(c.post(f"/v1/artifacts/{aid}/extend-ttl", json={"ttl": "1d"}), 400, "invalid_request")
@@ -198,8 +201,7 @@ def test_extend_ttl_respects_the_plan(shared_server):
     None, b"", b"not json", b"[]", b"{}", b'{"ttl": null}', b'{"ttl": 30}', b'{"ttl": "30x"}',
     b'{"ttl": "0d"}', b'{"ttl": "-1d"}', b'{"ttl": "1.5d"}', b'{"ttl": ""}',
 ])
-def test_extend_ttl_rejects_malformed_bodies(shared_server, body):
-    _, c = new_tenant(shared_server)
+def test_extend_ttl_rejects_malformed_bodies(c, body):
     art = upload(c)
     headers = {"Content-Type": "application/json"} if body else {}
     r = c.post(f"/v1/artifacts/{art['artifact_id']}/extend-ttl", content=body, headers=headers)
@@ -207,16 +209,14 @@ def test_extend_ttl_rejects_malformed_bodies(shared_server, body):
     assert c.get(f"/v1/artifacts/{art['artifact_id']}").json()["expires_at"] == art["expires_at"]
 
 
-def test_extend_ttl_revives_nothing_once_expired(shared_server):
-    _, c = new_tenant(shared_server)
+def test_extend_ttl_revives_nothing_once_expired(shared_server, c):
     art = upload(c)
     expire_now(shared_server, art["artifact_id"])
     assert_error(c.post(f"/v1/artifacts/{art['artifact_id']}/extend-ttl", json={"ttl": "never"}),
                  410, "artifact_expired")
 
 
-def test_routes_reject_wrong_methods_with_the_envelope(shared_server):
-    _, c = new_tenant(shared_server)
+def test_routes_reject_wrong_methods_with_the_envelope(c):
     art = upload(c)
     assert_error(c.put(f"/v1/artifacts/{art['artifact_id']}"), 405, "method_not_allowed")
     assert_error(c.get(f"/v1/artifacts/{art['artifact_id']}/extend-ttl"), 405, "method_not_allowed")
@@ -233,8 +233,7 @@ def reserve(client, **fields):
     return r.json()
 
 
-def test_upload_url_is_not_shadowed_by_the_artifact_id_routes(shared_server):
-    _, c = new_tenant(shared_server)
+def test_upload_url_is_not_shadowed_by_the_artifact_id_routes(c):
     reserved = reserve(c)
     assert reserved["status"] == "pending" and reserved["artifact_id"].startswith("art_")
     for method in ("GET", "DELETE"):
