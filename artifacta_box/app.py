@@ -8,6 +8,7 @@ call `services/` for the domain and `storage/` for bytes. Every /v1 request firs
 from __future__ import annotations
 
 import logging
+import re
 import time
 
 from sanic import Request, Sanic
@@ -102,12 +103,19 @@ def create_app(settings: Settings, clock: Clock | None = None, name: str = "arti
 access_log = logging.getLogger("artifacta_box.access")
 
 
+_ROUTE_LABELS: dict[str, str] = {}
+_PARAM_TYPE = re.compile(r"<(\w+):[^>]*>")
+
+
 def route_label(request: Request) -> str:
     """The route pattern (`/v1/artifacts/<artifact_id>`), never the raw path: bounded labels."""
     route = request.route
     if route is None:
         return UNMATCHED_ROUTE
-    return "/" + route.path.lstrip("/")
+    label = _ROUTE_LABELS.get(route.path)
+    if label is None:
+        label = _ROUTE_LABELS[route.path] = "/" + _PARAM_TYPE.sub(r"<\1>", route.path).lstrip("/")
+    return label
 
 
 def _bytes_in(request: Request) -> int:
