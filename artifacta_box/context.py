@@ -11,6 +11,7 @@ import fcntl
 import logging
 import os
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +27,25 @@ log = logging.getLogger("artifacta_box")
 SECRET_FILE = "secret.key"
 DB_FILE = "artifacta.db"
 LOCK_FILE = "server.lock"
+
+
+# Test hook, never set in production: the name of a file holding the number of free bytes the
+# blob store should believe it has (re-read on every check), so an end-to-end test can make a
+# real server subprocess "run out of disk" and recover without filling a real disk.
+TEST_FREE_BYTES_ENV = "ARTIFACTA_BOX_TEST_FREE_BYTES_FILE"
+
+
+def free_space_probe_from_env() -> Callable[[str], int] | None:
+    path = os.environ.get(TEST_FREE_BYTES_ENV)
+    if not path:
+        return None
+    log.warning("%s is set: free disk space is read from %s (a test hook)",
+                TEST_FREE_BYTES_ENV, path)
+
+    def probe(_root: str) -> int:
+        return int(Path(path).read_text().strip())
+
+    return probe
 
 
 class DataDirError(Exception):
@@ -158,7 +178,8 @@ class Box:
         self.clock = clock or Clock()
         self.root = settings.data_path
         self.db = Database(self.root / DB_FILE)
-        self.blobs = LocalBlobStore(self.root, min_free_bytes=settings.min_free_bytes)
+        self.blobs = LocalBlobStore(self.root, min_free_bytes=settings.min_free_bytes,
+                                    free_space_probe=free_space_probe_from_env())
         self.secret: bytes = b""
         self.signer: UrlSigner | None = None
         self.cursors: CursorCodec | None = None
