@@ -15,6 +15,7 @@ from artifacta_box.config import Settings
 from artifacta_box.context import Box, ServerLock, prepare_data_dir
 from artifacta_box.logs import configure
 from artifacta_box.services import tenants
+from artifacta_box.stopping import install_stop_once
 from artifacta_box.storage import LocalBlobStore
 
 log = logging.getLogger("artifacta_box")
@@ -57,7 +58,7 @@ def serve(settings: Settings, bootstrap: bool = True) -> int:
                 )
         click.echo(f"artifacta-box listening on {url} (data: {root})", err=True)
         sys_stdout_flush()
-        factory = partial(create_app, settings)
+        factory = partial(serving_app, settings)
         if settings.workers == 1:
             app = factory()
             app.run(host=settings.host, port=settings.port, single_process=True,
@@ -71,6 +72,17 @@ def serve(settings: Settings, bootstrap: bool = True) -> int:
     finally:
         lock.release()
     return 0
+
+
+def serving_app(settings: Settings) -> Sanic:
+    """The app as served: logging, `create_app`, one graceful stop per process (stopping.py).
+
+    Module-level so that worker processes (workers > 1, spawned: they start with Python's
+    default logging) load it too."""
+    configure(settings)
+    app = create_app(settings)
+    install_stop_once(app)
+    return app
 
 
 def sys_stdout_flush() -> None:

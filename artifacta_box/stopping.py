@@ -1,0 +1,100 @@
+"""SIGTERM/SIGINT: one graceful stop per process, however many of them arrive.
+
+Several signals for one stop are normal, not a mistake: Ctrl-C reaches every process of the
+terminal's process group, the single-file binary's bootloader forwards the signal it received
+to the server process it started (which may have received one itself), systemd's default
+KillMode=control-group signals every process, and operators press Ctrl-C twice.
+
+Sanic calls `app.stop()` for every one of them. A second stop during the drain stops the event
+loop under Sanic's shutdown code, which then raises, skips the after-stop listeners (the
+database is never closed) and leaves the process hanging on the database thread. In a
+multi-worker server a second signal to the main process SIGKILLs the whole process group,
+bootloader included, which then cannot remove its extraction directory.
+
+So in every serving process the first SIGTERM/SIGINT starts the graceful stop and the
+following ones are only logged. The drain stays bounded by `server.shutdown_timeout`; SIGKILL
+remains the way to end it sooner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from functools import partial
+from types import FrameType
+from typing import Any
+
+from sanic import Sanic
+
+log = logging.getLogger("artifacta_box")
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+SignalAction = Callable[[int, FrameType | None], Any]
+
+
+def stop_once(action: SignalAction) -> SignalAction:
+    """A signal handler that runs `action` for the first signal and ignores the rest."""
+    stopping = False
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        name = signal.Signals(signum).name
+        if stopping:
+            log.info("received %s while already stopping; still draining", name)
+            return
+        stopping = True
+        log.info("received %s: stopping (in-flight requests may finish)", name)
+        action(signum, frame)
+
+    return handler
+
+
+def install_stop_once(app: Sanic) -> None:
+    """Make SIGTERM/SIGINT stop `app` once, in the serving process and in a worker manager.
+
+    Handlers are set with `signal.signal`, not `loop.add_signal_handler`: Sanic removes the
+    loop's handlers when the drain begins, which would restore the default (fatal) action.
+    """
+
+    async def serving_process(app: Sanic) -> None:
+        loop = asyncio.get_running_loop()
+
+        def stop(signum: int, frame: FrameType | None) -> None:
+            loop.call_soon_threadsafe(partial(app.stop, terminate=False))
+
+        handler = stop_once(stop)
+        for sig in STOP_SIGNALS:
+            loop.remove_signal_handler(sig)
+            signal.signal(sig, handler)
+
+    def manager_process(app: Sanic) -> None:
+        # Only with workers > 1: the main process supervises the workers and, on its first
+        # signal, asks each to stop (they then drain like a single server).
+        manager = app.manager
+
+        def stop(signum: int, frame: FrameType | None) -> None:
+            # Sanic's manager spins forever when told to stop before it has seen every worker
+            # report ready: it keeps re-queueing the stop message while waiting for acks that
+            # stopped workers never send. This handler runs inside that wait, so it cannot
+            # wait itself: a thread lets the workers finish starting (for as long as Sanic
+            # would wait for them), gives the wait a moment to notice, then stops them.
+            def when_started() -> None:
+                deadline = time.monotonic() + manager.THRESHOLD / 10
+                while not manager._all_workers_ack() and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                time.sleep(0.3)  # > the 0.1 s poll interval of Sanic's wait for acks
+                manager.shutdown_signal(signum, None)
+
+            threading.Thread(target=when_started, name="stop-workers", daemon=True).start()
+
+        handler = stop_once(stop)
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, handler)
+
+    app.register_listener(serving_process, "after_server_start")
+    app.register_listener(manager_process, "main_process_ready")
