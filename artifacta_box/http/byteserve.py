@@ -385,9 +385,14 @@ class _FdOwner:
             except OSError:
                 pass
 
+    def _after_abandoned(self, future: asyncio.Future[Any]) -> None:
+        if not future.cancelled():
+            future.exception()  # expected (the client left mid-slice); mark it as seen
+        self._close_all()
+
     def release(self) -> None:
         if self.inflight is not None and not self.inflight.done():
-            self.inflight.add_done_callback(self._close_all)
+            self.inflight.add_done_callback(self._after_abandoned)
         else:
             self._close_all()
 

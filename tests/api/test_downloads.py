@@ -136,6 +136,48 @@ def test_a_multi_slice_download_streams_every_byte(client):
     assert r.status_code == 206 and r.content == HUGE[start:end + 1]
 
 
+def _process_tree(pid: int) -> list[int]:
+    """The server's pid and its descendants (a frozen binary runs the server in a child)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        for task in os.listdir(f"/proc/{p}/task"):
+            try:
+                with open(f"/proc/{p}/task/{task}/children") as fh:
+                    todo.extend(int(c) for c in fh.read().split())
+            except OSError:
+                continue
+    return out
+
+
+def _open_blob_descriptors(server: BoxServer) -> int:
+    n = 0
+    for pid in _process_tree(server.proc.pid):
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                n += "/blobs/" in os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+    return n
+
+
+def test_abandoned_downloads_release_their_files_and_the_box_keeps_serving(shared_server, client):
+    record = upload(client, HUGE, "abandoned.bin")
+    url = download_url(client, record["artifact_id"])
+    for _ in range(6):
+        with httpx.stream("GET", url) as r:  # read a little, then hang up
+            assert r.status_code == 200
+            next(r.iter_raw(65536))
+    assert httpx.get(url, headers={"Range": "bytes=0-9"}).content == HUGE[:10]
+    deadline = time.monotonic() + 15  # abandoned slices finish on their own; poll, bounded
+    while _open_blob_descriptors(shared_server) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _open_blob_descriptors(shared_server) == 0
+    log = shared_server.log()
+    assert "never retrieved" not in log and "BrokenPipeError" not in log
+
+
 # ------------------------------------------------------------------------------ ranges
 
 RANGE_CASES = [
