@@ -18,6 +18,7 @@ from artifacta_box.clock import Clock
 from artifacta_box.config import Settings
 from artifacta_box.context import Box
 from artifacta_box.http import account, artifacts_read, openapi, sessions, system
+from artifacta_box.http import artifacts as artifact_uploads
 from artifacta_box.http import downloads as download_routes
 from artifacta_box.http import metrics as metrics_routes
 from artifacta_box.http.common import authenticate_request
@@ -32,6 +33,7 @@ log = logging.getLogger("artifacta_box")
 BLUEPRINTS = [system.bp, account.bp]
 BLUEPRINTS += [artifacts_read.bp, sessions.bp]
 BLUEPRINTS += [download_routes.bp]
+BLUEPRINTS += [artifact_uploads.bp, artifact_uploads.signed_bp]
 BLUEPRINTS += [metrics_routes.bp]
 BLUEPRINTS += [openapi.bp]
 

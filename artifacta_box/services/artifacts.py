@@ -5,25 +5,36 @@ replay, sealed-session check, storage quota after dedup, blob reference and usag
 row, its metadata index rows, the session row. Everything before it (streaming, hashing, limits)
 happens outside the writer; everything in it is checked and written atomically, so a rejected
 upload leaves no row and no usage change, and a sealed session can never gain an artifact.
+A blob file that the rejected upload itself added to the store is removed again (unless another
+row has come to reference the same bytes meanwhile), so it leaves no blob either.
+
+`check_fields` / `spec_from_fields` turn the fields of any upload path (multipart text fields,
+the JSON body, the upload-url body) into a validated `ArtifactSpec`, in one place.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from artifacta_box import errors
 from artifacta_box.clock import iso, iso_in
+from artifacta_box.config import Plan
 from artifacta_box.context import Box
 from artifacta_box.db import fetchone
 from artifacta_box.ids import new_artifact_id
-from artifacta_box.services import usage
+from artifacta_box.services import usage, validation
 from artifacta_box.services.records import artifact_record, is_expired
 from artifacta_box.services.tenants import Principal
 from artifacta_box.services.validation import metadata_json
 from artifacta_box.storage import StagedBlob
+
+log = logging.getLogger("artifacta_box.artifacts")
 
 
 @dataclass(frozen=True)
@@ -46,6 +57,67 @@ class ArtifactSpec:
             separators=(",", ":"), ensure_ascii=False,
         )
         return hashlib.sha256(raw.encode("utf-8")).hexdigest()
+
+
+def check_fields(plan: Plan, fields: Mapping[str, Any]) -> None:
+    """Validate the upload fields present so far (each failure a 400 naming the field), so a
+    doomed upload is refused before its bytes are streamed. `filename` may still arrive later."""
+    if fields.get("filename") not in (None, ""):
+        validation.filename(fields["filename"])
+    if fields.get("content_type") not in (None, ""):
+        validation.content_type(fields["content_type"])
+    validation.label("session_id", fields.get("session_id"))
+    validation.label("agent_id", fields.get("agent_id"))
+    if fields.get("ttl") not in (None, ""):
+        validation.ttl_seconds(fields["ttl"], plan)
+    validation.metadata(fields.get("metadata"))
+
+
+def spec_from_fields(
+    plan: Plan,
+    fields: Mapping[str, Any],
+    *,
+    fallback_filename: str | None = None,
+    fallback_content_type: str | None = None,
+) -> ArtifactSpec:
+    """The validated spec of a new artifact from its upload fields.
+
+    `filename` falls back to `fallback_filename` (a multipart part's filename); `content_type`
+    falls back to `fallback_content_type` (the part's Content-Type) unless that is the generic
+    application/octet-stream, then to a guess from the filename.
+    """
+    name = fields.get("filename")
+    if name in (None, "") and fallback_filename not in (None, ""):
+        name = fallback_filename
+    if name in (None, ""):
+        raise errors.InvalidRequest(
+            "filename is required: send a filename field (or a filename in the file part)."
+        )
+    filename = validation.filename(name)
+    ctype = fields.get("content_type")
+    if ctype in (None, ""):
+        ctype = None
+        fallback = (fallback_content_type or "").strip()
+        if fallback and fallback.split(";", 1)[0].strip().lower() != validation.DEFAULT_CONTENT_TYPE:
+            try:
+                ctype = validation.content_type(fallback)
+            except errors.InvalidRequest:
+                raise errors.InvalidRequest(
+                    f"content_type: the file part's Content-Type {fallback[:80]!r} is not a valid "
+                    "media type; send a content_type field such as text/plain."
+                ) from None
+    content_type = validation.content_type(ctype, filename)
+    ttl = fields.get("ttl")
+    ttl_seconds = validation.ttl_seconds(ttl, plan)
+    return ArtifactSpec(
+        filename=filename,
+        content_type=content_type,
+        session_id=validation.label("session_id", fields.get("session_id")),
+        agent_id=validation.label("agent_id", fields.get("agent_id")),
+        metadata=validation.metadata(fields.get("metadata")),
+        ttl_seconds=ttl_seconds,
+        ttl_raw=ttl.strip() if isinstance(ttl, str) and ttl.strip() else None,
+    )
 
 
 async def check_session_open(box: Box, tenant_id: int, session_id: str | None) -> None:
@@ -136,6 +208,32 @@ async def check_storage_quota(conn, box: Box, principal: Principal, billable: in
         )
 
 
+async def blob_referenced(conn, tenant_id: int, sha256: str) -> bool:
+    """Whether any row points at these bytes: a `blobs` row (a committed artifact, in any state
+    until purge) or an artifact row holding them as a received presigned upload."""
+    if await fetchone(conn, "SELECT 1 FROM blobs WHERE tenant_id = ? AND sha256 = ?",
+                      (tenant_id, sha256)) is not None:
+        return True
+    return await fetchone(
+        conn, "SELECT 1 FROM artifacts WHERE tenant_id = ? AND upload_sha256 = ? LIMIT 1",
+        (tenant_id, sha256),
+    ) is not None
+
+
+async def drop_blob_if_unreferenced(box: Box, tenant_id: int, sha256: str) -> bool:
+    """Remove a blob file no row references (one a failed or replaced upload added).
+
+    Runs under the writer, so it cannot interleave with a commit that references the same
+    bytes; such a commit re-links the file from its own staging copy (`ensure_committed`)
+    if it finds it gone. Returns True if the file was removed.
+    """
+    async with box.db.write() as conn:
+        if await blob_referenced(conn, tenant_id, sha256):
+            return False
+        box.blobs.delete(tenant_id, sha256)
+        return True
+
+
 async def commit_new_artifact(
     box: Box,
     principal: Principal,
@@ -145,12 +243,14 @@ async def commit_new_artifact(
 ) -> tuple[dict[str, Any], bool]:
     """Make an uploaded blob a visible artifact. Returns (record, replayed).
 
-    The staging file is discarded in every case (it stays a hard link in the CAS when new).
+    The staging file is discarded in every case (it stays a hard link in the CAS when new); a
+    blob file this call added is removed again when the commit is refused.
     """
     tenant_id = principal.tenant_id
     request_hash = spec.request_hash(staged.sha256) if idem_key else None
+    created = inserted = False
     try:
-        await box.blobs.commit_staged(tenant_id, staged)
+        created = await box.blobs.commit_staged(tenant_id, staged)
         async with box.db.write() as conn:
             now = box.clock.now()
             now_iso = iso(now)
@@ -182,6 +282,13 @@ async def commit_new_artifact(
                     (tenant_id, idem_key, request_hash, artifact_id, now_iso),
                 )
             row = await fetchone(conn, "SELECT * FROM artifacts WHERE artifact_id = ?", (artifact_id,))
+        inserted = True
         return artifact_record(row), False
     finally:
         staged.discard()
+        if created and not inserted:
+            # Shielded: a client disconnect (task cancellation) must not skip the cleanup.
+            try:
+                await asyncio.shield(drop_blob_if_unreferenced(box, tenant_id, staged.sha256))
+            except Exception:  # keep the original error; gc removes orphans later
+                log.exception("could not remove the unreferenced blob of a refused upload")
