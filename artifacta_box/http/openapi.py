@@ -71,14 +71,21 @@ ARTIFACT_GONE = ["artifact_not_found", "artifact_expired", "artifact_already_del
 
 TIMESTAMP_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z$"
 LABEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+LABEL_OR_EMPTY = r"^([A-Za-z0-9][A-Za-z0-9._-]{0,127})?$"  # in requests, empty means none
 ARTIFACT_ID_PATTERN = r"^art_[A-Za-z0-9]{16}$"
 LINK_ID_PATTERN = r"^lnk_[A-Za-z0-9]{20}$"
 METADATA_KEY_PATTERN = r"^[a-zA-Z][a-zA-Z0-9_-]{0,63}$"
-TTL_PATTERN = r"^([1-9][0-9]{0,9}[smhdw]|never)$"
+TTL_PATTERN = r"^([1-9][0-9]{0,9}[smhdw]|never)?$"
+BASE64_PATTERN = r"^([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
 
 
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _optional(schema: dict[str, Any]) -> dict[str, Any]:
+    """An optional request field: null is the same as leaving it out."""
+    return {"anyOf": [schema, {"type": "null"}]}
 
 
 def _timestamp(description: str, nullable: bool = False) -> dict[str, Any]:
@@ -185,7 +192,7 @@ def _schemas() -> dict[str, Any]:
             "type": "string",
             "pattern": TTL_PATTERN,
             "description": "A positive integer and a unit s, m, h, d or w, or 'never'. "
-                           "Default: the plan's default TTL (30d).",
+                           "Absent or empty: the plan's default TTL (30d).",
         },
         "Artifact": artifact_record,
         "ArtifactList": {
@@ -213,19 +220,21 @@ def _schemas() -> dict[str, Any]:
         },
         "JsonUpload": {
             "type": "object",
-            "required": ["filename", "content", "content_encoding"],
+            "required": ["filename", "content"],
             "properties": {
                 "filename": {"type": "string", "minLength": 1, "maxLength": 255},
                 "content": {
-                    "type": "string", "contentEncoding": "base64",
+                    "type": "string", "contentEncoding": "base64", "pattern": BASE64_PATTERN,
                     "description": "The bytes, base64-encoded; at most 10 MB decoded (plan).",
                 },
-                "content_encoding": {"const": "base64"},
-                "content_type": {"type": "string"},
-                "session_id": {"type": "string", "pattern": LABEL_PATTERN},
-                "agent_id": {"type": "string", "pattern": LABEL_PATTERN},
-                "metadata": _ref("Metadata"),
-                "ttl": _ref("Ttl"),
+                "content_encoding": {
+                    "const": "base64", "description": "The only encoding; the default.",
+                },
+                "content_type": _optional({"type": "string"}),
+                "session_id": _optional({"type": "string", "pattern": LABEL_OR_EMPTY}),
+                "agent_id": _optional({"type": "string", "pattern": LABEL_OR_EMPTY}),
+                "metadata": _optional(_ref("Metadata")),
+                "ttl": _optional(_ref("Ttl")),
             },
         },
         "MultipartUpload": {
@@ -243,8 +252,8 @@ def _schemas() -> dict[str, Any]:
                     "description": "Else the part's Content-Type unless application/octet-stream, "
                                    "else guessed from the filename.",
                 },
-                "session_id": {"type": "string", "pattern": LABEL_PATTERN},
-                "agent_id": {"type": "string", "pattern": LABEL_PATTERN},
+                "session_id": {"type": "string", "pattern": LABEL_OR_EMPTY},
+                "agent_id": {"type": "string", "pattern": LABEL_OR_EMPTY},
                 "ttl": _ref("Ttl"),
                 "metadata": {
                     "type": "string", "contentMediaType": "application/json",
@@ -254,18 +263,18 @@ def _schemas() -> dict[str, Any]:
         },
         "UploadUrlRequest": {
             "type": "object",
-            "required": ["filename", "content_type", "size_bytes"],
+            "required": ["filename", "size_bytes"],
             "properties": {
                 "filename": {"type": "string", "minLength": 1, "maxLength": 255},
-                "content_type": {"type": "string"},
+                "content_type": _optional({"type": "string"}),
                 "size_bytes": {
                     "type": "integer", "minimum": 1,
                     "description": "Exact size of the bytes to come; at most 5 GB (plan).",
                 },
-                "session_id": {"type": "string", "pattern": LABEL_PATTERN},
-                "agent_id": {"type": "string", "pattern": LABEL_PATTERN},
-                "metadata": _ref("Metadata"),
-                "ttl": _ref("Ttl"),
+                "session_id": _optional({"type": "string", "pattern": LABEL_OR_EMPTY}),
+                "agent_id": _optional({"type": "string", "pattern": LABEL_OR_EMPTY}),
+                "metadata": _optional(_ref("Metadata")),
+                "ttl": _optional(_ref("Ttl")),
             },
         },
         "UploadUrl": {
@@ -290,8 +299,13 @@ def _schemas() -> dict[str, Any]:
         "UploadReceived": {
             "type": "object",
             "description": "The bytes arrived; call complete to make the artifact active.",
-            "required": ["artifact_id"],
-            "properties": {"artifact_id": {"type": "string", "pattern": ARTIFACT_ID_PATTERN}},
+            "required": ["artifact_id", "status", "size_bytes", "sha256"],
+            "properties": {
+                "artifact_id": {"type": "string", "pattern": ARTIFACT_ID_PATTERN},
+                "status": {"const": "pending"},
+                "size_bytes": {"type": "integer", "minimum": 1},
+                "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+            },
         },
         "DownloadUrl": {
             "type": "object",
@@ -346,8 +360,9 @@ def _schemas() -> dict[str, Any]:
             "type": "object",
             "properties": {
                 "expires_in": {
-                    "type": "integer", "minimum": 1,
-                    "description": "Seconds; default 604800 (7 days); at most the plan's maximum.",
+                    "type": ["integer", "null"], "minimum": 1,
+                    "description": "Seconds; default (also for null) 604800 (7 days); at most "
+                                   "the plan's maximum.",
                 },
             },
         },
@@ -458,19 +473,21 @@ LINK_ID = _path_param("link_id", LINK_ID_PATTERN, "`lnk_` and 20 letters or digi
 SESSION_ID = _path_param("session_id", LABEL_PATTERN, "A caller-chosen session label.")
 LIMIT = _query("limit", {"type": "integer", "minimum": 1, "maximum": 200, "default": 50},
                "Page size, 1-200; outside → 400 invalid_request.")
-CURSOR = _query("cursor", {"type": "string", "minLength": 1},
-                "`next_cursor` of the previous page, unchanged. Forged or foreign → 400.")
-CREATED_AFTER = _query("created_after", {"type": "string", "format": "date-time"},
-                       "Exclusive lower bound, ISO 8601 with `Z` or an offset.")
-CREATED_BEFORE = _query("created_before", {"type": "string", "format": "date-time"},
-                        "Exclusive upper bound, ISO 8601 with `Z` or an offset.")
+CURSOR = _query("cursor", {"type": "string"},
+                "`next_cursor` of the previous page, unchanged. Forged or foreign → 400; "
+                "empty means the first page.")
+_DATE_BOUND = {"type": "string", "anyOf": [{"format": "date-time"}, {"maxLength": 0}]}
+CREATED_AFTER = _query("created_after", _DATE_BOUND,
+                       "Exclusive lower bound, ISO 8601 with `Z` or an offset; empty means none.")
+CREATED_BEFORE = _query("created_before", _DATE_BOUND,
+                        "Exclusive upper bound, ISO 8601 with `Z` or an offset; empty means none.")
 
 # Unauthenticated byte routes (SPEC §5): the query a signed URL carries.
 SIGNED_QUERY = [
-    {"name": "expires", "in": "query", "required": True,
+    {"name": "e", "in": "query", "required": True,
      "description": "Unix seconds when the URL stops working (bound by the signature).",
      "schema": {"type": "integer"}},
-    {"name": "sig", "in": "query", "required": True,
+    {"name": "s", "in": "query", "required": True,
      "description": "HMAC signature binding method, artifact, tenant and expiry.",
      "schema": {"type": "string"}},
 ]
@@ -599,11 +616,25 @@ def _byte_params() -> list[dict]:
     ]
 
 
+def _preflight(operation_id: str, param: dict[str, Any], tag: str) -> dict[str, Any]:
+    return _op(
+        "CORS preflight", operation_id,
+        {"204": {"description": "Allowed methods; CORS headers when the Origin is one of "
+                                "`server.cors_origins`.",
+                 "headers": {"Allow": {"schema": {"const": "GET, HEAD, OPTIONS"},
+                                       "required": True}}},
+         **_errors(auth=False)},
+        tags=[tag], public=True,
+        # a preflight answers the same whatever the id: the real request will say if it exists
+        parameters=[{**param, "schema": {"type": "string"}}],
+    )
+
+
 def _paths() -> dict[str, Any]:
     record = "The artifact record."
     artifact_errors = ARTIFACT_GONE
-    signed_download = "/files/{artifact_id}"
-    signed_upload = "/uploads/{artifact_id}"
+    signed_download = "/d/{artifact_id}"
+    signed_upload = "/u/{artifact_id}"
     return {
         "/health": {
             "get": _op(
@@ -796,9 +827,9 @@ def _paths() -> dict[str, Any]:
                             "do not URL-encode this query); it is read as `+`.",
                 parameters=[
                     CREATED_AFTER, CREATED_BEFORE, LIMIT,
-                    _query("after", {"type": "string", "minLength": 1},
-                           "`next_cursor` of the previous page."),
-                    _query("cursor", {"type": "string", "minLength": 1}, "Alias of `after`."),
+                    _query("after", {"type": "string"},
+                           "`next_cursor` of the previous page; empty means the first page."),
+                    _query("cursor", {"type": "string"}, "Alias of `after`."),
                 ],
             ),
         },
@@ -816,7 +847,9 @@ def _paths() -> dict[str, Any]:
             "put": _op(
                 "Upload the bytes of a presigned upload", "putUploadBytes",
                 {"200": _json_ok("UploadReceived", "Stored; call complete next.",
-                                 rate_headers=False),
+                                 headers={"ETag": {"schema": {"type": "string"},
+                                                   "description": "The SHA-256, quoted.",
+                                                   "required": True}}),
                  **_errors("invalid_request", "invalid_signature", "url_expired", "conflict",
                            "rate_limited", "artifact_not_found", "session_sealed", "file_too_large",
                            auth=False)},
@@ -847,6 +880,7 @@ def _paths() -> dict[str, Any]:
                 tags=["downloads"], public=True,
                 parameters=[ARTIFACT_ID, *SIGNED_QUERY, *_byte_params()],
             ),
+            "options": _preflight("preflightSigned", ARTIFACT_ID, "downloads"),
         },
         "/l/{link_id}": {
             "get": _op(
@@ -867,6 +901,7 @@ def _paths() -> dict[str, Any]:
                 tags=["links"], public=True,
                 parameters=[LINK_ID, *_byte_params()],
             ),
+            "options": _preflight("preflightLink", LINK_ID, "links"),
         },
     }
 
