@@ -40,7 +40,8 @@ async def lifecycle_loop(
         try:
             report = await lifecycle.run_gc(box, scan_disk=scan, wait_for_lock=False)
         except lifecycle.GcBusy:
-            log.info("skipping this lifecycle run: `artifacta-box gc` is running")
+            # Another worker process or an `artifacta-box gc` is doing the work right now.
+            log.debug("lifecycle run skipped: another gc run holds the lock")
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -287,30 +287,22 @@ class _Check:
                 "SELECT tenant_id, upload_sha256 FROM artifacts WHERE state = 'pending' "
                 "AND upload_sha256 IS NOT NULL")
         }
-        stale: list[tuple[int, str, int]] = []
-        by_tenant: dict[int, list[Any]] = {}
+        sizes: dict[tuple[int, str], tuple[int, float]] = {}
         for info in files:
             if not lifecycle.is_sha256(info.sha256):
                 self.report.add("stray_file", f"{info.path} is not a blob (its name is not a "
                                 "SHA-256); move it out of the data directory")
                 continue
-            by_tenant.setdefault(info.tenant_id, []).append(info)
-        for tenant_id, infos in by_tenant.items():
-            for start in range(0, len(infos), PAGE):
-                chunk = infos[start:start + PAGE]
-                marks = ",".join("?" * len(chunk))
-                rows = await self.box.db.fetchall(
-                    f"SELECT sha256 FROM blobs WHERE tenant_id = ? AND sha256 IN ({marks})",
-                    (tenant_id, *[i.sha256 for i in chunk]),
-                )
-                known = {r["sha256"] for r in rows}
-                for info in chunk:
-                    if info.sha256 in known or (tenant_id, info.sha256) in pending:
-                        continue
-                    if info.mtime > self.mtime_cutoff:
-                        self.report.recent_orphans += 1
-                    else:
-                        stale.append((tenant_id, info.sha256, info.size))
+            sizes[(info.tenant_id, info.sha256)] = (info.size, info.mtime)
+        stale: list[tuple[int, str, int]] = []
+        for tenant_id, sha in await lifecycle.rowless(self.box, list(sizes)):
+            if (tenant_id, sha) in pending:
+                continue
+            size, mtime = sizes[(tenant_id, sha)]
+            if mtime > self.mtime_cutoff:
+                self.report.recent_orphans += 1
+            else:
+                stale.append((tenant_id, sha, size))
         if not stale:
             return
         removed = set()
