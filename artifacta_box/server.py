@@ -15,7 +15,7 @@ from artifacta_box.config import Settings
 from artifacta_box.context import Box, ServerLock, prepare_data_dir
 from artifacta_box.logs import configure
 from artifacta_box.services import tenants
-from artifacta_box.stopping import install_stop_once
+from artifacta_box.stopping import install_stop_once, shield_helpers_from_sigterm
 from artifacta_box.storage import LocalBlobStore
 
 log = logging.getLogger("artifacta_box")
@@ -68,6 +68,7 @@ def serve(settings: Settings, bootstrap: bool = True) -> int:
             app = loader.load()
             app.prepare(host=settings.host, port=settings.port, workers=settings.workers,
                         access_log=False, motd=False)
+            shield_helpers_from_sigterm()
             Sanic.serve(primary=app, app_loader=loader)
     finally:
         lock.release()

@@ -98,3 +98,17 @@ def install_stop_once(app: Sanic) -> None:
 
     app.register_listener(serving_process, "after_server_start")
     app.register_listener(manager_process, "main_process_ready")
+
+
+def shield_helpers_from_sigterm() -> None:
+    """Call right before `Sanic.serve` with workers > 1.
+
+    Sanic keeps the workers' shared state in a multiprocessing manager process. When SIGTERM
+    reaches the whole process group (`kill -- -PGID`, `docker stop` on a shell wrapper,
+    systemd's KillMode=control-group) that process died at once and the main process failed
+    with a traceback while stopping the workers. An ignored signal stays ignored across
+    exec, so the helper processes started from here on ignore SIGTERM (the manager is shut
+    down by a message); Sanic's worker manager and every worker install their own handlers.
+    """
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
