@@ -44,6 +44,7 @@ from artifacta_box.services.artifacts import (
     check_fields,
     check_session_open,
     commit_new_artifact,
+    discard_staged,
     spec_from_fields,
 )
 from artifacta_box.services.tenants import Principal
@@ -184,7 +185,7 @@ async def receive_multipart(
         spec = spec_from_fields(plan, reader.fields, fallback_filename=part.filename,
                                 fallback_content_type=part.content_type)
     except BaseException:
-        staged.discard()
+        await discard_staged(staged)
         raise
     return staged, spec
 
@@ -334,7 +335,7 @@ async def put_upload(request: Request, artifact_id: str):
             raise errors.InvalidRequest(f"{mismatch}; more bytes arrived.") from None
         raise
     if staged.size != size:
-        staged.discard()
+        await discard_staged(staged)
         raise errors.InvalidRequest(f"{mismatch}; only {staged.size:,} arrived.")
     await presigned.store_upload(box, target, staged)
     return ok(

@@ -220,6 +220,13 @@ async def blob_referenced(conn, tenant_id: int, sha256: str) -> bool:
     ) is not None
 
 
+async def discard_staged(staged: StagedBlob) -> None:
+    """Remove a staging file in a worker thread: unlinking a large file whose blocks are not
+    shared with a committed blob takes long enough (~0.2 s per GiB) to stall every request if
+    done on the event loop. Shielded, so a request cancelled meanwhile still removes it."""
+    await asyncio.shield(asyncio.get_running_loop().run_in_executor(None, staged.discard))
+
+
 async def drop_blob_if_unreferenced(box: Box, tenant_id: int, sha256: str) -> bool:
     """Remove a blob file no row references (one a failed or replaced upload added).
 
@@ -230,7 +237,7 @@ async def drop_blob_if_unreferenced(box: Box, tenant_id: int, sha256: str) -> bo
     async with box.db.write() as conn:
         if await blob_referenced(conn, tenant_id, sha256):
             return False
-        box.blobs.delete(tenant_id, sha256)
+        await asyncio.get_running_loop().run_in_executor(None, box.blobs.delete, tenant_id, sha256)
         return True
 
 
@@ -285,7 +292,7 @@ async def commit_new_artifact(
         inserted = True
         return artifact_record(row), False
     finally:
-        staged.discard()
+        await discard_staged(staged)
         if created and not inserted:
             # Shielded: a client disconnect (task cancellation) must not skip the cleanup.
             try:

@@ -36,6 +36,7 @@ from artifacta_box.services.artifacts import (
     ArtifactSpec,
     check_session_open,
     check_storage_quota,
+    discard_staged,
     drop_blob_if_unreferenced,
     insert_metadata_rows,
     record_session_use,
@@ -159,7 +160,7 @@ async def store_upload(box: Box, target: UploadTarget, staged: StagedBlob) -> No
             previous = row["upload_sha256"]
         stored = True
     finally:
-        staged.discard()
+        await discard_staged(staged)
         stale = None
         if created and not stored:
             stale = staged.sha256
