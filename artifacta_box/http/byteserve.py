@@ -41,6 +41,7 @@ import time
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
 
@@ -203,6 +204,7 @@ def safe_filename(filename: str) -> str:
     return cleaned
 
 
+@lru_cache(maxsize=4096)
 def content_disposition(filename: str) -> str:
     """`attachment; filename="<ascii>"; filename*=UTF-8''<pct-encoded>` (RFC 6266 / 8187).
 
