@@ -546,6 +546,9 @@ SPECIAL_CONFIG = """
 cors_origins = ["https://app.example"]
 sendfile = false
 
+[security]
+max_signed_url_seconds = "10m"
+
 [plans.tiny]
 rate_sustained = 0.01
 rate_burst = 4
@@ -611,3 +614,16 @@ def test_cors_preflight_and_allow_origin(special_server):
     # errors are readable by the allowed origin too
     bad = httpx.get(with_query(url, s="A" * 43), headers={"Origin": "https://app.example"})
     assert bad.status_code == 403 and bad.headers["access-control-allow-origin"] == "https://app.example"
+
+
+def test_download_urls_never_outlive_the_configured_cap(special_server):
+    with special_server.client() as c:
+        record = upload(c, b"capped url", "cap.txt", "text/plain")
+        body = c.get(f"/v1/artifacts/{record['artifact_id']}/download-url").json()
+        assert body["expires_in"] == 600
+        e = int(parse_qs(urlsplit(body["download_url"]).query)["e"][0])
+        assert time.time() + 500 < e <= time.time() + 601
+        assert httpx.get(body["download_url"]).content == b"capped url"
+        batch = c.post("/v1/artifacts/batch/download-urls",
+                       json={"artifact_ids": [record["artifact_id"]]}).json()["results"][0]
+        assert batch["expires_in"] == 600

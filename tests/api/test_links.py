@@ -163,6 +163,15 @@ def test_links_stop_when_the_artifact_is_deleted_or_expires(shared_server, clien
     assert_error(httpx.get(to_expired["url"]), 410, "artifact_expired")
 
 
+def test_a_link_to_a_purged_artifact_is_404(shared_server, client):
+    record = upload(client, b"purged after retention", "p.txt", "text/plain")
+    link = make_link(client, record["artifact_id"])
+    client.delete(f"/v1/artifacts/{record['artifact_id']}")
+    # what the retention purge does to the row (not waiting 30 days)
+    execute(shared_server, "DELETE FROM artifacts WHERE artifact_id = ?", (record["artifact_id"],))
+    assert_error(httpx.get(link["url"]), 404, "artifact_not_found")
+
+
 # ------------------------------------------------------------------------------ revoke
 
 
