@@ -13,6 +13,7 @@ from sanic.worker.loader import AppLoader
 from artifacta_box.app import create_app
 from artifacta_box.config import Settings
 from artifacta_box.context import Box, ServerLock, prepare_data_dir
+from artifacta_box.http.deadlines import DeadlineHttpProtocol
 from artifacta_box.logs import configure
 from artifacta_box.services import tenants
 from artifacta_box.stopping import install_stop_once, shield_helpers_from_sigterm
@@ -62,12 +63,12 @@ def serve(settings: Settings, bootstrap: bool = True) -> int:
         if settings.workers == 1:
             app = factory()
             app.run(host=settings.host, port=settings.port, single_process=True,
-                    access_log=False, motd=False)
+                    access_log=False, motd=False, protocol=DeadlineHttpProtocol)
         else:
             loader = AppLoader(factory=factory)
             app = loader.load()
             app.prepare(host=settings.host, port=settings.port, workers=settings.workers,
-                        access_log=False, motd=False)
+                        access_log=False, motd=False, protocol=DeadlineHttpProtocol)
             shield_helpers_from_sigterm()
             Sanic.serve(primary=app, app_loader=loader)
     finally:
