@@ -89,7 +89,10 @@ def to_api_error(request: Request | None, exc: BaseException) -> errors.ApiError
                 "The request body is larger than this route accepts."
             )
         if status == 408:
-            return RequestTimeout("The request was not received in time.")
+            detail = str(exc)  # the deadline protocol says which part was late
+            if not detail or detail == "Request Timeout":
+                detail = "The request was not received in time."
+            return RequestTimeout(detail)
         if status == 416:
             return RangeNotSatisfiable(str(exc) or "Range not satisfiable.")
         if status == 431:
