@@ -30,7 +30,7 @@ import asyncio
 import fcntl
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -43,7 +43,14 @@ from artifacta_box.services.audit import record_audit
 
 log = logging.getLogger("artifacta_box.lifecycle")
 
-BATCH = 500               # rows (or files) per write transaction
+BATCH = 500               # rows (or files) per write transaction, at most ...
+BATCH_SECONDS = 0.05      # ... and at most this much work while holding the writer
+# Between two batches the writer is left free this long: in-process API writers are queued on
+# the writer lock and get it at once, but another process (the server while `artifacta-box gc`
+# runs, an admin command while the server's gc runs) waits in SQLite's busy handler, which
+# polls at most every 100 ms; a longer gap guarantees it a turn.
+PAUSE_SECONDS = 0.11
+EXPIRE_BATCH = 200
 GC_RUNS_KEEP_DAYS = 90    # history kept in gc_runs
 GC_LOCK_FILE = "gc.lock"
 _HEX = frozenset("0123456789abcdef")
@@ -135,7 +142,35 @@ class _Run:
                     raise _Rollback
         except _Rollback:
             pass
-        await asyncio.sleep(0)  # let waiting API writers have the writer between batches
+
+    async def pause(self) -> None:
+        """Between two batches of a step that has more to do: leave the writer to others."""
+        await asyncio.sleep(PAUSE_SECONDS)
+
+    async def keyset_batches(self, sql: str, params: tuple, start: tuple,
+                             key: Callable[[Any], tuple], handle: Callable[[Any, Any], Any]) -> int:
+        """Run `handle(conn, row)` over the rows of `sql` (which takes `params`, then the keyset
+        position, then a LIMIT) in write transactions of at most BATCH rows and BATCH_SECONDS
+        of work. Rows are visited once, in key order, whether handled rows leave the table or
+        not (dry runs, skipped rows). Returns the number of rows handled."""
+        last, handled = start, 0
+        while True:
+            began = time.monotonic()
+            more = False
+            async with self.txn() as conn:
+                rows = await fetchall(conn, sql, (*params, *last, self.batch))
+                for r in rows:
+                    await handle(conn, r)
+                    handled += 1
+                    last = key(r)
+                    if time.monotonic() - began > BATCH_SECONDS and r is not rows[-1]:
+                        more = True
+                        break
+                else:
+                    more = len(rows) == self.batch
+            if not more:
+                return handled
+            await self.pause()
 
     # ------------------------------------------------------------------ file checks
 
@@ -148,13 +183,15 @@ class _Run:
             return None
         return st.st_mtime <= self.mtime_cutoff
 
-    def _unlink(self, tenant_id: int, sha256: str) -> int:
+    async def _unlink(self, tenant_id: int, sha256: str) -> int:
+        """Delete a blob file (the caller holds the writer); in a worker thread, so reads on
+        the event loop go on while the filesystem works."""
         if self.dry_run:
             try:
                 return self.box.blobs.size(tenant_id, sha256)
             except FileNotFoundError:
                 return 0
-        return self.box.blobs.delete(tenant_id, sha256)
+        return await asyncio.to_thread(self.box.blobs.delete, tenant_id, sha256)
 
     async def _pending_holds(self, conn, tenant_id: int, sha256: str) -> bool:
         """Is a presigned upload still waiting to be completed with these bytes?"""
@@ -176,7 +213,7 @@ class _Run:
             return False
         if await self._pending_holds(conn, tenant_id, sha256):
             return False
-        freed = self._unlink(tenant_id, sha256)
+        freed = await self._unlink(tenant_id, sha256)
         self.report.deleted_blobs += 1
         self.report.orphan_files += 1
         self.report.reclaimed_bytes += freed
@@ -193,31 +230,23 @@ class _Run:
             return
         while True:
             async with self.txn() as conn:
-                n = await usage.expire_due(conn, self.now_iso, limit=self.batch)
+                n = await usage.expire_due(conn, self.now_iso, limit=EXPIRE_BATCH)
             self.report.expired += n
-            if n < self.batch:
+            if n < EXPIRE_BATCH:
                 return
+            await self.pause()
 
     async def purge(self) -> None:
         """Deleted rows past retention (by deleted_at), then expired rows (by expired_at, the
         moment the box processed the expiry)."""
         for state, column in (("deleted", "deleted_at"), ("expired", "expired_at")):
-            last = ("", 0)
-            while True:
-                async with self.txn() as conn:
-                    rows = await fetchall(
-                        conn,
-                        f"SELECT id, artifact_id, tenant_id, content_hash, upload_sha256, {column} AS at "
-                        f"FROM artifacts WHERE state = ? AND {column} <= ? AND ({column}, id) > (?, ?) "
-                        f"ORDER BY {column}, id LIMIT ?",
-                        (state, self.retention_cutoff, last[0], last[1], self.batch),
-                    )
-                    for r in rows:
-                        await self._purge_row(conn, r)
-                    self.report.purged_artifacts += len(rows)
-                if len(rows) < self.batch:
-                    break
-                last = (rows[-1]["at"], rows[-1]["id"])
+            self.report.purged_artifacts += await self.keyset_batches(
+                f"SELECT id, artifact_id, tenant_id, content_hash, upload_sha256, {column} AS at "
+                f"FROM artifacts WHERE state = ? AND {column} <= ? AND ({column}, id) > (?, ?) "
+                f"ORDER BY {column}, id LIMIT ?",
+                (state, self.retention_cutoff), ("", 0),
+                lambda r: (r["at"], r["id"]), self._purge_row,
+            )
 
     async def _purge_row(self, conn, r: Any) -> None:
         await conn.execute("DELETE FROM artifact_metadata WHERE artifact_id = ?", (r["artifact_id"],))
@@ -232,54 +261,42 @@ class _Run:
             await self.delete_unrowed_file(conn, r["tenant_id"], r["upload_sha256"])
 
     async def stale_pending(self) -> None:
-        last = ("", 0)
-        while True:
-            async with self.txn() as conn:
-                rows = await fetchall(
-                    conn,
-                    "SELECT id, artifact_id, tenant_id, upload_sha256, upload_expires_at AS at "
-                    "FROM artifacts WHERE state = 'pending' AND upload_expires_at <= ? "
-                    "AND (upload_expires_at, id) > (?, ?) ORDER BY upload_expires_at, id LIMIT ?",
-                    (self.pending_cutoff, last[0], last[1], self.batch),
-                )
-                for r in rows:
-                    await conn.execute("DELETE FROM artifact_metadata WHERE artifact_id = ?",
-                                       (r["artifact_id"],))
-                    await conn.execute("DELETE FROM links WHERE artifact_id = ?", (r["artifact_id"],))
-                    await conn.execute("DELETE FROM artifacts WHERE id = ?", (r["id"],))
-                    if r["upload_sha256"] is not None:
-                        await self.delete_unrowed_file(conn, r["tenant_id"], r["upload_sha256"])
-                self.report.purged_pending += len(rows)
-            if len(rows) < self.batch:
-                return
-            last = (rows[-1]["at"], rows[-1]["id"])
+        async def remove(conn, r: Any) -> None:
+            await conn.execute("DELETE FROM artifact_metadata WHERE artifact_id = ?",
+                               (r["artifact_id"],))
+            await conn.execute("DELETE FROM links WHERE artifact_id = ?", (r["artifact_id"],))
+            await conn.execute("DELETE FROM artifacts WHERE id = ?", (r["id"],))
+            if r["upload_sha256"] is not None:
+                await self.delete_unrowed_file(conn, r["tenant_id"], r["upload_sha256"])
+
+        self.report.purged_pending += await self.keyset_batches(
+            "SELECT id, artifact_id, tenant_id, upload_sha256, upload_expires_at AS at "
+            "FROM artifacts WHERE state = 'pending' AND upload_expires_at <= ? "
+            "AND (upload_expires_at, id) > (?, ?) ORDER BY upload_expires_at, id LIMIT ?",
+            (self.pending_cutoff,), ("", 0), lambda r: (r["at"], r["id"]), remove,
+        )
 
     async def unreferenced_blobs(self) -> None:
-        last = ("", -1, "")
-        while True:
-            async with self.txn() as conn:
-                rows = await fetchall(
-                    conn,
-                    "SELECT tenant_id, sha256, size_bytes, unreferenced_at FROM blobs "
-                    "WHERE refs = 0 AND unreferenced_at <= ? "
-                    "AND (unreferenced_at, tenant_id, sha256) > (?, ?, ?) "
-                    "ORDER BY unreferenced_at, tenant_id, sha256 LIMIT ?",
-                    (self.unreferenced_cutoff, last[0], last[1], last[2], self.batch),
-                )
-                for r in rows:
-                    tenant_id, sha = r["tenant_id"], r["sha256"]
-                    if self._file_is_stale(tenant_id, sha) is False:
-                        continue  # touched recently: an upload is about to reference it
-                    if await self._pending_holds(conn, tenant_id, sha):
-                        continue
-                    await conn.execute("DELETE FROM blobs WHERE tenant_id = ? AND sha256 = ? "
-                                       "AND refs = 0", (tenant_id, sha))
-                    freed = self._unlink(tenant_id, sha)
-                    self.report.deleted_blobs += 1
-                    self.report.reclaimed_bytes += freed
-            if len(rows) < self.batch:
+        async def collect(conn, r: Any) -> None:
+            tenant_id, sha = r["tenant_id"], r["sha256"]
+            if self._file_is_stale(tenant_id, sha) is False:
+                return  # touched recently: an upload is about to reference it
+            if await self._pending_holds(conn, tenant_id, sha):
                 return
-            last = (rows[-1]["unreferenced_at"], rows[-1]["tenant_id"], rows[-1]["sha256"])
+            await conn.execute("DELETE FROM blobs WHERE tenant_id = ? AND sha256 = ? AND refs = 0",
+                               (tenant_id, sha))
+            freed = await self._unlink(tenant_id, sha)
+            self.report.deleted_blobs += 1
+            self.report.reclaimed_bytes += freed
+
+        await self.keyset_batches(
+            "SELECT tenant_id, sha256, unreferenced_at FROM blobs "
+            "WHERE refs = 0 AND unreferenced_at <= ? "
+            "AND (unreferenced_at, tenant_id, sha256) > (?, ?, ?) "
+            "ORDER BY unreferenced_at, tenant_id, sha256 LIMIT ?",
+            (self.unreferenced_cutoff,), ("", -1, ""),
+            lambda r: (r["unreferenced_at"], r["tenant_id"], r["sha256"]), collect,
+        )
 
     async def orphan_files(self) -> None:
         """Files with no blob row (an upload that crashed between its bytes and its row, a
@@ -287,11 +304,23 @@ class _Run:
         stale = await asyncio.to_thread(self._scan_stale_files)
         self.report.disk_scanned = True
         candidates = await rowless(self.box, stale)  # cheap reads first; the writer re-checks
-        for start in range(0, len(candidates), self.batch):
-            chunk = candidates[start:start + self.batch]
+        await self.delete_unrowed_files(candidates)
+
+    async def delete_unrowed_files(self, files: list[tuple[int, str]]) -> None:
+        """`delete_unrowed_file` over a list, in bounded write transactions."""
+        i = 0
+        while i < len(files):
+            began = time.monotonic()
             async with self.txn() as conn:
-                for tenant_id, sha in chunk:
+                end = min(i + self.batch, len(files))
+                while i < end:
+                    tenant_id, sha = files[i]
+                    i += 1
                     await self.delete_unrowed_file(conn, tenant_id, sha)
+                    if time.monotonic() - began > BATCH_SECONDS:
+                        break
+            if i < len(files):
+                await self.pause()
 
     def _scan_stale_files(self) -> list[tuple[int, str]]:
         out = []
@@ -316,6 +345,7 @@ class _Run:
             self.report.dropped_links += n
             if n < self.batch:
                 return
+            await self.pause()
 
     async def idempotency_keys(self) -> None:
         cutoff = iso_in(self.now, -self.box.settings.idempotency_seconds)
@@ -335,6 +365,7 @@ class _Run:
             self.report.idempotency_keys += n
             if n < self.batch:
                 break
+            await self.pause()
         async with self.txn() as conn:
             await conn.execute("DELETE FROM gc_runs WHERE started_at <= ?",
                                (iso_in(self.now, -GC_RUNS_KEEP_DAYS * 86400),))
@@ -445,10 +476,7 @@ async def remove_orphan_files(box: Box, files: list[tuple[int, str]]) -> tuple[i
     grace, no blob row, no pending upload holding them), in bounded write transactions.
     Returns (files, bytes) deleted. Used by `check --repair`."""
     run = _Run(box, dry_run=False, batch=BATCH)
-    for start in range(0, len(files), run.batch):
-        async with run.txn() as conn:
-            for tenant_id, sha in files[start:start + run.batch]:
-                await run.delete_unrowed_file(conn, tenant_id, sha)
+    await run.delete_unrowed_files(files)
     return run.report.orphan_files, run.report.reclaimed_bytes
 
 
