@@ -20,22 +20,19 @@ from artifacta_box.services import lifecycle
 
 log = logging.getLogger("artifacta_box.jobs")
 
-FIRST_RUN_DELAY = 10.0  # seconds after start-up, so start-up itself stays quick
-
 
 async def lifecycle_loop(
     box: Box,
     on_result: Callable[[dict[str, Any] | None], None] | None = None,
-    first_delay: float = FIRST_RUN_DELAY,
 ) -> None:
-    """Run gc every gc_interval until cancelled. `on_result` gets each run's figures (None when
-    a run failed), for the metrics."""
+    """Run gc every gc_interval (the first one interval after start-up) until cancelled.
+    `on_result` gets each run's figures (None when a run failed), for the metrics."""
     settings = box.settings
     interval = float(settings.gc_interval_seconds)
     scan_every = max(interval, float(settings.orphan_grace_seconds))
     last_scan: float | None = None
-    await asyncio.sleep(min(first_delay, interval))
     while True:
+        await asyncio.sleep(interval)
         scan = last_scan is None or time.monotonic() - last_scan >= scan_every
         try:
             report = await lifecycle.run_gc(box, scan_disk=scan, wait_for_lock=False)
@@ -53,4 +50,3 @@ async def lifecycle_loop(
                 last_scan = time.monotonic()
             if on_result is not None:
                 on_result(report.as_dict())
-        await asyncio.sleep(interval)
