@@ -376,8 +376,7 @@ def check(settings: Settings, repair: bool, as_json: bool) -> None:
     """
     from artifacta_box.services.check import check_store
 
-    progress = None if as_json else ProgressBar()
-    report = run_admin(settings, lambda box: check_store(box, repair=repair, progress=progress))
+    report = run_admin(settings, lambda box: check_store(box, repair=repair, progress=ProgressBar()))
     result = report.as_dict()
     if as_json:
         print_json(result)
