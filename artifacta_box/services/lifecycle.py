@@ -56,6 +56,31 @@ GC_LOCK_FILE = "gc.lock"
 _HEX = frozenset("0123456789abcdef")
 
 
+# The lifecycle's selections, each served by a partial index (tests check the query plans).
+PURGE_SQL = {
+    state: (
+        f"SELECT id, artifact_id, tenant_id, content_hash, upload_sha256, {column} AS at "
+        f"FROM artifacts WHERE state = '{state}' AND {column} <= ? AND ({column}, id) > (?, ?) "
+        f"ORDER BY {column}, id LIMIT ?"
+    )
+    for state, column in (("deleted", "deleted_at"), ("expired", "expired_at"))
+}
+STALE_PENDING_SQL = (
+    "SELECT id, artifact_id, tenant_id, upload_sha256, upload_expires_at AS at "
+    "FROM artifacts WHERE state = 'pending' AND upload_expires_at <= ? "
+    "AND (upload_expires_at, id) > (?, ?) ORDER BY upload_expires_at, id LIMIT ?"
+)
+UNREFERENCED_SQL = (
+    "SELECT tenant_id, sha256, unreferenced_at FROM blobs "
+    "WHERE refs = 0 AND unreferenced_at <= ? "
+    "AND (unreferenced_at, tenant_id, sha256) > (?, ?, ?) "
+    "ORDER BY unreferenced_at, tenant_id, sha256 LIMIT ?"
+)
+PENDING_HOLDS_SQL = (
+    "SELECT 1 FROM artifacts WHERE state = 'pending' AND tenant_id = ? AND upload_sha256 = ? LIMIT 1"
+)
+
+
 @dataclass
 class GcReport:
     dry_run: bool = False
@@ -195,13 +220,7 @@ class _Run:
 
     async def _pending_holds(self, conn, tenant_id: int, sha256: str) -> bool:
         """Is a presigned upload still waiting to be completed with these bytes?"""
-        row = await fetchone(
-            conn,
-            "SELECT 1 FROM artifacts WHERE state = 'pending' AND tenant_id = ? "
-            "AND upload_sha256 = ? LIMIT 1",
-            (tenant_id, sha256),
-        )
-        return row is not None
+        return await fetchone(conn, PENDING_HOLDS_SQL, (tenant_id, sha256)) is not None
 
     async def delete_unrowed_file(self, conn, tenant_id: int, sha256: str) -> bool:
         """Delete a store file that has no blob row, if nothing can still want it. Must run
@@ -239,12 +258,9 @@ class _Run:
     async def purge(self) -> None:
         """Deleted rows past retention (by deleted_at), then expired rows (by expired_at, the
         moment the box processed the expiry)."""
-        for state, column in (("deleted", "deleted_at"), ("expired", "expired_at")):
+        for state in ("deleted", "expired"):
             self.report.purged_artifacts += await self.keyset_batches(
-                f"SELECT id, artifact_id, tenant_id, content_hash, upload_sha256, {column} AS at "
-                f"FROM artifacts WHERE state = ? AND {column} <= ? AND ({column}, id) > (?, ?) "
-                f"ORDER BY {column}, id LIMIT ?",
-                (state, self.retention_cutoff), ("", 0),
+                PURGE_SQL[state], (self.retention_cutoff,), ("", 0),
                 lambda r: (r["at"], r["id"]), self._purge_row,
             )
 
@@ -270,10 +286,8 @@ class _Run:
                 await self.delete_unrowed_file(conn, r["tenant_id"], r["upload_sha256"])
 
         self.report.purged_pending += await self.keyset_batches(
-            "SELECT id, artifact_id, tenant_id, upload_sha256, upload_expires_at AS at "
-            "FROM artifacts WHERE state = 'pending' AND upload_expires_at <= ? "
-            "AND (upload_expires_at, id) > (?, ?) ORDER BY upload_expires_at, id LIMIT ?",
-            (self.pending_cutoff,), ("", 0), lambda r: (r["at"], r["id"]), remove,
+            STALE_PENDING_SQL, (self.pending_cutoff,), ("", 0), lambda r: (r["at"], r["id"]),
+            remove,
         )
 
     async def unreferenced_blobs(self) -> None:
@@ -290,11 +304,7 @@ class _Run:
             self.report.reclaimed_bytes += freed
 
         await self.keyset_batches(
-            "SELECT tenant_id, sha256, unreferenced_at FROM blobs "
-            "WHERE refs = 0 AND unreferenced_at <= ? "
-            "AND (unreferenced_at, tenant_id, sha256) > (?, ?, ?) "
-            "ORDER BY unreferenced_at, tenant_id, sha256 LIMIT ?",
-            (self.unreferenced_cutoff,), ("", -1, ""),
+            UNREFERENCED_SQL, (self.unreferenced_cutoff,), ("", -1, ""),
             lambda r: (r["unreferenced_at"], r["tenant_id"], r["sha256"]), collect,
         )
 

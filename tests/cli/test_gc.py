@@ -240,3 +240,25 @@ def test_the_server_runs_the_lifecycle_by_itself(make_server):
     while api.get(f"/v1/artifacts/{art['artifact_id']}").status_code != 404:
         assert time.monotonic() < deadline, "the server's periodic gc did not purge the artifact"
         time.sleep(0.2)
+
+
+def test_lifecycle_selections_are_served_by_their_indexes(tmp_path):
+    """gc runs every few minutes on stores of millions of rows: each selection must walk a
+    partial index of the rows it wants, never scan the table."""
+    from artifacta_box.db import connect_sync, initialise
+    from artifacta_box.services import lifecycle
+
+    initialise(tmp_path / "a.db")
+    conn = connect_sync(tmp_path / "a.db")
+    expected = [
+        (lifecycle.PURGE_SQL["deleted"], ("x", "", 0, 500), "artifacts_deleted"),
+        (lifecycle.PURGE_SQL["expired"], ("x", "", 0, 500), "artifacts_expired"),
+        (lifecycle.STALE_PENDING_SQL, ("x", "", 0, 500), "artifacts_pending"),
+        (lifecycle.UNREFERENCED_SQL, ("x", "", -1, "", 500), "blobs_unreferenced"),
+        (lifecycle.PENDING_HOLDS_SQL, (1, "x"), "artifacts_by_upload"),
+    ]
+    for sql_text, params, index in expected:
+        plan = " | ".join(r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + sql_text, params))
+        assert f"USING INDEX {index}" in plan or f"USING COVERING INDEX {index}" in plan, plan
+        assert "TEMP B-TREE" not in plan, plan
+    conn.close()
