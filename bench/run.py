@@ -79,6 +79,8 @@ from targets import BareSanic, BoxServer, Nginx, PocketBase, path_of
 
 LIST_SINGLE_FILTERS = frozenset({"no filter", "session_id", "agent_id", "filename", "content_type",
                                  "metadata.stage", "created_after", "created_before", "deep page"})
+LIST_ROUND_SECONDS = 5.0
+LIST_MIN_REQUESTS = 5
 SECTIONS = ("upload", "download", "small", "list", "rss", "coldstart")
 MB = 10**6
 
@@ -436,7 +438,7 @@ class Bench:
         box = self.box("box-list")
         box.start()
         box.stop()
-        per_size: dict[int, dict[str, list[tuple[float, float]]]] = {}
+        per_size: dict[int, dict[str, list[tuple[float, float, int]]]] = {}
         load_seconds: dict[int, float] = {}
         for n in m.list_sizes:
             self.log(f"  list: loading {n:,} artifacts")
@@ -464,7 +466,8 @@ class Bench:
                                 higher_is_better=False,
                                 target="< 10 ms" if targeted else None,
                                 target_value=10.0 if targeted else None,
-                                notes="" if q in singles else "combination (informational)"))
+                                notes="" if q in singles else "combination (informational)",
+                                extra={"requests_per_round": [r[2] for r in rounds]}))
         if largest != smallest:
             for q in per_size[largest]:
                 lo = per_size[smallest].get(q)
@@ -477,7 +480,7 @@ class Bench:
                                 target="flat (< 1.5x)" if q in singles else None,
                                 target_value=1.5 if q in singles else None))
 
-    def _list_measure(self, box: BoxServer, info: dict[str, Any]) -> dict[str, list[tuple[float, float]]]:
+    def _list_measure(self, box: BoxServer, info: dict[str, Any]) -> dict[str, list[tuple[float, float, int]]]:
         m = self.mode
         q = info["queries"]
         queries: dict[str, dict[str, str]] = {
@@ -510,9 +513,9 @@ class Bench:
         deep = self.attempt("list deep page", deep_path)
         if deep:
             paths["deep page"] = deep
-        out: dict[str, list[tuple[float, float]]] = {}
+        out: dict[str, list[tuple[float, float, int]]] = {}
         for name, path in paths.items():
-            def measure(path: str = path, name: str = name) -> list[tuple[float, float]]:
+            def measure(path: str = path, name: str = name) -> list[tuple[float, float, int]]:
                 status, _, body = http.request("GET", path)
                 if status != 200:
                     raise BenchError(f"GET {path} -> {status}: {body[:300]!r}")
@@ -526,14 +529,19 @@ class Bench:
                     http.request("GET", path)
                 rounds = []
                 for _ in range(m.runs):
-                    lat = []
+                    lat: list[float] = []
+                    # Bounded in time too: a pathological query (seconds per page) must not
+                    # stall the suite; it then gets at least LIST_MIN_REQUESTS samples.
+                    deadline = time.perf_counter() + LIST_ROUND_SECONDS
                     for _ in range(m.list_requests):
+                        if len(lat) >= LIST_MIN_REQUESTS and time.perf_counter() > deadline:
+                            break
                         t0 = time.perf_counter()
                         status, _, _ = http.request("GET", path)
                         lat.append((time.perf_counter() - t0) * 1000)
                         if status != 200:
                             raise BenchError(f"GET {path} -> {status}")
-                    rounds.append((percentile(lat, 50), percentile(lat, 99)))
+                    rounds.append((percentile(lat, 50), percentile(lat, 99), len(lat)))
                 return rounds
 
             r = self.attempt(f"list {name} @{info['count']}", measure)
