@@ -480,7 +480,8 @@ class Bench:
                                 target="flat (< 1.5x)" if q in singles else None,
                                 target_value=1.5 if q in singles else None))
 
-    def _list_measure(self, box: BoxServer, info: dict[str, Any]) -> dict[str, list[tuple[float, float, int]]]:
+    def _list_measure(self, box: BoxServer,
+                      info: dict[str, Any]) -> dict[str, list[tuple[float, float, int]]]:
         m = self.mode
         q = info["queries"]
         queries: dict[str, dict[str, str]] = {
