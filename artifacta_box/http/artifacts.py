@@ -48,7 +48,7 @@ from artifacta_box.services.artifacts import (
     spec_from_fields,
 )
 from artifacta_box.services.tenants import Principal
-from artifacta_box.storage import LimitExceeded, StagedBlob, StagingFile
+from artifacta_box.storage import LimitExceeded, StagedBlob, StagingFile, StorageError
 
 bp = Blueprint("artifacts_upload", url_prefix="/v1")
 # The signed PUT of presigned uploads: outside /v1, authenticated by its signature alone.
@@ -99,6 +99,41 @@ def declared_length(request: Request) -> int | None:
         raise errors.InvalidRequest("Content-Length is not a number.") from None
 
 
+# After refusing an upload mid-stream, what the client is still sending is read and discarded,
+# up to these bounds, so that it gets to read the error instead of a connection reset (a
+# "lingering close", as nginx does). Past them the connection is closed.
+DRAIN_MAX_BYTES = 64 * 1024 * 1024
+DRAIN_MAX_SECONDS = 5.0
+
+
+async def drain_unread_body(request: Request) -> None:
+    stream = request.stream
+    if stream is None:
+        return
+
+    async def _drain() -> None:
+        left = DRAIN_MAX_BYTES
+        while left > 0:
+            chunk = await stream.read()
+            if chunk is None:
+                return
+            left -= len(chunk)
+
+    try:
+        await asyncio.wait_for(_drain(), DRAIN_MAX_SECONDS)
+    except Exception:  # noqa: BLE001 - timed out, over budget, malformed or gone: Sanic closes
+        pass
+
+
+async def refuse_after_draining(request: Request, handler, *args: Any) -> Any:
+    """Run an upload handler; if it refuses the upload, drain the unread body before answering."""
+    try:
+        return await handler(request, *args)
+    except (errors.ApiError, StorageError):
+        await drain_unread_body(request)
+        raise
+
+
 async def abort_staging(staging: StagingFile | None) -> None:
     """Drop a staging file; shielded so a client disconnect cannot interrupt the cleanup."""
     if staging is not None:
@@ -119,6 +154,10 @@ def too_large(limit: int, what: str, hint: str = "") -> errors.FileTooLarge:
 
 @bp.post("/artifacts", stream=True)
 async def upload(request: Request):
+    return await refuse_after_draining(request, _upload)
+
+
+async def _upload(request: Request):
     box = box_of(request)
     principal = principal_of(request)
     idem_key = validation.idempotency_key(request.headers.get("idempotency-key"))
@@ -306,6 +345,10 @@ async def upload_url(request: Request):
 
 @signed_bp.put("/u/<artifact_id:str>", stream=True)
 async def put_upload(request: Request, artifact_id: str):
+    return await refuse_after_draining(request, _put_upload, artifact_id)
+
+
+async def _put_upload(request: Request, artifact_id: str):
     box = box_of(request)
     target = await presigned.load_upload_target(box, artifact_id)
     if target is None:
