@@ -132,7 +132,8 @@ class StagingFile:
         self.size += n
         self._buf += chunk
         if len(self._buf) >= CHUNK:
-            data, self._buf = bytes(self._buf), bytearray()
+            # Hand the buffer itself to the worker (no copy); a fresh one takes the next bytes.
+            data, self._buf = self._buf, bytearray()
             await self._wait_pending()
             loop = asyncio.get_running_loop()
             self._pending = loop.run_in_executor(None, self._flush_sync, data)
@@ -140,7 +141,7 @@ class StagingFile:
             if self._pending.done():
                 await self._wait_pending()
 
-    def _finish_sync(self, data: bytes) -> None:
+    def _finish_sync(self, data: bytes | bytearray) -> None:
         if data:
             self._flush_sync(data)
         try:
@@ -154,7 +155,7 @@ class StagingFile:
         """Flush, fsync and close. The staging file stays until committed or discarded."""
         try:
             await self._wait_pending()
-            data, self._buf = bytes(self._buf), bytearray()
+            data, self._buf = self._buf, bytearray()
             self._closed = True
             await asyncio.get_running_loop().run_in_executor(None, self._finish_sync, data)
         except BaseException:
@@ -182,7 +183,8 @@ class StagingFile:
             except OSError:
                 pass
         self._buf = bytearray()
-        self._unlink()
+        # Unlinking a large file takes a while: keep it off the event loop.
+        await asyncio.get_running_loop().run_in_executor(None, self._unlink)
 
 
 class LocalBlobStore:
