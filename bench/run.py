@@ -75,7 +75,7 @@ from harness import (
     tool_path,
     top_functions,
 )
-from targets import BareSanic, BoxServer, Nginx, PocketBase, path_of
+from targets import BareSanic, BoxServer, Nginx, PocketBase, box_command, clean_env, path_of
 
 LIST_SINGLE_FILTERS = frozenset({"no filter", "session_id", "agent_id", "filename", "content_type",
                                  "metadata.stage", "created_after", "created_before", "deep page"})
@@ -168,6 +168,16 @@ class Bench:
         tops["gil_busy"] = round(tops["samples"] / (prof.rate * seconds), 3) if seconds else None
         self.profiles[name] = tops
         self.log(f"  profile {name}: {prof.svg}")
+
+    def clean_work(self) -> None:
+        """Free the disk between sections (GiBs of uploads); the source file is reused."""
+        for child in self.work.iterdir():
+            if child.name == "src.bin":
+                continue
+            if child.is_dir():
+                shutil.rmtree(child, ignore_errors=True)
+            else:
+                child.unlink(missing_ok=True)
 
     # ------------------------------------------------------------------ upload
 
@@ -450,7 +460,9 @@ class Bench:
                 per_size[n] = self._list_measure(box, info)
             finally:
                 box.stop()
-        self.section_meta["list"] = {"load_seconds": load_seconds}
+        self.section_meta["list"] = {"load_seconds": load_seconds,
+                                     "check": self.attempt("list: artifacta-box check",
+                                                           lambda: self._check_store(box))}
         largest = m.list_sizes[-1]
         smallest = m.list_sizes[0]
         singles = LIST_SINGLE_FILTERS
@@ -479,6 +491,21 @@ class Bench:
                                 f"{largest // 1000}k", "x", growth, higher_is_better=False,
                                 target="flat (< 1.5x)" if q in singles else None,
                                 target_value=1.5 if q in singles else None))
+
+    def _check_store(self, box: BoxServer) -> dict[str, Any]:
+        """`artifacta-box check` on the loaded data dir: the loader's rows must be what the
+        service would have written (blob refs, usage counters, files)."""
+        res = subprocess.run(box_command() + ["check", "--json", *box.base_args()],
+                             capture_output=True, text=True, timeout=600, cwd=REPO_DIR,
+                             env=clean_env(), check=False)
+        try:
+            report = json.loads(res.stdout)
+        except ValueError:
+            raise BenchError(f"check printed no JSON (exit {res.returncode}): "
+                             f"{res.stderr[-300:]}") from None
+        if not report.get("ok"):
+            raise BenchError(f"check found problems in the loaded store: {report.get('problems')}")
+        return {k: report.get(k) for k in ("ok", "blob_rows", "problem_count")}
 
     def _list_measure(self, box: BoxServer,
                       info: dict[str, Any]) -> dict[str, list[tuple[float, float, int]]]:
@@ -715,6 +742,8 @@ class Bench:
                 self.errors[f"section {name}"] = f"{type(exc).__name__}: {exc}"
                 self.log(f"  ! section {name} failed: {exc}\n{traceback.format_exc()}")
             self.section_meta.setdefault(name, {})["seconds"] = round(time.perf_counter() - t0, 1)
+            if not self.args.keep:
+                self.clean_work()
             self.section_meta[name]["load_avg_after"] = os.getloadavg()
         meta["seconds"] = round(time.perf_counter() - started, 1)
         meta["load_after"] = os.getloadavg()
