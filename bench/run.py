@@ -116,8 +116,11 @@ class Bench:
         self.args = args
         mode = MODES["smoke" if args.smoke else "quick" if args.quick else "full"]
         self.mode = replace(mode, runs=args.runs) if args.runs else mode
-        self.work = Path(args.workdir or tempfile.mkdtemp(prefix="artifacta-bench-"))
-        self.work.mkdir(parents=True, exist_ok=True)
+        # Always a new directory of our own (inside --workdir when given), so cleaning it
+        # between sections and at exit can never touch anything else.
+        if args.workdir:
+            Path(args.workdir).mkdir(parents=True, exist_ok=True)
+        self.work = Path(tempfile.mkdtemp(prefix="artifacta-bench-", dir=args.workdir))
         self.results_dir = BENCH_DIR / "results"
         self.results_dir.mkdir(exist_ok=True)
         self.figures: list[Figure] = []
@@ -875,9 +878,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--only", help=f"comma-separated sections: {','.join(SECTIONS)}")
     ap.add_argument("--json", help="write the JSON here (default bench/results/bench-<time>.json)")
     ap.add_argument("--runs", type=int, help="runs per figure (default 3; smoke 1)")
-    ap.add_argument("--workdir", help="where data directories and test files go (default: a "
-                    "new directory under $TMPDIR, removed afterwards unless --keep)")
-    ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    ap.add_argument("--workdir", help="parent of the new work directory that holds data "
+                    "directories and test files (default $TMPDIR); it needs ~15 GB free")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the work directory (data dirs, server logs) instead of removing it")
     ap.add_argument("--binary", help="also cold-start this built artifacta-box binary "
                     "(default $ARTIFACTA_BOX_BIN or dist/artifacta-box when present)")
     ap.add_argument("--box-workers", type=int, default=1, help="box --workers (default 1)")
@@ -924,7 +928,9 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         Proc.stop_all()
-        if not args.keep and not args.workdir:
+        if args.keep:
+            print(f"work directory kept: {bench.work}", file=sys.stderr)
+        else:
             shutil.rmtree(bench.work, ignore_errors=True)
 
 
