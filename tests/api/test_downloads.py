@@ -424,8 +424,7 @@ def test_hostile_filenames_give_safe_parseable_headers(client):
         assert record["filename"] == name
         r = httpx.get(download_url(client, record["artifact_id"]))
         assert r.status_code == 200 and r.content == name.encode()
-        raw = r.headers.raw
-        for key, value in raw:
+        for _name, value in r.headers.raw:
             assert b"\r" not in value and b"\n" not in value
         cd = r.headers["content-disposition"]
         assert re.fullmatch(r"[\x20-\x7e]+", cd), cd
