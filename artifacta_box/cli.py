@@ -305,7 +305,8 @@ def _gc_lines(r: dict[str, Any]) -> list[str]:
         f"expired artifacts:           {r['expired']:,}",
         f"purged artifacts:            {r['purged_artifacts']:,}",
         f"removed stale uploads:       {r['purged_pending']:,}",
-        f"deleted blobs:               {r['deleted_blobs']:,} ({r['orphan_files']:,} without a row)",
+        f"deleted blobs:               {r['deleted_blobs']:,} "
+        f"({r['orphan_files']:,} without a row)",
         f"reclaimed bytes:             {r['reclaimed_bytes']:,}",
         f"dropped links:               {r['dropped_links']:,}",
         f"expired idempotency keys:    {r['idempotency_keys']:,}",
@@ -376,7 +377,8 @@ def check(settings: Settings, repair: bool, as_json: bool) -> None:
     """
     from artifacta_box.services.check import check_store
 
-    report = run_admin(settings, lambda box: check_store(box, repair=repair, progress=ProgressBar()))
+    report = run_admin(settings,
+                       lambda box: check_store(box, repair=repair, progress=ProgressBar()))
     result = report.as_dict()
     if as_json:
         print_json(result)
