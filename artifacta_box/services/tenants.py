@@ -237,6 +237,8 @@ def requests_this_month(box: Box, principal: Principal) -> int:
 
 async def tenant_usage(box: Box, tenant_id: int) -> dict:
     """Storage usage and active links of a tenant, as whoami shows them."""
+    from artifacta_box.services.links import count_active_links  # links imports this module
+
     now = iso(box.clock.now())
     async with box.db.read() as conn:
         due = await usage.has_due_expiry(conn, tenant_id, now)
@@ -245,12 +247,8 @@ async def tenant_usage(box: Box, tenant_id: int) -> dict:
             await usage.expire_due(conn, now, tenant_id=tenant_id, limit=100_000)
     async with box.db.read() as conn:
         t = await fetchone(conn, "SELECT storage_bytes FROM tenants WHERE tenant_id = ?", (tenant_id,))
-        links = await fetchone(
-            conn,
-            "SELECT COUNT(*) FROM links WHERE tenant_id = ? AND revoked_at IS NULL AND expires_at > ?",
-            (tenant_id, now),
-        )
-    return {"storage_bytes": int(t["storage_bytes"]) if t else 0, "active_links": int(links[0])}
+        links = await count_active_links(conn, tenant_id, now)
+    return {"storage_bytes": int(t["storage_bytes"]) if t else 0, "active_links": links}
 
 
 async def bootstrap(box: Box) -> dict | None:

@@ -225,3 +225,18 @@ def test_the_active_link_cap_counts_only_live_links(shared_server):
     make_link(c, aid)
     assert_error(c.post(f"/v1/artifacts/{aid}/links"), 403, "quota_exceeded")
     c.close()
+
+
+def test_links_to_a_deleted_or_expired_artifact_free_their_places_at_once(shared_server):
+    _, c = new_tenant(shared_server)
+    gone = upload(c, b"soon deleted", "gone.txt", "text/plain")
+    stale = upload(c, b"soon expired", "stale.txt", "text/plain")
+    kept = upload(c, b"kept", "kept.txt", "text/plain")
+    for record in (gone, stale, kept):
+        make_link(c, record["artifact_id"])
+    assert c.get("/v1/whoami").json()["active_links"] == 3
+    assert c.delete(f"/v1/artifacts/{gone['artifact_id']}").status_code == 200
+    execute(shared_server, "UPDATE artifacts SET expires_at = ? WHERE artifact_id = ?",
+            (PAST, stale["artifact_id"]))
+    assert c.get("/v1/whoami").json()["active_links"] == 1
+    c.close()
