@@ -3,6 +3,7 @@ client addresses, and the bearer-auth gate for /v1."""
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import json
 from typing import Any
@@ -121,24 +122,29 @@ async def authenticate_request(request: Request) -> None:
     """
     box = box_of(request)
     addr = client_address(request)
-    wait = box.auth_failures.blocked_for(addr)
+    key = parse_bearer(request.headers.get("authorization"))
+    # The limiter counts keys still being looked up, so parallel guesses cannot outrun it.
+    attempt = hashlib.sha256(key.encode()).hexdigest()[:32] if key else None
+    wait = box.auth_failures.blocked_for(addr, attempt)
     if wait:
         raise errors.RateLimited(
             f"Too many failed authentication attempts from {addr}; retry in {wait}s.",
             headers={"Retry-After": str(wait)},
             extra={"retry_after_seconds": wait, "retry_after": wait},
         )
-    key = parse_bearer(request.headers.get("authorization"))
-    if key is None:
+    if key is None or attempt is None:
         box.auth_failures.record_failure(addr)
         raise errors.Unauthorized(
             "Missing or malformed API key: send 'Authorization: Bearer ak_live_<32 letters or digits>'."
         )
+    box.auth_failures.begin(addr, attempt)
     try:
         principal = await tenants.authenticate(box, key)
     except errors.Unauthorized:
         box.auth_failures.record_failure(addr)
         raise
+    finally:
+        box.auth_failures.end(addr, attempt)
     request.ctx.principal = principal
     charge_rate(request, principal.tenant_id, principal.plan.rate_sustained, principal.plan.rate_burst)
     used = tenants.requests_this_month(box, principal)

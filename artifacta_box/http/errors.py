@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 
 from sanic import Request
-from sanic.exceptions import SanicException
+from sanic.exceptions import RequestCancelled, SanicException
 from sanic.handlers import ErrorHandler
 from sanic.response import HTTPResponse, json
 
@@ -114,7 +114,11 @@ def to_api_error(request: Request | None, exc: BaseException) -> errors.ApiError
 
 def error_response(request: Request | None, exc: BaseException) -> HTTPResponse:
     err = to_api_error(request, exc)
-    if err.status >= 500 and not isinstance(exc, errors.ApiError | StorageFull | StorageUnwritable):
+    if isinstance(exc, RequestCancelled):
+        # The client went away mid-request: nobody is left to answer, and nothing is wrong.
+        log.debug("client disconnected (request id %s)",
+                  getattr(getattr(request, "ctx", None), "request_id", None))
+    elif err.status >= 500 and not isinstance(exc, errors.ApiError | StorageFull | StorageUnwritable):
         rid = getattr(getattr(request, "ctx", None), "request_id", None) if request else None
         log.error("unhandled error (request id %s)", rid, exc_info=exc)
     headers = dict(err.headers)

@@ -64,13 +64,22 @@ class TokenBuckets:
 
 
 class FailedAuthLimiter:
-    """At most `limit` failed authentications per client address per `window` seconds."""
+    """At most `limit` failed authentications per client address per `window` seconds.
+
+    A key lookup awaits the database, so checking the limit before it and recording a failure
+    after it would let a burst of parallel guesses all pass the check. Each lookup is therefore
+    registered while in flight (`begin`/`end`), and the distinct keys still being looked up from
+    an address count against its budget as if they had failed: at most `limit` guesses are ever
+    evaluated. Requests carrying the same key count once, so a client firing many requests in
+    parallel with its one valid key is never held back by its own traffic.
+    """
 
     def __init__(self, limit: int, window: float, clock=time.monotonic) -> None:
         self.limit = limit
         self.window = window
         self._clock = clock
         self._failures: OrderedDict[str, list[float]] = OrderedDict()
+        self._in_flight: dict[str, dict[str, int]] = {}
 
     def _recent(self, address: str, now: float) -> list[float]:
         stamps = self._failures.get(address)
@@ -83,13 +92,32 @@ class FailedAuthLimiter:
             del self._failures[address]
         return stamps
 
-    def blocked_for(self, address: str) -> int:
-        """Seconds until `address` may try again (0 = not blocked)."""
+    def blocked_for(self, address: str, attempt: str | None = None) -> int:
+        """Seconds until `address` may try `attempt` (a key fingerprint); 0 = not blocked."""
         now = self._clock()
         stamps = self._recent(address, now)
-        if len(stamps) < self.limit:
-            return 0
-        return max(1, int(math.ceil(stamps[0] + self.window - now)))
+        if len(stamps) >= self.limit:
+            return max(1, int(math.ceil(stamps[0] + self.window - now)))
+        pending = self._in_flight.get(address, {})
+        others = len(pending) - (1 if attempt in pending else 0)
+        if len(stamps) + others >= self.limit:
+            return 1  # the budget is taken by lookups still in flight; they end within a second
+        return 0
+
+    def begin(self, address: str, attempt: str) -> None:
+        """A lookup of `attempt` from `address` starts; pair with `end`."""
+        pending = self._in_flight.setdefault(address, {})
+        pending[attempt] = pending.get(attempt, 0) + 1
+
+    def end(self, address: str, attempt: str) -> None:
+        pending = self._in_flight.get(address)
+        if not pending or attempt not in pending:
+            return
+        pending[attempt] -= 1
+        if pending[attempt] <= 0:
+            del pending[attempt]
+        if not pending:
+            del self._in_flight[address]
 
     def record_failure(self, address: str) -> None:
         now = self._clock()
