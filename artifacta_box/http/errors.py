@@ -4,6 +4,7 @@ crashes all become the SPEC's envelope, with the request id and rate-limit heade
 from __future__ import annotations
 
 import logging
+import sqlite3
 
 from sanic import Request
 from sanic.exceptions import RequestCancelled, SanicException
@@ -59,6 +60,11 @@ def _allowed_methods(request: Request | None, exc: BaseException) -> list[str]:
     return sorted(allowed)
 
 
+def _is_transient_db_error(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text or "disk is full" in text or "disk i/o" in text
+
+
 def to_api_error(request: Request | None, exc: BaseException) -> errors.ApiError:
     """Map any exception to the most specific ApiError."""
     if isinstance(exc, errors.ApiError):
@@ -69,6 +75,10 @@ def to_api_error(request: Request | None, exc: BaseException) -> errors.ApiError
         return errors.Unavailable(f"Storage is unavailable: {exc}.")
     if isinstance(exc, LimitExceeded):
         return errors.FileTooLarge(f"The body exceeds the limit of {exc.limit} bytes.")
+    if isinstance(exc, sqlite3.OperationalError) and _is_transient_db_error(exc):
+        return errors.Unavailable(
+            "The database is busy (another process holds its write lock) or out of space; retry shortly."
+        )
     if isinstance(exc, SanicException):
         status = getattr(exc, "status_code", 500) or 500
         if status == 404:

@@ -151,3 +151,11 @@ def test_upgrade_url_is_added_to_quota_errors_when_configured(make_server):
         c.get("/v1/whoami")
         err = assert_envelope(c.get("/v1/whoami"), 403, "quota_exceeded")
     assert err["upgrade_url"] == "https://example.com/up"
+
+
+def test_a_locked_database_is_503_unavailable_not_a_crash():
+    import sqlite3
+
+    resp = error_response(None, sqlite3.OperationalError("database is locked"))
+    assert resp.status == 503
+    assert '"code":"unavailable"' in resp.body.decode().replace(" ", "")
