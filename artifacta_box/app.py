@@ -136,9 +136,13 @@ def _bytes_in(request: Request) -> int:
     return len(request.body or b"")
 
 
-def _bytes_out(response: HTTPResponse) -> int:
+def _bytes_out(request: Request, response: HTTPResponse) -> int:
+    """Body bytes sent. A streamed download (sendfile) is observed when its headers go out, so
+    its Content-Length is what it sends."""
+    if request.method == "HEAD" or response.status == 304:
+        return 0
     body = getattr(response, "body", None)
-    if body is not None:
+    if body:
         return len(body)
     try:
         return int(response.headers.get("content-length", 0))
@@ -152,7 +156,7 @@ def _observe(request: Request, response: HTTPResponse, metrics: Metrics, log_lin
     started = getattr(ctx, "started", None)
     seconds = time.perf_counter() - started if started else 0.0
     route = route_label(request)
-    bytes_in, bytes_out = _bytes_in(request), _bytes_out(response)
+    bytes_in, bytes_out = _bytes_in(request), _bytes_out(request, response)
     metrics.observe_request(request.method, route, response.status, seconds, bytes_in, bytes_out)
     if log_line:
         _access_log(request, response, route, seconds * 1000, bytes_in, bytes_out)

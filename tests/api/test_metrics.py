@@ -6,6 +6,7 @@ a test can exhaust quickly.
 
 from __future__ import annotations
 
+import os
 import json
 import re
 import time
@@ -162,3 +163,16 @@ def test_every_request_gets_a_json_access_log_line(box):
     assert line["tenant"] == "default" and line["request_id"] == rid
     assert line["bytes_out"] == len(r.content) and line["bytes_in"] == 0
     assert isinstance(line["duration_ms"], float | int)
+
+
+def test_streamed_downloads_count_their_bytes_out(box):
+    api = box.client()
+    content = os.urandom(300_000)  # above the inline size: streamed with sendfile
+    art = upload(api, content)
+    url = api.get(f"/v1/artifacts/{art['artifact_id']}/download-url").json()["download_url"]
+    route = "/d/<artifact_id>"
+    before = value(scrape(box), "artifacta_box_http_response_bytes_total", route=route)
+    assert httpx.get(url).content == content
+    httpx.head(url)
+    after = value(scrape(box), "artifacta_box_http_response_bytes_total", route=route)
+    assert after - before == len(content)
