@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
 from artifacta_box.db.migrations import migrate
 
 BUSY_TIMEOUT_MS = 15000
+GROUP_MAX = 128  # most callers sharing one group-commit transaction
+T = TypeVar("T")
 
 
 def _pragmas(conn: sqlite3.Connection) -> None:
@@ -60,6 +62,8 @@ class Database:
         self._readers: asyncio.Queue[aiosqlite.Connection] | None = None
         self._all_readers: list[aiosqlite.Connection] = []
         self._inline: sqlite3.Connection | None = None
+        self._group_queue: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future]] = []
+        self._group_flusher: asyncio.Task | None = None
 
     async def open(self) -> None:
         await asyncio.to_thread(initialise, self.path)
@@ -115,6 +119,48 @@ class Database:
             else:
                 await conn.execute("COMMIT")
 
+    async def group_write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn(conn)` (synchronous) in the writer's thread, inside a write transaction shared
+        with other concurrent callers: group commit.
+
+        Callers that arrive while a group is being written form the next group; each runs in its
+        own SAVEPOINT, so one caller's exception rolls back only its own changes and is raised to
+        that caller alone. Every caller gets its result only after the group's COMMIT returned
+        (durable with synchronous=FULL): nothing is acknowledged before it is on disk. Under load
+        this turns N fsyncs of the WAL and 2N thread hops into one of each per group.
+        """
+        assert self._writer is not None, "database is not open"
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._group_queue.append((fn, future))
+        if self._group_flusher is None or self._group_flusher.done():
+            self._group_flusher = asyncio.create_task(self._flush_groups())
+        return await future
+
+    async def _flush_groups(self) -> None:
+        while self._group_queue:
+            async with self._write_lock:
+                jobs = self._group_queue[:GROUP_MAX]
+                del self._group_queue[:GROUP_MAX]
+                jobs = [(fn, fut) for fn, fut in jobs if not fut.cancelled()]
+                if not jobs:
+                    continue
+                try:
+                    outcomes = await run_sync(self._writer, _run_group, [fn for fn, _ in jobs])
+                except BaseException as exc:  # the group's COMMIT (or BEGIN) failed: all fail
+                    for _fn, fut in jobs:
+                        if not fut.done():
+                            fut.set_exception(exc)
+                    if isinstance(exc, asyncio.CancelledError):
+                        raise
+                    continue
+            for (_fn, fut), (ok, value) in zip(jobs, outcomes, strict=True):
+                if fut.done():
+                    continue
+                if ok:
+                    fut.set_result(value)
+                else:
+                    fut.set_exception(value)
+
     @asynccontextmanager
     async def read(self) -> AsyncIterator[aiosqlite.Connection]:
         """A reader connection from the pool (autocommit: each statement sees the latest commit)."""
@@ -158,6 +204,54 @@ class Database:
         async with self.read() as conn:
             async with conn.execute(sql, tuple(params)) as cur:
                 return list(await cur.fetchall())
+
+
+def _run_group(conn: sqlite3.Connection, fns: list[Callable[[sqlite3.Connection], Any]]
+               ) -> list[tuple[bool, Any]]:
+    """One transaction, one SAVEPOINT per job. Runs in the writer's thread."""
+    outcomes: list[tuple[bool, Any]] = []
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for fn in fns:
+            conn.execute("SAVEPOINT job")
+            try:
+                result = fn(conn)
+            except BaseException as exc:  # noqa: BLE001 - handed to that job's caller
+                conn.execute("ROLLBACK TO job")
+                conn.execute("RELEASE job")
+                outcomes.append((False, exc))
+            else:
+                conn.execute("RELEASE job")
+                outcomes.append((True, result))
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return outcomes
+
+
+async def run_sync(conn: aiosqlite.Connection, fn: Callable[..., T], *args: Any) -> T:
+    """Run `fn(sqlite3_connection, *args)` in the aiosqlite connection's own thread: a whole
+    sequence of statements for the price of one thread hop. (aiosqlite's `_execute` is the
+    documented-in-source way it runs its own calls; stable since 0.17.)"""
+    return await conn._execute(fn, conn._conn, *args)
+
+
+def fetchone_sync(conn: sqlite3.Connection, sql: str, params: Iterable[Any] = ()) -> Any:
+    cur = conn.execute(sql, tuple(params))
+    try:
+        return cur.fetchone()
+    finally:
+        cur.close()
+
+
+def fetchall_sync(conn: sqlite3.Connection, sql: str, params: Iterable[Any] = ()) -> list[Any]:
+    cur = conn.execute(sql, tuple(params))
+    try:
+        return cur.fetchall()
+    finally:
+        cur.close()
 
 
 async def fetchone(conn: aiosqlite.Connection, sql: str, params: Iterable[Any] = ()) -> Any:

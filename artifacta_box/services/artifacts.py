@@ -18,6 +18,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +27,7 @@ from artifacta_box import errors
 from artifacta_box.clock import iso, iso_in
 from artifacta_box.config import Plan
 from artifacta_box.context import Box
-from artifacta_box.db import fetchone
+from artifacta_box.db import fetchone, fetchone_sync, run_sync
 from artifacta_box.ids import new_artifact_id
 from artifacta_box.services import usage, validation
 from artifacta_box.services.records import artifact_record, is_expired
@@ -138,12 +139,13 @@ def sealed_error(session_id: str) -> errors.SessionSealed:
     )
 
 
-async def find_idempotent_replay(
-    conn, box: Box, tenant_id: int, idem_key: str, request_hash: str, now_iso: str
+def find_idempotent_replay_sync(
+    conn: sqlite3.Connection, box: Box, tenant_id: int, idem_key: str, request_hash: str,
+    now_iso: str,
 ) -> Any:
     """The original artifact row for a repeated (key, request), if still remembered and live."""
     cutoff = iso_in(box.clock.now(), -box.settings.idempotency_seconds)
-    row = await fetchone(
+    row = fetchone_sync(
         conn,
         "SELECT a.* FROM idempotency_keys i JOIN artifacts a ON a.artifact_id = i.artifact_id "
         "WHERE i.tenant_id = ? AND i.idem_key = ? AND i.request_hash = ? AND i.created_at > ?",
@@ -154,49 +156,50 @@ async def find_idempotent_replay(
     return row
 
 
-async def record_session_use(conn, tenant_id: int, session_id: str | None, now_iso: str,
-                             count: int = 1) -> None:
+def record_session_use_sync(conn: sqlite3.Connection, tenant_id: int, session_id: str | None,
+                            now_iso: str, count: int = 1) -> None:
     """Create the session on first use, bump its activity. Raises SessionSealed if sealed."""
     if session_id is None:
         return
-    row = await fetchone(
+    row = fetchone_sync(
         conn, "SELECT sealed_at FROM sessions WHERE tenant_id = ? AND session_id = ?",
         (tenant_id, session_id),
     )
     if row is not None and row["sealed_at"] is not None:
         raise sealed_error(session_id)
     if row is None:
-        await conn.execute(
+        conn.execute(
             "INSERT INTO sessions (tenant_id, session_id, artifact_count, created_at, "
             "first_artifact_at, last_artifact_at) VALUES (?, ?, ?, ?, ?, ?)",
             (tenant_id, session_id, count, now_iso, now_iso, now_iso),
         )
     else:
-        await conn.execute(
+        conn.execute(
             "UPDATE sessions SET artifact_count = artifact_count + ?, last_artifact_at = ?, "
             "first_artifact_at = COALESCE(first_artifact_at, ?) WHERE tenant_id = ? AND session_id = ?",
             (count, now_iso, now_iso, tenant_id, session_id),
         )
 
 
-async def insert_metadata_rows(conn, tenant_id: int, artifact_id: str, created_at: str,
-                               metadata: dict[str, str]) -> None:
+def insert_metadata_rows_sync(conn: sqlite3.Connection, tenant_id: int, artifact_id: str,
+                              created_at: str, metadata: dict[str, str]) -> None:
     if metadata:
-        await conn.executemany(
+        conn.executemany(
             "INSERT OR IGNORE INTO artifact_metadata (tenant_id, key, value, created_at, artifact_id) "
             "VALUES (?, ?, ?, ?, ?)",
             [(tenant_id, k, v, created_at, artifact_id) for k, v in metadata.items()],
         )
 
 
-async def check_storage_quota(conn, box: Box, principal: Principal, billable: int) -> None:
+def check_storage_quota_sync(conn: sqlite3.Connection, box: Box, principal: Principal,
+                             billable: int) -> None:
     """403 when `billable` new bytes would exceed the plan's storage (checked after dedup)."""
     if billable <= 0:
         return
     now_iso = iso(box.clock.now())
-    await usage.expire_due(conn, now_iso, tenant_id=principal.tenant_id)
-    row = await fetchone(conn, "SELECT storage_bytes FROM tenants WHERE tenant_id = ?",
-                         (principal.tenant_id,))
+    usage.expire_due_sync(conn, now_iso, tenant_id=principal.tenant_id)
+    row = fetchone_sync(conn, "SELECT storage_bytes FROM tenants WHERE tenant_id = ?",
+                        (principal.tenant_id,))
     used = int(row["storage_bytes"]) if row else 0
     limit = principal.plan.storage_bytes
     if used + billable > limit:
@@ -206,6 +209,28 @@ async def check_storage_quota(conn, box: Box, principal: Principal, billable: in
             f"{billable:,}; delete artifacts or ask for a larger plan.",
             extra=extra,
         )
+
+
+# Async forms for callers inside `async with box.db.write() as conn` (one thread hop each).
+
+async def find_idempotent_replay(conn, box: Box, tenant_id: int, idem_key: str,
+                                 request_hash: str, now_iso: str) -> Any:
+    return await run_sync(conn, find_idempotent_replay_sync, box, tenant_id, idem_key,
+                          request_hash, now_iso)
+
+
+async def record_session_use(conn, tenant_id: int, session_id: str | None, now_iso: str,
+                             count: int = 1) -> None:
+    await run_sync(conn, record_session_use_sync, tenant_id, session_id, now_iso, count)
+
+
+async def insert_metadata_rows(conn, tenant_id: int, artifact_id: str, created_at: str,
+                               metadata: dict[str, str]) -> None:
+    await run_sync(conn, insert_metadata_rows_sync, tenant_id, artifact_id, created_at, metadata)
+
+
+async def check_storage_quota(conn, box: Box, principal: Principal, billable: int) -> None:
+    await run_sync(conn, check_storage_quota_sync, box, principal, billable)
 
 
 async def blob_referenced(conn, tenant_id: int, sha256: str) -> bool:
@@ -256,39 +281,46 @@ async def commit_new_artifact(
     tenant_id = principal.tenant_id
     request_hash = spec.request_hash(staged.sha256) if idem_key else None
     created = inserted = False
+
+    def transaction(conn: sqlite3.Connection) -> tuple[Any, bool]:
+        # Runs in the writer's thread as one job of a group commit (see Database.group_write).
+        now = box.clock.now()
+        now_iso = iso(now)
+        if idem_key:
+            original = find_idempotent_replay_sync(conn, box, tenant_id, idem_key, request_hash,
+                                                   now_iso)
+            if original is not None:
+                return original, True
+        record_session_use_sync(conn, tenant_id, spec.session_id, now_iso)
+        billable = usage.billable_bytes_sync(conn, tenant_id, staged.sha256, staged.size)
+        check_storage_quota_sync(conn, box, principal, billable)
+        box.blobs.ensure_committed(tenant_id, staged)
+        usage.add_reference_sync(conn, tenant_id, staged.sha256, staged.size, now_iso)
+        artifact_id = new_artifact_id()
+        expires_at = None if spec.ttl_seconds is None else iso_in(now, spec.ttl_seconds)
+        conn.execute(
+            "INSERT INTO artifacts (artifact_id, tenant_id, state, filename, content_type, "
+            "size_bytes, content_hash, session_id, agent_id, metadata, created_at, expires_at) "
+            "VALUES (?, ?, 'active', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (artifact_id, tenant_id, spec.filename, spec.content_type, staged.size,
+             staged.sha256, spec.session_id, spec.agent_id, metadata_json(spec.metadata),
+             now_iso, expires_at),
+        )
+        insert_metadata_rows_sync(conn, tenant_id, artifact_id, now_iso, spec.metadata)
+        if idem_key:
+            conn.execute(
+                "INSERT OR REPLACE INTO idempotency_keys (tenant_id, idem_key, request_hash, "
+                "artifact_id, created_at) VALUES (?, ?, ?, ?, ?)",
+                (tenant_id, idem_key, request_hash, artifact_id, now_iso),
+            )
+        row = fetchone_sync(conn, "SELECT * FROM artifacts WHERE artifact_id = ?", (artifact_id,))
+        return row, False
+
     try:
         created = await box.blobs.commit_staged(tenant_id, staged)
-        async with box.db.write() as conn:
-            now = box.clock.now()
-            now_iso = iso(now)
-            if idem_key:
-                original = await find_idempotent_replay(conn, box, tenant_id, idem_key,
-                                                        request_hash, now_iso)
-                if original is not None:
-                    return artifact_record(original), True
-            await record_session_use(conn, tenant_id, spec.session_id, now_iso)
-            billable = await usage.billable_bytes(conn, tenant_id, staged.sha256, staged.size)
-            await check_storage_quota(conn, box, principal, billable)
-            box.blobs.ensure_committed(tenant_id, staged)
-            await usage.add_reference(conn, tenant_id, staged.sha256, staged.size, now_iso)
-            artifact_id = new_artifact_id()
-            expires_at = None if spec.ttl_seconds is None else iso_in(now, spec.ttl_seconds)
-            await conn.execute(
-                "INSERT INTO artifacts (artifact_id, tenant_id, state, filename, content_type, "
-                "size_bytes, content_hash, session_id, agent_id, metadata, created_at, expires_at) "
-                "VALUES (?, ?, 'active', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (artifact_id, tenant_id, spec.filename, spec.content_type, staged.size,
-                 staged.sha256, spec.session_id, spec.agent_id, metadata_json(spec.metadata),
-                 now_iso, expires_at),
-            )
-            await insert_metadata_rows(conn, tenant_id, artifact_id, now_iso, spec.metadata)
-            if idem_key:
-                await conn.execute(
-                    "INSERT OR REPLACE INTO idempotency_keys (tenant_id, idem_key, request_hash, "
-                    "artifact_id, created_at) VALUES (?, ?, ?, ?, ?)",
-                    (tenant_id, idem_key, request_hash, artifact_id, now_iso),
-                )
-            row = await fetchone(conn, "SELECT * FROM artifacts WHERE artifact_id = ?", (artifact_id,))
+        row, replayed = await box.db.group_write(transaction)
+        if replayed:
+            return artifact_record(row), True
         inserted = True
         return artifact_record(row), False
     finally:

@@ -12,56 +12,63 @@ sweep, so usage drops the instant an artifact expires as far as any reader can t
 
 from __future__ import annotations
 
-from artifacta_box.db import fetchall, fetchone
+import sqlite3
+
+from artifacta_box.db import fetchall_sync, fetchone_sync, run_sync
+
+# Each rule is written once, as a synchronous function on a sqlite3 connection (so it can run
+# inside a group-commit job in the writer's thread); the async functions below run the same
+# code in an aiosqlite connection's thread for callers inside `async with db.write()`.
 
 
-async def add_reference(conn, tenant_id: int, sha256: str, size: int, now_iso: str) -> int:
+def add_reference_sync(conn: sqlite3.Connection, tenant_id: int, sha256: str, size: int,
+                       now_iso: str) -> int:
     """Reference a blob from a newly active artifact. Returns the bytes newly billed (0 on dedup)."""
-    row = await fetchone(
+    row = fetchone_sync(
         conn, "SELECT live_refs FROM blobs WHERE tenant_id = ? AND sha256 = ?", (tenant_id, sha256)
     )
     if row is None:
-        await conn.execute(
+        conn.execute(
             "INSERT INTO blobs (tenant_id, sha256, size_bytes, refs, live_refs, created_at) "
             "VALUES (?, ?, ?, 1, 1, ?)",
             (tenant_id, sha256, size, now_iso),
         )
         billed = size
     else:
-        await conn.execute(
+        conn.execute(
             "UPDATE blobs SET refs = refs + 1, live_refs = live_refs + 1, unreferenced_at = NULL "
             "WHERE tenant_id = ? AND sha256 = ?",
             (tenant_id, sha256),
         )
         billed = size if row["live_refs"] == 0 else 0
     if billed:
-        await conn.execute(
+        conn.execute(
             "UPDATE tenants SET storage_bytes = storage_bytes + ? WHERE tenant_id = ?", (billed, tenant_id)
         )
     return billed
 
 
-async def billable_bytes(conn, tenant_id: int, sha256: str, size: int) -> int:
+def billable_bytes_sync(conn: sqlite3.Connection, tenant_id: int, sha256: str, size: int) -> int:
     """Bytes that referencing this content would add to usage (0 if a live blob already has it)."""
-    row = await fetchone(
+    row = fetchone_sync(
         conn, "SELECT live_refs FROM blobs WHERE tenant_id = ? AND sha256 = ?", (tenant_id, sha256)
     )
     return 0 if row is not None and row["live_refs"] > 0 else size
 
 
-async def release_live(conn, tenant_id: int, sha256: str) -> int:
+def release_live_sync(conn: sqlite3.Connection, tenant_id: int, sha256: str) -> int:
     """An artifact stopped being live (deleted or expired). Returns the bytes released."""
-    row = await fetchone(
+    row = fetchone_sync(
         conn, "SELECT live_refs, size_bytes FROM blobs WHERE tenant_id = ? AND sha256 = ?",
         (tenant_id, sha256),
     )
     if row is None or row["live_refs"] <= 0:
         return 0
-    await conn.execute(
+    conn.execute(
         "UPDATE blobs SET live_refs = live_refs - 1 WHERE tenant_id = ? AND sha256 = ?", (tenant_id, sha256)
     )
     if row["live_refs"] == 1:
-        await conn.execute(
+        conn.execute(
             "UPDATE tenants SET storage_bytes = MAX(0, storage_bytes - ?) WHERE tenant_id = ?",
             (row["size_bytes"], tenant_id),
         )
@@ -69,9 +76,9 @@ async def release_live(conn, tenant_id: int, sha256: str) -> int:
     return 0
 
 
-async def drop_reference(conn, tenant_id: int, sha256: str, now_iso: str) -> None:
+def drop_reference_sync(conn: sqlite3.Connection, tenant_id: int, sha256: str, now_iso: str) -> None:
     """A row referencing the blob was purged. At refs = 0 the blob becomes collectable."""
-    await conn.execute(
+    conn.execute(
         "UPDATE blobs SET refs = MAX(0, refs - 1), "
         "unreferenced_at = CASE WHEN refs <= 1 THEN ? ELSE unreferenced_at END "
         "WHERE tenant_id = ? AND sha256 = ?",
@@ -79,38 +86,63 @@ async def drop_reference(conn, tenant_id: int, sha256: str, now_iso: str) -> Non
     )
 
 
-async def expire_due(conn, now_iso: str, tenant_id: int | None = None, limit: int = 1000) -> int:
+def expire_due_sync(conn: sqlite3.Connection, now_iso: str, tenant_id: int | None = None,
+                    limit: int = 1000) -> int:
     """Process the expiry of active artifacts past expires_at: state `expired`, usage released.
 
     Bounded by `limit` per call so it never holds the writer for long. Returns rows processed.
     """
     if tenant_id is None:
-        rows = await fetchall(
+        rows = fetchall_sync(
             conn,
             "SELECT id, tenant_id, content_hash FROM artifacts WHERE state = 'active' "
             "AND expires_at IS NOT NULL AND expires_at <= ? ORDER BY expires_at LIMIT ?",
             (now_iso, limit),
         )
     else:
-        rows = await fetchall(
+        rows = fetchall_sync(
             conn,
             "SELECT id, tenant_id, content_hash FROM artifacts WHERE tenant_id = ? AND state = 'active' "
             "AND expires_at IS NOT NULL AND expires_at <= ? ORDER BY expires_at LIMIT ?",
             (tenant_id, now_iso, limit),
         )
     for r in rows:
-        await conn.execute(
+        conn.execute(
             "UPDATE artifacts SET state = 'expired', expired_at = ? WHERE id = ?", (now_iso, r["id"])
         )
-        await release_live(conn, r["tenant_id"], r["content_hash"])
+        release_live_sync(conn, r["tenant_id"], r["content_hash"])
     return len(rows)
 
 
-async def has_due_expiry(conn, tenant_id: int, now_iso: str) -> bool:
-    row = await fetchone(
+def has_due_expiry_sync(conn: sqlite3.Connection, tenant_id: int, now_iso: str) -> bool:
+    row = fetchone_sync(
         conn,
         "SELECT 1 FROM artifacts WHERE tenant_id = ? AND state = 'active' AND expires_at IS NOT NULL "
         "AND expires_at <= ? LIMIT 1",
         (tenant_id, now_iso),
     )
     return row is not None
+
+
+async def add_reference(conn, tenant_id: int, sha256: str, size: int, now_iso: str) -> int:
+    return await run_sync(conn, add_reference_sync, tenant_id, sha256, size, now_iso)
+
+
+async def billable_bytes(conn, tenant_id: int, sha256: str, size: int) -> int:
+    return await run_sync(conn, billable_bytes_sync, tenant_id, sha256, size)
+
+
+async def release_live(conn, tenant_id: int, sha256: str) -> int:
+    return await run_sync(conn, release_live_sync, tenant_id, sha256)
+
+
+async def drop_reference(conn, tenant_id: int, sha256: str, now_iso: str) -> None:
+    await run_sync(conn, drop_reference_sync, tenant_id, sha256, now_iso)
+
+
+async def expire_due(conn, now_iso: str, tenant_id: int | None = None, limit: int = 1000) -> int:
+    return await run_sync(conn, expire_due_sync, now_iso, tenant_id, limit)
+
+
+async def has_due_expiry(conn, tenant_id: int, now_iso: str) -> bool:
+    return await run_sync(conn, has_due_expiry_sync, tenant_id, now_iso)
