@@ -178,6 +178,14 @@ class Database:
             async with conn.execute(sql, tuple(params)) as cur:
                 return await cur.fetchone()
 
+    async def fetchone_point(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None:
+        """An indexed point read for a hot path (auth, signed downloads): inline on the event
+        loop (see fetchone_inline), through the pool if SQLite is busy."""
+        try:
+            return self.fetchone_inline(sql, params)
+        except sqlite3.OperationalError:
+            return await self.fetchone(sql, params)
+
     def fetchone_inline(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None:
         """One indexed point read on the calling (event-loop) thread, for hot paths whose whole
         database cost is that read (signed downloads, share links).

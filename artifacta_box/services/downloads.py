@@ -12,7 +12,6 @@ A URL is `<base>/d/<artifact_id>?e=<unix expiry>&s=<signature>`; the signature b
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -128,10 +127,7 @@ async def describe_downloads(
 
 async def read_inline(box: Box, sql: str, params: tuple) -> Any:
     """The hot-path point read (see Database.fetchone_inline), via the pool if SQLite is busy."""
-    try:
-        return box.db.fetchone_inline(sql, params)
-    except sqlite3.OperationalError:
-        return await box.db.fetchone(sql, params)
+    return await box.db.fetchone_point(sql, params)
 
 
 async def authorize_signed(

@@ -206,7 +206,7 @@ async def revoke_key(box: Box, key_id: str, actor: str = "cli") -> dict:
 
 async def authenticate(box: Box, key: str) -> Principal:
     """Look the key up by hash. Raises Unauthorized for unknown/revoked keys or suspended tenants."""
-    row = await box.db.fetchone(
+    row = await box.db.fetchone_point(
         "SELECT k.key_id, k.last4, k.revoked_at, t.tenant_id, t.name, t.plan, t.suspended_at, "
         "t.requests_month, t.requests_count "
         "FROM api_keys k JOIN tenants t USING (tenant_id) WHERE k.key_hash = ?",
