@@ -404,7 +404,10 @@ class Bench:
                         if r is not None:
                             if r.errors:
                                 self.errors.setdefault(
-                                    f"wrk {key} c{c}", f"{r.errors} errors in run {run + 1}: {r.raw}")
+                                    f"wrk {key} c{c}",
+                                    f"{r.errors} errors of {r.requests} in run {run + 1}: statuses "
+                                    f"{r.raw.get('statuses')}, first: "
+                                    f"{r.raw.get('first_error', '')[:200]!r}")
                             results.setdefault((key, c), []).append(r)
             if self.args.profile and "box-up" in targets:
                 t = targets["box-up"]
@@ -427,6 +430,7 @@ class Bench:
                     "small", name, "req/s", [r.rps for r in runs],
                     extra={"p50_ms": [r.p50_ms for r in runs], "p99_ms": [r.p99_ms for r in runs],
                            "errors": [r.errors for r in runs],
+                           "statuses": [r.raw.get("statuses") for r in runs],
                            "requests": [r.requests for r in runs]}, **kw))
 
             pb_up = f"4 KiB upload c{c} PocketBase"
