@@ -104,17 +104,24 @@ def declared_length(request: Request) -> int | None:
 # "lingering close", as nginx does). Past them the connection is closed.
 DRAIN_MAX_BYTES = 64 * 1024 * 1024
 DRAIN_MAX_SECONDS = 5.0
+DRAIN_IDLE_SECONDS = 0.5
 
 
 async def drain_unread_body(request: Request) -> None:
     stream = request.stream
-    if stream is None:
+    if stream is None or not getattr(stream, "request_bytes", 0):
+        # Refused before reading any of the body (declared too large, sealed session, bad
+        # fields): answer at once; reading now would send `100 Continue` and invite the body.
+        return
+    left_declared = getattr(stream, "request_bytes_left", None)
+    if isinstance(left_declared, int) and left_declared > DRAIN_MAX_BYTES:
         return
 
     async def _drain() -> None:
         left = DRAIN_MAX_BYTES
         while left > 0:
-            chunk = await stream.read()
+            # A client that has stopped sending (it waits for our answer) gets it promptly.
+            chunk = await asyncio.wait_for(stream.read(), DRAIN_IDLE_SECONDS)
             if chunk is None:
                 return
             left -= len(chunk)
