@@ -479,14 +479,16 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
 
 class Profiler:
     """`py-spy record` attached to a pid while a block runs. Writes a flame graph of all threads
-    (`.svg`, wall-clock: waits included) and raw collapsed stacks of the samples that held the
-    GIL (`.gil.txt`: CPU spent in Python or in C called with the GIL), from which
-    `top_functions` ranks where the time goes."""
+    (`.svg`, wall-clock: waits included), raw collapsed stacks of the samples that held the
+    GIL (`.gil.txt`: CPU spent in Python or in C called with the GIL) and of all threads by
+    thread (`.wall.txt`: where each thread spends its time, blocking calls included), from
+    which `top_functions` ranks where the time goes."""
 
     def __init__(self, pid: int, out_prefix: Path, rate: int = 100, seconds: int = 600) -> None:
         self.pid = pid
         self.svg = out_prefix.with_suffix(".svg")
         self.collapsed = out_prefix.with_suffix(".gil.txt")
+        self.wall = out_prefix.with_suffix(".wall.txt")
         self.rate = rate
         self.seconds = seconds
         self.procs: list[subprocess.Popen] = []
@@ -495,7 +497,8 @@ class Profiler:
         base = [tool_path("py-spy") or "py-spy", "record", "--pid", str(self.pid), "--rate",
                 str(self.rate), "--duration", str(self.seconds), "--nonblocking"]
         for extra, out in ((["--format", "flamegraph"], self.svg),
-                           (["--format", "raw", "--gil"], self.collapsed)):
+                           (["--format", "raw", "--gil"], self.collapsed),
+                           (["--format", "raw", "--threads"], self.wall)):
             self.procs.append(subprocess.Popen(
                 [*base, *extra, "-o", str(out)], stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL, start_new_session=True))

@@ -165,6 +165,9 @@ class Bench:
             self.attempt(f"profile {name}", fn)
             seconds = time.perf_counter() - t0
         tops = top_functions(prof.collapsed)
+        wall = top_functions(prof.wall)
+        tops["wall_self"] = wall["self"]
+        tops["wall_samples"] = wall["samples"]
         tops["svg"] = str(prof.svg)
         tops["seconds"] = round(seconds, 1)
         # Share of the run during which some thread held the GIL (sampled at prof.rate Hz).
@@ -862,6 +865,11 @@ def print_profiles(profiles: dict[str, Any]) -> None:
         print("  box functions by inclusive time:")
         for fn, pct in p.get("inclusive", [])[:12]:
             print(f"    {pct:5.1f}%  {fn}")
+        if p.get("wall_self"):
+            print("  all threads, non-idle samples with or without the GIL (I/O and fsync "
+                  "included), top by self:")
+            for fn, pct in p["wall_self"][:12]:
+                print(f"    {pct:5.1f}%  {fn}")
 
 
 def smoke_verdict(figures: list[Figure], errors: dict[str, str]) -> int:
