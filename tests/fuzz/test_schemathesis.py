@@ -92,7 +92,9 @@ def run_schemathesis(server: BoxServer, *, phases: str, mode: str, max_examples:
     env = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.fuzz.st_hooks",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
            "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
-    return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=timeout,
+    # run beside the data directory: schemathesis and hypothesis leave caches in their cwd
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=server.data_dir.parent, env=env,
+                          timeout=timeout,
                           check=False)
 
 
