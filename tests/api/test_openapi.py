@@ -82,7 +82,7 @@ def test_error_codes_are_exactly_the_boxs(document):
     from_classes[http_errors.RequestTimeout.code] = http_errors.RequestTimeout.status
     from_classes[http_errors.RangeNotSatisfiable.code] = http_errors.RangeNotSatisfiable.status
     assert enum == set(from_classes)
-    assert ERROR_CODES == from_classes
+    assert from_classes == ERROR_CODES
     spec_codes = {
         "invalid_request", "ttl_exceeds_plan_limit", "upload_not_found", "unauthorized",
         "quota_exceeded", "artifact_not_found", "session_not_found", "link_not_found",
