@@ -375,6 +375,37 @@ def rss_bytes(pid: int) -> int:
     return total
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process tree so far."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for p in process_tree(pid):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / ticks
+
+
+def quiesce(pids: list[int], idle_share: float = 0.05, window: float = 0.25,
+            timeout: float = 15.0) -> float:
+    """Flush dirty pages, then wait until the servers' processes are idle (below `idle_share`
+    of a core over `window` s), so work one target does after answering (deleting temp files,
+    garbage collection, write-back) is not charged to the next one. Returns seconds waited."""
+    start = time.perf_counter()
+    os.sync()
+    deadline = start + timeout
+    while time.perf_counter() < deadline:
+        before = sum(cpu_seconds(p) for p in pids)
+        time.sleep(window)
+        if sum(cpu_seconds(p) for p in pids) - before < idle_share * window:
+            break
+    os.sync()
+    return time.perf_counter() - start
+
+
 class RssSampler:
     """Samples a process tree's RSS every `interval` seconds in a thread; keeps the peak."""
 

@@ -47,7 +47,7 @@ SESSION_SIZE = 100              # consecutive artifacts share a session
 AGENTS = 20                     # uniform agents, plus one rare agent (1 row in 10,000)
 RARE_AGENT = "agent-rare"
 RARE_EVERY = 10_000
-FILENAMES = 100                 # x 4 extensions: 400 distinct filenames
+FILENAMES = 20                  # x 4 extensions: 80 distinct names, >= 50 rows each from 10k up
 STAGES = 5                      # metadata key `stage`: s0..s4, uniform
 RUN_SIZE = 1000                 # metadata key `run`: consecutive blocks of 1000
 BLOB_SIZES = (1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072)

@@ -66,6 +66,7 @@ from harness import (
     curl,
     make_source_file,
     percentile,
+    quiesce,
     resolve_ratios,
     rss_bytes,
     run_wrk,
@@ -207,9 +208,11 @@ class Bench:
             self.attempt("pocketbase start", pb.start)
 
             def run_bare(tag: str) -> float:
+                name = f"upload-{tag}.bin"  # a new file, like the box's new blob
                 t0 = time.perf_counter()
-                _, body = bare.put_curl(src, "upload.bin", out)
+                _, body = bare.put_curl(src, name, out)
                 dt = time.perf_counter() - t0
+                (bare.dir / name).unlink(missing_ok=True)  # keep the disk free, untimed
                 self._check_upload(body.get("size"), body.get("sha256"), src, verify, "bare")
                 return dt
 
@@ -240,14 +243,18 @@ class Bench:
                        "pb": run_pb}
             if pb.proc is None:
                 runners.pop("pb")
+            order = self.section_meta.setdefault("upload", {}).setdefault("order", [])
             for run in range(m.runs):
                 self.log(f"  upload run {run + 1}/{m.runs}")
-                for key, fn in runners.items():
+                order.append([k for k, _ in rotated(list(runners.items()), run)])
+                for key, fn in rotated(list(runners.items()), run):
                     tag = f"{key}-{run}-{time.time_ns()}"
                     stamp_file(src, tag)
+                    settle(bare, box, pb)
                     dt = self.attempt(names[key], lambda fn=fn, tag=tag: fn(tag))
                     if dt:
                         samples[key].append(m.big / dt / MB)
+                        self.log(f"    {key}: {dt:.2f} s, {m.big / dt / MB:.0f} MB/s")
             if self.args.profile:
                 for key in ("multipart", "presigned"):
                     stamp_file(src, f"profile-{key}-{time.time_ns()}")
@@ -313,9 +320,10 @@ class Bench:
             self.attempt(names["pb"], pb_setup)
             for run in range(m.runs):
                 self.log(f"  download run {run + 1}/{m.runs}")
-                for key, name in names.items():
+                for key, name in rotated(list(names.items()), run):
                     if key not in urls:
                         continue
+                    settle(nginx, bare, box, pb)
 
                     def fetch(key: str = key) -> float:
                         res = curl([urls[key]])
@@ -399,7 +407,8 @@ class Bench:
             for run in range(m.runs):
                 self.log(f"  small run {run + 1}/{m.runs}")
                 for c in m.concurrency:
-                    for key, t in targets.items():
+                    for key, t in rotated(list(targets.items()), run):
+                        settle(box, pb)
                         r = self.attempt(f"wrk {key} c{c}", lambda t=t, key=key, c=c, run=run:
                                          run_wrk(t["url"], t["script"],
                                                  self._wrk_args(t, key, f"{run}-{c}"), c,
@@ -776,6 +785,20 @@ class Bench:
         if self.args.smoke:
             return smoke_verdict(self.figures, self.errors)
         return 0
+
+
+def rotated(items: list[Any], run: int) -> list[Any]:
+    """The targets in a different order each run, so no target always follows the same one."""
+    k = run % len(items) if items else 0
+    return items[k:] + items[:k]
+
+
+def settle(*servers: Any) -> None:
+    """Before a measurement: flush dirty pages (a store that does not fsync, like PocketBase,
+    leaves GiBs to write back) and wait until every server is idle, so what one target does
+    after answering is never charged to the target measured next."""
+    pids = [srv.proc.pid for srv in servers if getattr(srv, "proc", None) is not None]
+    quiesce(pids)
 
 
 def unique_4k(tag: str) -> bytes:
