@@ -768,10 +768,12 @@ def _paths() -> dict[str, Any]:
             "post": _op(
                 "Extend an artifact's TTL", "extendTtl",
                 {"200": _json_ok("Artifact", "The updated record."),
-                 **_errors("invalid_request", "ttl_exceeds_plan_limit", *artifact_errors)},
+                 **_errors("invalid_request", "ttl_exceeds_plan_limit", "upload_not_found",
+                           *artifact_errors)},
                 tags=["artifacts"], parameters=[ARTIFACT_ID],
                 description="New expires_at = now + ttl; an earlier result than the current "
-                            "one → 400.",
+                            "one → 400. A presigned upload not completed yet → 400 "
+                            "`upload_not_found`.",
                 request_body={"required": True, "content": {
                     "application/json": {"schema": _ref("ExtendTtlRequest")}}},
             ),

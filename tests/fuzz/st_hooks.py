@@ -52,3 +52,26 @@ def error_envelope(ctx, response, case):
     if status == 405:
         assert response.headers.get("allow"), "405 without an Allow header"
     return
+
+
+@schemathesis.hook
+def filter_failure(context, failure, case, response) -> bool:  # noqa: ANN001 - hook signature
+    """Drop two known schemathesis 4.x false positives of `negative_data_rejection` (ST201);
+    every other failure is kept.
+
+    - A *type* mutation of a multipart/form-data text field is not invalid on the wire: a form
+      field is text, so `null` is sent as the string "null" and an empty array as no field at
+      all — both valid requests, rightly accepted.
+    - In the stateful phase schemathesis sometimes labels a step "positive test case" and
+      still holds it to the negative check; a valid request that succeeds is correct.
+    """
+    if failure.code != "ST201":
+        return True
+    message = failure.message or ""
+    if "Invalid component: positive test case" in message:
+        return False
+    if (case.media_type or "").startswith("multipart/form-data"):
+        mutations = [line for line in message.splitlines() if line.strip().startswith("- violates")]
+        if mutations and all("violates `type`" in line for line in mutations):
+            return False
+    return True

@@ -81,7 +81,9 @@ def run_schemathesis(server: BoxServer, *, phases: str, mode: str, max_examples:
         "--phases", phases,
         "--mode", mode,
         "--max-examples", str(max_examples),
-        "--workers", "2",
+        # one worker: hypothesis parses lambda sources with ast.parse, which is not thread-safe on
+        # CPython 3.11 ("SystemError: AST constructor recursion depth mismatch" with two)
+        "--workers", "1",
         "--request-timeout", "30",
         "--generation-database", "none",
         "--no-color",
