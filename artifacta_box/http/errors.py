@@ -95,6 +95,8 @@ def to_api_error(request: Request | None, exc: BaseException) -> errors.ApiError
                 headers=allow_headers,
             )
         if status == 413:
+            if "header" in str(exc).lower():  # Sanic raises PayloadTooLarge for headers too
+                return HeadersTooLarge("The request headers are too large.")
             return errors.FileTooLarge(
                 "The request body is larger than this route accepts."
             )
