@@ -390,7 +390,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 def quiesce(pids: list[int], idle_share: float = 0.05, window: float = 0.25,
-            timeout: float = 15.0) -> float:
+            timeout: float = 15.0, probe_dir: Path | None = None) -> float:
     """Flush dirty pages, then wait until the servers' processes are idle (below `idle_share`
     of a core over `window` s), so work one target does after answering (deleting temp files,
     garbage collection, write-back) is not charged to the next one. Returns seconds waited."""
@@ -403,7 +403,27 @@ def quiesce(pids: list[int], idle_share: float = 0.05, window: float = 0.25,
         if sum(cpu_seconds(p) for p in pids) - before < idle_share * window:
             break
     os.sync()
+    if probe_dir is not None:
+        _disk_probe(probe_dir)
     return time.perf_counter() - start
+
+
+def _disk_probe(directory: Path, size: int = 64 * MiB, rounds: int = 2) -> None:
+    """Write, fsync and delete a file: absorbs file-system work left pending by the previous
+    target (journal commits, discards of deleted files) that `sync` alone does not wait for,
+    so it is not charged to the next target's first fsync."""
+    path = directory / ".bench-disk-probe"
+    block = b"\0" * MiB
+    for _ in range(rounds):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            for _ in range(size // MiB):
+                os.write(fd, block)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        path.unlink()
+        os.sync()
 
 
 class RssSampler:
