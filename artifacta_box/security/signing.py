@@ -134,9 +134,14 @@ class CursorCodec:
         if not isinstance(token, str) or len(token) > 2048:
             raise errors.InvalidRequest("The cursor is invalid: pass back next_cursor unchanged.")
         try:
-            scope_hash, position = self._ser.loads(token)
+            payload = self._ser.loads(token)
+            scope_hash, position = payload
         except (BadSignature, ValueError, TypeError):
             raise errors.InvalidRequest("The cursor is invalid: pass back next_cursor unchanged.") from None
+        # Base64 lets a few characters differ without changing the bytes (the unused bits of
+        # the last character): only the exact token we issued is accepted.
+        if self._ser.dumps(payload) != token:
+            raise errors.InvalidRequest("The cursor is invalid: pass back next_cursor unchanged.")
         if scope_hash != self.scope_hash(tenant_id, scope) or not isinstance(position, list):
             raise errors.InvalidRequest(
                 "The cursor belongs to a different query: repeat the same filters it was issued for."
