@@ -201,18 +201,66 @@ def driver_of(query: ArtifactQuery) -> str:
     return "artifacts_list"
 
 
+def candidate_drivers(query: ArtifactQuery) -> list[str]:
+    """Every index that could drive this query, in DRIVER_PRIORITY order."""
+    out = []
+    for name, index in DRIVER_PRIORITY:
+        if name == "metadata":
+            if query.metadata:
+                out.append(index)
+        elif getattr(query, name) is not None:
+            out.append(index)
+    return out
+
+
+# Most index entries counted per candidate when several filters could drive a query.
+PROBE_CAP = 2000
+
+
+def probe_sql(tenant_id: int, query: ArtifactQuery, index: str) -> tuple[str, list[Any]]:
+    """How many rows (up to PROBE_CAP) the candidate driver would hand to the scan."""
+    if index == "artifact_metadata":
+        key, value = query.metadata[0]
+        return ("SELECT COUNT(*) FROM (SELECT 1 FROM artifact_metadata WHERE tenant_id = ? "
+                "AND key = ? AND value = ? LIMIT ?)", [tenant_id, key, value, PROBE_CAP])
+    column = next(name for name, idx in DRIVER_PRIORITY if idx == index)
+    return (f"SELECT COUNT(*) FROM (SELECT 1 FROM artifacts INDEXED BY {index} WHERE "
+            f"tenant_id = ? AND state = 'active' AND {column} = ? LIMIT ?)",
+            [tenant_id, getattr(query, column), PROBE_CAP])
+
+
+async def choose_driver(conn, tenant_id: int, query: ArtifactQuery) -> str:
+    """The driver for this query: with one filter, its index; with several, the one whose
+    index range is smallest (two filters that rarely meet would otherwise walk the larger
+    range, e.g. a common metadata value with a rare agent: 0.5 s at 1M artifacts)."""
+    candidates = candidate_drivers(query)
+    if len(candidates) <= 1:
+        return candidates[0] if candidates else "artifacts_list"
+    best, best_n = candidates[0], None
+    for index in candidates:
+        sql, params = probe_sql(tenant_id, query, index)
+        n = (await fetchall(conn, sql, params))[0][0]
+        if best_n is None or n < best_n:
+            best, best_n = index, n
+        if n == 0:
+            break
+    return best
+
+
 def build_list_sql(
     tenant_id: int,
     query: ArtifactQuery,
     now_iso: str,
     after: tuple[str, str] | None,
     fetch: int,
+    driver: str | None = None,
 ) -> tuple[str, list[Any]]:
-    """The SQL and parameters that list one page (`fetch` rows at most) for `query`.
+    """The SQL and parameters that list one page (`fetch` rows at most) for `query`, driven
+    by `driver` (default: the first filter in DRIVER_PRIORITY order).
 
     Exposed so tests can run EXPLAIN QUERY PLAN on exactly what the server executes.
     """
-    driver = driver_of(query)
+    driver = driver or driver_of(query)
     where: list[str] = []
     params: list[Any] = []
     if driver == "artifact_metadata":
@@ -271,8 +319,9 @@ async def list_artifacts(box: Box, tenant_id: int, query: ArtifactQuery) -> Page
     scope = query.scope()
     after = decode_position(box, tenant_id, query.cursor, scope)
     now_iso = iso(box.clock.now())
-    sql, params = build_list_sql(tenant_id, query, now_iso, after, query.limit + 1)
     async with box.db.read() as conn:
+        driver = await choose_driver(conn, tenant_id, query)
+        sql, params = build_list_sql(tenant_id, query, now_iso, after, query.limit + 1, driver)
         rows = await fetchall(conn, sql, params)
     has_more = len(rows) > query.limit
     rows = rows[: query.limit]

@@ -111,12 +111,55 @@ def test_every_artifact_list_query_is_served_by_an_index(db, qs, driver, paged):
     assert_indexed(plan_of(db, sql, params), driver)
 
 
+COMBOS = [qs for qs, _ in CASES if len(listing.candidate_drivers(parse(qs))) > 1]
+
+
+@pytest.mark.parametrize("qs", COMBOS)
+def test_every_candidate_driver_of_a_combination_is_index_driven(db, qs):
+    """With several filters the server picks the candidate whose index range is smallest
+    (choose_driver); whichever it picks, the page is an index range read with no sort."""
+    query = parse(qs)
+    for driver in listing.candidate_drivers(query):
+        sql, params = listing.build_list_sql(2, query, NOW, AFTER, query.limit + 1, driver)
+        assert_indexed(plan_of(db, sql, params), driver)
+        probe, probe_params = listing.probe_sql(2, query, driver)
+        assert "TEMP B-TREE" not in "\n".join(plan_of(db, probe, probe_params))
+
+
+def test_the_smallest_candidate_range_drives(db, tmp_path):
+    import asyncio
+
+    import aiosqlite
+
+    if db.in_transaction:
+        db.execute("COMMIT")
+    copy = str(tmp_path / "copy.db")
+    db.execute("VACUUM INTO ?", (copy,))
+
+    async def pick(qs):
+        async with aiosqlite.connect(copy) as conn:
+            return await listing.choose_driver(conn, 2, parse(qs))
+
+    query = parse("agent_id=agent1&metadata.env=prod")
+    counts = {d: db.execute(*listing.probe_sql(2, query, d)).fetchone()[0]
+              for d in listing.candidate_drivers(query)}
+    chosen = asyncio.run(pick("agent_id=agent1&metadata.env=prod"))
+    assert counts[chosen] == min(counts.values())
+    assert asyncio.run(pick("agent_id=agent1")) == "artifacts_by_agent"
+    assert asyncio.run(pick("")) == "artifacts_list"
+
+
 @pytest.mark.parametrize(("qs", "driver"), CASES, ids=[c[0] or "unfiltered" for c in CASES])
 def test_generated_sql_returns_exactly_the_matching_rows_in_order(db, qs, driver):
-    """The index-driven SQL agrees with a brute-force evaluation of the same filters."""
+    """The index-driven SQL agrees with a brute-force evaluation of the same filters, whichever
+    candidate index drives it."""
     query = parse(qs)
-    sql, params = listing.build_list_sql(2, query, NOW, None, 10_000)
-    got = [r[1] for r in db.execute(sql, params).fetchall()]
+    results = []
+    for candidate in listing.candidate_drivers(query) or [driver]:
+        sql, params = listing.build_list_sql(2, query, NOW, None, 10_000, candidate)
+        results.append([r[1] for r in db.execute(sql, params).fetchall()])
+    got = results[0]
+    assert all(r == got for r in results)
     rows = db.execute(
         "SELECT artifact_id, session_id, agent_id, filename, content_type, created_at, expires_at "
         "FROM artifacts NOT INDEXED WHERE tenant_id = 2 AND state = 'active'"
