@@ -33,8 +33,9 @@ def ok(body: dict[str, Any], status: int = 200, headers: dict[str, str] | None =
 
 
 def parse_json_object(raw: bytes | None, *, required: bool = True) -> dict[str, Any]:
-    """Decode a JSON object body; an empty body is `{}` when not required."""
-    if not raw or not raw.strip():
+    """Decode a JSON object body; an empty body is `{}` when not required. A body of only
+    whitespace is not empty: it is not JSON, and is refused like any other malformed body."""
+    if not raw:
         if required:
             raise errors.InvalidRequest("A JSON object body is required.")
         return {}

@@ -815,7 +815,7 @@ def _deep(n: int) -> bytes:
 
 # Whole bodies no endpoint can take.
 HOSTILE_BODIES: list[bytes] = [
-    b"null", b"[]", b'"x"', b"1", b"true", b"[{}]",
+    b"null", b"[]", b'"x"', b"1", b"true", b"[{}]", b" \r\n\t", b"\r",
     b"[" * 100_000 + b"]" * 100_000, _deep(50_000), b"[" * 5000,
     b"\xef\xbb\xbf{}", '{"a": "\u00e9"}'.encode("utf-16"), b'{"a": 1}\x00', b"{" + b" " * 10 + b"}}",
 ]
