@@ -120,8 +120,9 @@ def parse_limit(value: str | None) -> int:
 
 
 def parse_time_bound(name: str, value: str | None) -> str | None:
-    """An ISO 8601 date-time (Z, +00:00, any offset, '+' arrived as a space) in stored form."""
-    if value is None or not value.strip():
+    """An ISO 8601 date-time (Z, +00:00, any offset, '+' arrived as a space) in stored form.
+    Absent or empty is no bound; only-whitespace is malformed like any other non-date."""
+    if value is None or value == "":
         return None
     try:
         dt = parse_iso(value)

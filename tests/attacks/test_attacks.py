@@ -931,3 +931,12 @@ def test_the_server_stays_healthy_after_every_attack(box):
     res = box.admin("check", "--json", check=False)
     assert res.returncode == 0, res.stdout + res.stderr
 
+
+
+def test_whitespace_is_not_an_absent_value(box, c):
+    """Only an empty value means "no filter"; whitespace is a malformed date (found by fuzzing)."""
+    for path, param in (("/v1/sessions", "created_before"), ("/v1/sessions", "created_after"),
+                        ("/v1/artifacts", "created_after"), ("/v1/artifacts", "created_before")):
+        for value in ("\r", " ", "\t\n"):
+            check(c.get(path, params={param: value}), 400, "invalid_request")
+        assert c.get(path, params={param: ""}).status_code == 200
