@@ -45,7 +45,7 @@ def tenant_id(server: BoxServer, name: str) -> int:
 
 
 def blob_path(data_dir: Path, tenant: int, sha256: str) -> Path:
-    return data_dir / "blobs" / str(tenant) / sha256[:2] / sha256[2:4] / sha256
+    return data_dir / "blobs" / str(tenant) / sha256[:2] / sha256
 
 
 def age_file(path: Path, seconds: float) -> None:

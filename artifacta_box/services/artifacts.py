@@ -249,6 +249,8 @@ async def discard_staged(staged: StagedBlob) -> None:
     """Remove a staging file in a worker thread: unlinking a large file whose blocks are not
     shared with a committed blob takes long enough (~0.2 s per GiB) to stall every request if
     done on the event loop. Shielded, so a request cancelled meanwhile still removes it."""
+    if not staged.on_disk:
+        return  # a small body held in memory: nothing to remove
     await asyncio.shield(asyncio.get_running_loop().run_in_executor(None, staged.discard))
 
 

@@ -2,14 +2,23 @@
 
 Layout under the data directory:
 
-    blobs/<tenant_id>/<h[0:2]>/<h[2:4]>/<sha256>   committed blobs, one per tenant per content
-    tmp/<random>.part                              staging files (same filesystem, so link is atomic)
+    blobs/<tenant_id>/<h[0:2]>/<sha256>   committed blobs, one per tenant per content
+    blobs/LAYOUT                          layout version ("2"; version 1 had a second fan-out
+                                          level <h[2:4]>/, moved up by `prepare`)
+    tmp/<random>.part                     staging files (same filesystem, so link is atomic)
+
+One fan-out level (256 directories per tenant, like git's objects/): a second level meant up to
+65,536 directories per tenant, so on a young store nearly every upload paid one or two mkdirs
+(inode allocation and a journalled directory fsync each), and gc paid rmdirs.
 
 Write order (durability, SPEC §8): stream to a staging file while hashing and counting, enforce
 the byte limit mid-stream, fsync the file, hard-link it into place and fsync the directory; only
-then does the caller commit the database row that makes it visible. A crash leaves at worst a
-staging file (removed on the next start) or an unreferenced blob (removed by gc after a grace
-period).
+then does the caller commit the database row that makes it visible. A body small enough to stay
+in the first buffer (`INLINE_MAX`) skips the staging file: it is hashed in memory and written
+once, straight to its content address (an anonymous O_TMPFILE inode in the target directory,
+fsynced, then linked to its name), or not written at all when those bytes are already stored.
+A crash leaves at worst a staging file (removed on the next start) or an unreferenced blob
+(removed by gc after a grace period).
 
 The interface (`staging`, `commit_staged`, `ensure_committed`, `path`, `exists`, `delete`,
 `iter_blobs`) is what a second backend (S3-compatible object storage) would implement.
@@ -28,6 +37,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 CHUNK = 1024 * 1024  # staging buffer flushed to disk (and hashed) in 1 MiB slices
+INLINE_MAX = 256 * 1024  # bodies up to this size never touch a staging file
+_INLINE_HASH_MAX = 64 * 1024  # hashed on the event loop below this (~40 us), else in a thread
+LAYOUT_VERSION = "2"
 
 
 class StorageError(Exception):
@@ -56,13 +68,23 @@ def _classify_oserror(exc: OSError) -> StorageError:
     return StorageUnwritable(f"the data directory cannot be written: {exc.strerror or exc}")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class StagedBlob:
-    path: str
+    """Received, hashed bytes not yet at their content address: a named staging file (`path`),
+    or for small bodies the bytes themselves (`data`, `path` None)."""
+
+    path: str | None
     sha256: str
     size: int
+    data: bytes | bytearray | None = None
+
+    @property
+    def on_disk(self) -> bool:
+        return self.path is not None
 
     def discard(self) -> None:
+        if self.path is None:
+            return
         try:
             os.unlink(self.path)
         except FileNotFoundError:
@@ -102,17 +124,25 @@ class StagingFile:
         self._buf = bytearray()
         self._pending: asyncio.Future[None] | None = None
         self._closed = False
-        try:
-            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except OSError as exc:
-            raise _classify_oserror(exc) from exc
+        # Opened on first flush, in the worker thread: creating a file is a journalled metadata
+        # operation that can wait behind another request's fsync, so never on the event loop.
+        self._fd: int | None = None
+
+    def _open_sync(self) -> int:
+        if self._fd is None:
+            try:
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except OSError as exc:
+                raise _classify_oserror(exc) from exc
+        return self._fd
 
     def _flush_sync(self, data: bytes | bytearray) -> None:
         self._hash.update(data)
         view = memoryview(data)
+        fd = self._open_sync()
         try:
             while view:
-                n = os.write(self._fd, view)
+                n = os.write(fd, view)
                 view = view[n:]
         except OSError as exc:
             raise _classify_oserror(exc) from exc
@@ -144,24 +174,52 @@ class StagingFile:
     def _finish_sync(self, data: bytes | bytearray) -> None:
         if data:
             self._flush_sync(data)
+        fd = self._open_sync()  # an empty body still gets its (empty) file
+        self._fd = None
         try:
-            os.fsync(self._fd)
+            os.fsync(fd)
         except OSError as exc:
             raise _classify_oserror(exc) from exc
         finally:
-            os.close(self._fd)
+            os.close(fd)
 
     async def finish(self) -> StagedBlob:
-        """Flush, fsync and close. The staging file stays until committed or discarded."""
+        """Flush, fsync and close. The staging file stays until committed or discarded.
+
+        A body that never left the first buffer and is at most INLINE_MAX comes back in memory
+        (no staging file at all); `commit_staged` writes it once, at its content address.
+        """
+        if self._fd is None and self._pending is None and self.size <= INLINE_MAX \
+                and not self._closed:
+            data, self._buf = self._buf, bytearray()  # handed over, not copied
+            self._closed = True
+            if len(data) <= _INLINE_HASH_MAX:
+                self._hash.update(data)
+            else:
+                await asyncio.get_running_loop().run_in_executor(None, self._hash.update, data)
+            return StagedBlob(None, self._hash.hexdigest(), self.size, data)
+        loop = asyncio.get_running_loop()
+        work: asyncio.Future[None] | None = None
         try:
             await self._wait_pending()
             data, self._buf = self._buf, bytearray()
             self._closed = True
-            await asyncio.get_running_loop().run_in_executor(None, self._finish_sync, data)
+            work = loop.run_in_executor(None, self._finish_sync, data)
+            await work
         except BaseException:
-            self._unlink()
+            # Shielded: a cancelled request must still remove the file, and only after the
+            # worker thread (which may be creating it right now) is done with it.
+            await asyncio.shield(self._discard_after(work))
             raise
         return StagedBlob(self.path, self._hash.hexdigest(), self.size)
+
+    async def _discard_after(self, work: asyncio.Future[None] | None) -> None:
+        if work is not None:
+            try:
+                await work
+            except BaseException:  # noqa: BLE001 - the caller raises the original error
+                pass
+        await self.abort()
 
     def _unlink(self) -> None:
         try:
@@ -176,10 +234,11 @@ class StagingFile:
                 await self._wait_pending()
             except Exception:  # noqa: BLE001 - we are discarding anyway
                 pass
-        if not self._closed:
-            self._closed = True
+        self._closed = True
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
             try:
-                os.close(self._fd)
+                os.close(fd)
             except OSError:
                 pass
         self._buf = bytearray()
@@ -203,9 +262,50 @@ class LocalBlobStore:
     # ------------------------------------------------------------------ setup
 
     def prepare(self) -> None:
-        """Create the directories (idempotent)."""
+        """Create the directories and bring an older blob layout up to date (idempotent)."""
         for d in (self.root, self.blob_root, self.tmp_root):
             d.mkdir(parents=True, exist_ok=True)
+        marker = self.blob_root / "LAYOUT"
+        try:
+            if marker.read_text().strip() == LAYOUT_VERSION:
+                return
+        except FileNotFoundError:
+            pass
+        self._flatten_layout()
+        tmp = self.blob_root / "LAYOUT.tmp"
+        with open(tmp, "w") as fh:
+            fh.write(LAYOUT_VERSION + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, marker)
+        _fsync_dir(self.blob_root)
+
+    def _flatten_layout(self) -> None:
+        """Layout 1 -> 2: move blobs/<t>/<aa>/<bb>/<sha> up to blobs/<t>/<aa>/<sha>.
+
+        Each move is one atomic rename within a directory tree, so an interrupted run simply
+        continues on the next start; `find` also looks at the old place meanwhile.
+        """
+        for tenant_dir in self.blob_root.iterdir():
+            if not tenant_dir.is_dir() or not tenant_dir.name.isdigit():
+                continue
+            for top in tenant_dir.iterdir():
+                if not top.is_dir():
+                    continue
+                moved = False
+                for sub in top.iterdir():
+                    if not sub.is_dir():
+                        continue
+                    for f in sub.iterdir():
+                        if f.is_file() and _is_sha256(f.name):
+                            os.replace(f, top / f.name)
+                            moved = True
+                    try:
+                        sub.rmdir()
+                    except OSError:
+                        pass  # something else in there: leave it for `check` to report
+                if moved:
+                    _fsync_dir(top)
 
     def remove_temp_files(self, older_than_seconds: float | None = None) -> tuple[int, int]:
         """Delete staging leftovers; with `older_than_seconds`, only those at least that old.
@@ -258,9 +358,18 @@ class LocalBlobStore:
         return StagingFile(str(self.tmp_root / name), limit)
 
     def path(self, tenant_id: int, sha256: str) -> Path:
-        if len(sha256) != 64 or not all(c in "0123456789abcdef" for c in sha256):
+        if not _is_sha256(sha256):
             raise ValueError("not a sha256 hex digest")
-        return self.blob_root / str(int(tenant_id)) / sha256[:2] / sha256[2:4] / sha256
+        return self.blob_root / str(int(tenant_id)) / sha256[:2] / sha256
+
+    def find(self, tenant_id: int, sha256: str) -> Path | None:
+        """Where a blob's file is, in this layout or (an un-migrated copy, e.g. an old backup)
+        the previous one; None if neither exists."""
+        p = self.path(tenant_id, sha256)
+        if p.is_file():
+            return p
+        old = p.parent / sha256[2:4] / sha256
+        return old if old.is_file() else None
 
     def exists(self, tenant_id: int, sha256: str) -> bool:
         return self.path(tenant_id, sha256).is_file()
@@ -271,24 +380,80 @@ class LocalBlobStore:
             # Dedup hit: refresh mtime so orphan gc's grace period protects it until our row lands.
             os.utime(target)
             return False
+        d = target.parent
         try:
-            created = []
-            d = target.parent
-            while not d.exists():
-                created.append(d)
-                d = d.parent
-            target.parent.mkdir(parents=True, exist_ok=True)
             try:
-                os.link(staged.path, target)
-            except FileExistsError:
-                os.utime(target)
-                return False
-            _fsync_dir(target.parent)
-            for d in created:  # new fan-out directories must be durable too
+                created = not d.is_dir() and _mkdirs(d)
+            except FileExistsError:  # made by a concurrent commit: make sure it is durable
+                created = True
+            dfd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                if staged.path is not None:
+                    try:
+                        os.link(staged.path, target)
+                    except FileExistsError:
+                        os.utime(target)
+                        return False
+                elif not self._write_at(dfd, target, staged.data or b""):
+                    return False
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+            if created:  # a new fan-out directory must be durable too
                 _fsync_dir(d.parent)
+                _fsync_dir(d.parent.parent)
         except OSError as exc:
             raise _classify_oserror(exc) from exc
         return True
+
+    def _write_at(self, dfd: int, target: Path, data: bytes | bytearray) -> bool:
+        """Write bytes held in memory once, at their content address: an anonymous file in the
+        target's directory (O_TMPFILE: no name until it is complete and fsynced, nothing left
+        behind by a crash), then linked to its name. Falls back to a named staging file where
+        the filesystem lacks O_TMPFILE. Returns False if the name appeared meanwhile."""
+        global _tmpfile_ok
+        if _tmpfile_ok:
+            try:
+                fd = os.open(".", os.O_TMPFILE | os.O_WRONLY, 0o600, dir_fd=dfd)
+            except OSError as exc:
+                if exc.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+                    raise
+                _tmpfile_ok = False
+            else:
+                try:
+                    _write_all(fd, data)
+                    os.fsync(fd)
+                    try:
+                        # dst_dir_fd makes CPython use linkat(AT_SYMLINK_FOLLOW), which links
+                        # the anonymous inode itself rather than the /proc symlink.
+                        os.link(f"/proc/self/fd/{fd}", target.name, dst_dir_fd=dfd)
+                        return True
+                    except FileExistsError:
+                        os.utime(target)
+                        return False
+                    except FileNotFoundError:
+                        if not os.path.isdir("/proc/self/fd"):  # no /proc: name it the old way
+                            _tmpfile_ok = False
+                        else:
+                            raise
+                finally:
+                    os.close(fd)
+        name = self.tmp_root / f"{int(time.time())}-{secrets.token_hex(8)}.part"
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            try:
+                _write_all(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            try:
+                os.link(name, target)
+                return True
+            except FileExistsError:
+                os.utime(target)
+                return False
+        finally:
+            os.unlink(name)
 
     async def commit_staged(self, tenant_id: int, staged: StagedBlob) -> bool:
         """Make `staged` durable at its content address. Returns True if the blob is new.
@@ -320,11 +485,8 @@ class LocalBlobStore:
             p.unlink()
         except FileNotFoundError:
             return 0
-        for d in (p.parent, p.parent.parent):
-            try:
-                d.rmdir()  # prune empty fan-out directories
-            except OSError:
-                break
+        # The 256 fan-out directories stay (pruning them cost a journalled rmdir per blob and
+        # raced with uploads re-creating them).
         return size
 
     def iter_blobs(self) -> Iterator[BlobInfo]:
@@ -345,6 +507,25 @@ class LocalBlobStore:
 
     def usage_on_disk(self) -> int:
         return sum(b.size for b in self.iter_blobs())
+
+
+_tmpfile_ok = hasattr(os, "O_TMPFILE")  # cleared at the first filesystem that refuses it
+
+
+def _is_sha256(name: str) -> bool:
+    return len(name) == 64 and all(c in "0123456789abcdef" for c in name)
+
+
+def _mkdirs(d: Path) -> bool:
+    d.mkdir(parents=True)
+    return True
+
+
+def _write_all(fd: int, data: bytes | bytearray) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
 
 
 def _statvfs_free(path: str) -> int:

@@ -379,7 +379,7 @@ def test_a_missing_blob_is_an_internal_error_not_a_crash(shared_server, client):
     url = download_url(c, record["artifact_id"])
     h = record["content_hash"]
     tid = tenant_id_of(shared_server, record["artifact_id"])
-    os.unlink(shared_server.data_dir / "blobs" / str(tid) / h[:2] / h[2:4] / h)
+    os.unlink(shared_server.data_dir / "blobs" / str(tid) / h[:2] / h)
     r = httpx.get(url)
     err = assert_error(r, 500, "internal_error")
     assert r.headers["x-request-id"] in err["message"]
@@ -509,7 +509,7 @@ def test_ranges_past_4_gib_on_a_5_gib_artifact(shared_server, client):
     tid = tenant_id_of(shared_server, seed["artifact_id"])
     size = 5 * 1024**3
     digest = secrets.token_hex(32)
-    path = shared_server.data_dir / "blobs" / str(tid) / digest[:2] / digest[2:4] / digest
+    path = shared_server.data_dir / "blobs" / str(tid) / digest[:2] / digest
     path.parent.mkdir(parents=True, exist_ok=True)
     tail = b"THE-END-OF-FIVE-GIB"
     with open(path, "wb") as fh:

@@ -99,7 +99,7 @@ def test_bytes_land_in_the_content_addressed_store(box, c):
     rec = upload_bytes(c, content).json()
     tenant_id = sql(box, "SELECT tenant_id FROM artifacts WHERE artifact_id = ?", (rec["artifact_id"],))[0][0]
     h = rec["content_hash"]
-    path = box.data_dir / "blobs" / str(tenant_id) / h[:2] / h[2:4] / h
+    path = box.data_dir / "blobs" / str(tenant_id) / h[:2] / h
     assert path.read_bytes() == content
     assert temp_files(box) == []
 

@@ -42,7 +42,8 @@ def test_ingest_hashes_counts_and_commits_under_content_address(store):
     staged = run(go())
     path = store.path(7, staged.sha256)
     assert path.read_bytes() == data
-    assert path.parent.parent.parent.name == "7"
+    assert path.parent.parent.name == "7"  # blobs/<tenant>/<h[0:2]>/<sha256>
+    assert path.parent.name == staged.sha256[:2]
     assert list(store.iter_temp_files()) == []
 
 
@@ -76,14 +77,26 @@ def test_limit_exceeded_mid_stream_leaves_nothing(store):
 
 def test_abort_removes_the_staging_file(store):
     async def go():
-        staging = store.staging(10**6)
-        await staging.write(b"partial")
+        staging = store.staging(10**7)
+        await staging.write(b"x" * (2 * 1024 * 1024))  # past the 1 MiB buffer: on disk
+        await staging._wait_pending()
         assert os.path.exists(staging.path)
         await staging.abort()
         await staging.abort()  # idempotent
         return staging.path
 
     assert not os.path.exists(run(go()))
+
+
+def test_small_upload_aborted_before_finish_never_touches_the_disk(store):
+    async def go():
+        staging = store.staging(10**6)
+        await staging.write(b"partial")
+        await staging.abort()
+        return staging.path
+
+    assert not os.path.exists(run(go()))
+    assert list(store.iter_temp_files()) == []
 
 
 def test_ensure_committed_restores_a_blob_removed_between_link_and_row(store):
@@ -126,3 +139,83 @@ def test_free_space_reserve_refuses_before_writing(tmp_path):
 def test_path_refuses_non_digest(store):
     with pytest.raises(ValueError):
         store.path(1, "../../etc/passwd")
+
+
+def test_small_body_is_written_once_at_its_address_without_a_staging_file(store):
+    async def go():
+        staged = await ingest(store, [b"small ", b"body"])
+        assert not staged.on_disk and list(store.iter_temp_files()) == []
+        assert await store.commit_staged(5, staged) is True
+        again = await ingest(store, [b"small body"])
+        assert await store.commit_staged(5, again) is False  # dedup: nothing written
+        return staged
+
+    staged = run(go())
+    assert staged.sha256 == hashlib.sha256(b"small body").hexdigest()
+    assert store.path(5, staged.sha256).read_bytes() == b"small body"
+    assert list(store.iter_temp_files()) == []
+    assert [p.name for p in store.path(5, staged.sha256).parent.iterdir()] == [staged.sha256]
+
+
+def test_the_inline_limit_separates_memory_from_staging_files(store):
+    from artifacta_box.storage.blobstore import INLINE_MAX
+
+    async def go():
+        at = await ingest(store, [b"a" * INLINE_MAX])
+        over = await ingest(store, [b"b" * (INLINE_MAX + 1)])
+        empty = await ingest(store, [])
+        for s in (at, over, empty):
+            assert await store.commit_staged(1, s) is True
+            s.discard()
+        return at, over, empty
+
+    at, over, empty = run(go())
+    assert (at.on_disk, over.on_disk, empty.on_disk) == (False, True, False)
+    assert store.path(1, at.sha256).stat().st_size == INLINE_MAX
+    assert store.path(1, over.sha256).stat().st_size == INLINE_MAX + 1
+    assert store.path(1, empty.sha256).read_bytes() == b""
+    assert list(store.iter_temp_files()) == []
+
+
+def test_small_bodies_fall_back_to_named_staging_without_o_tmpfile(store, monkeypatch):
+    import artifacta_box.storage.blobstore as bs
+
+    monkeypatch.setattr(bs, "_tmpfile_ok", False)  # e.g. a filesystem that refuses O_TMPFILE
+
+    async def go():
+        staged = await ingest(store, [b"no tmpfile here"])
+        assert await store.commit_staged(2, staged) is True
+        return staged
+
+    staged = run(go())
+    assert store.path(2, staged.sha256).read_bytes() == b"no tmpfile here"
+    assert list(store.iter_temp_files()) == []
+
+
+def test_ensure_committed_rewrites_a_small_blob_removed_before_its_row(store):
+    async def go():
+        staged = await ingest(store, [b"tiny"])
+        await store.commit_staged(3, staged)
+        store.delete(3, staged.sha256)          # a concurrent gc
+        store.ensure_committed(3, staged)       # inside the row's transaction
+        return staged
+
+    staged = run(go())
+    assert store.path(3, staged.sha256).read_bytes() == b"tiny"
+
+
+def test_prepare_moves_blobs_of_the_two_level_layout_up_one_level(tmp_path):
+    digest = hashlib.sha256(b"old layout").hexdigest()
+    old = tmp_path / "blobs" / "4" / digest[:2] / digest[2:4] / digest
+    old.parent.mkdir(parents=True)
+    old.write_bytes(b"old layout")
+    store = LocalBlobStore(tmp_path)
+    assert store.find(4, digest) == old  # found where it is before migrating
+    store.prepare()
+    assert store.path(4, digest).read_bytes() == b"old layout"
+    assert not old.parent.exists()  # the second-level directory is gone
+    assert store.find(4, digest) == store.path(4, digest)
+    assert [b.sha256 for b in store.iter_blobs()] == [digest]
+    assert (tmp_path / "blobs" / "LAYOUT").read_text().strip() == "2"
+    store.prepare()  # idempotent
+    assert store.path(4, digest).read_bytes() == b"old layout"
