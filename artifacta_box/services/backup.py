@@ -313,9 +313,10 @@ def _restore_files(root: Path, src: Path, db_src: Path, manifest: dict[str, Any]
         restored_bytes = 0
         try:
             for tenant_id, sha, size in blobs:
-                source = backup_store.path(tenant_id, sha)
-                if not source.is_file():
-                    raise BackupError(f"the backup lacks blob {source}; it is damaged")
+                source = backup_store.find(tenant_id, sha)  # either blob layout
+                if source is None:
+                    raise BackupError(f"the backup lacks blob {backup_store.path(tenant_id, sha)}; "
+                                      "it is damaged")
                 restored_bytes += _copy_verified(source, staged_store.path(tenant_id, sha), sha, size)
                 progress.advance(size or 0)
         finally:
