@@ -14,6 +14,7 @@ import time
 
 from sanic import Request, Sanic
 from sanic.response import HTTPResponse
+from sanic.response.types import BaseHTTPResponse
 
 from artifacta_box.clock import Clock
 from artifacta_box.config import Settings
@@ -40,6 +41,23 @@ BLUEPRINTS += [openapi.bp]
 
 # Bodies of routes that do not stream (small JSON bodies) are buffered up to this size.
 SMALL_BODY_LIMIT = 1024 * 1024
+
+_HEADER_STRIP = str.maketrans("", "", "\r\n\x00")
+
+
+def _sanitize_header_value(value: str) -> str:
+    """Sanic's header sanitiser (drop CR, LF and NUL: no header injection), with a fast path.
+
+    Sanic runs `str.translate` on every header name and value of every response (~0.8 us each,
+    about a tenth of the CPU of a 4 KiB signed download with our ~15 headers); three substring
+    tests answer the common case, clean text, in a fraction of that. Same result either way.
+    """
+    if "\r" in value or "\n" in value or "\x00" in value:
+        return value.translate(_HEADER_STRIP)
+    return value
+
+
+BaseHTTPResponse._sanitize_header_value = staticmethod(_sanitize_header_value)
 
 
 def create_app(settings: Settings, clock: Clock | None = None, name: str = "artifacta_box") -> Sanic:

@@ -284,3 +284,14 @@ def test_security_headers_are_the_documented_set():
         "Content-Security-Policy": "default-src 'none'; sandbox",
         "Cache-Control": "private",
     }
+
+
+def test_response_headers_still_lose_cr_lf_and_nul_with_the_fast_sanitiser():
+    import artifacta_box.app  # noqa: F401 - installs the fast path
+    from sanic.response import HTTPResponse
+
+    r = HTTPResponse(headers={"X-Clean": "attachment; filename=\"a.txt\"",
+                              "X-Evil": "v\r\nSet-Cookie: x=1\x00"})
+    sent = dict(r.processed_headers)
+    assert sent[b"X-Clean"] == b'attachment; filename="a.txt"'
+    assert sent[b"X-Evil"] == b"vSet-Cookie: x=1"
