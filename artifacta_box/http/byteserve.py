@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import select
 import time
 import unicodedata
 from collections.abc import Mapping
@@ -53,6 +54,7 @@ from artifacta_box.http.errors import RangeNotSatisfiable
 SMALL_BODY = 64 * 1024           # read in one go and sent as one response
 READ_CHUNK = 1024 * 1024         # fallback path: bytes read per worker-thread call
 SENDFILE_SLICE = 8 * 1024 * 1024  # sendfile path: most bytes one worker-thread call sends
+SENDFILE_POLL_MS = 50  # a worker waits this long for a full socket to drain before handing back
 MAX_RANGE_HEADER = 1024          # longer Range headers are ignored (full response)
 
 SECURITY_HEADERS = {
@@ -454,16 +456,26 @@ def _sendfile_possible(request: Request) -> bool:
 
 
 def _sendfile_slice(out_fd: int, in_fd: int, offset: int, count: int) -> tuple[int, bool]:
-    """Send up to `count` bytes; stop early when the socket buffer is full.
+    """Send up to `count` bytes. Runs in a worker thread.
 
-    Returns (bytes sent, whether the socket would block). Runs in a worker thread.
+    When the socket buffer is full the worker waits (poll, SENDFILE_POLL_MS) for a reader that
+    keeps up, like a blocking sendfile would, instead of a round trip through the event loop per
+    buffer refill; a slower reader gets the slice back early and the loop waits for it, so a
+    slow client never holds a worker thread.
+    Returns (bytes sent, whether the socket would block).
     """
     sent = 0
+    poller: select.poll | None = None
     while sent < count:
         try:
             n = os.sendfile(out_fd, in_fd, offset + sent, count - sent)
         except BlockingIOError:
-            return sent, True
+            if poller is None:
+                poller = select.poll()
+                poller.register(out_fd, select.POLLOUT)
+            if not poller.poll(SENDFILE_POLL_MS):
+                return sent, True
+            continue
         except InterruptedError:
             continue
         if n == 0:
