@@ -124,13 +124,20 @@ def to_api_error(request: Request | None, exc: BaseException) -> errors.ApiError
     )
 
 
+# nginx's "client closed request": the status the access log and metrics record for a request
+# whose client left before the answer (never sent: nobody is listening).
+CLIENT_CLOSED_REQUEST = 499
+
+
 def error_response(request: Request | None, exc: BaseException) -> HTTPResponse:
-    err = to_api_error(request, exc)
     if isinstance(exc, RequestCancelled):
-        # The client went away mid-request: nobody is left to answer, and nothing is wrong.
+        # The client went away mid-request: nobody is left to answer, and nothing is wrong
+        # with the server, so it must not show up as a 5xx on the operator's dashboards.
         log.debug("client disconnected (request id %s)",
                   getattr(getattr(request, "ctx", None), "request_id", None))
-    elif err.status >= 500 and not isinstance(exc, errors.ApiError | StorageFull | StorageUnwritable):
+        return HTTPResponse(status=CLIENT_CLOSED_REQUEST)
+    err = to_api_error(request, exc)
+    if err.status >= 500 and not isinstance(exc, errors.ApiError | StorageFull | StorageUnwritable):
         rid = getattr(getattr(request, "ctx", None), "request_id", None) if request else None
         log.error("unhandled error (request id %s)", rid, exc_info=exc)
     headers = dict(err.headers)
