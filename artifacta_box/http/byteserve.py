@@ -318,6 +318,8 @@ async def serve(
     decision = decide(request.method, request.headers, rep)
     headers = {**decision.headers, **(extra_headers or {})}
     if not decision.body:
+        if decision.status == 200:  # HEAD: promise only bytes that a GET could deliver
+            os.close(_open_blob(rep))
         return HTTPResponse(status=decision.status, headers=headers)
     fd = _open_blob(rep)
     owner = _FdOwner(fd)

@@ -384,6 +384,10 @@ def test_a_missing_blob_is_an_internal_error_not_a_crash(shared_server, client):
     err = assert_error(r, 500, "internal_error")
     assert r.headers["x-request-id"] in err["message"]
     assert "/" not in err["message"].replace(r.headers["x-request-id"], "")  # no paths leak
+    # HEAD says the same: no 200 for bytes a GET cannot deliver (signed URL and share link).
+    assert httpx.head(url).status_code == 500
+    link = c.post(f"/v1/artifacts/{record['artifact_id']}/links", json={}).json()
+    assert httpx.head(link["url"]).status_code == 500
 
 
 def test_suspended_tenant_downloads_are_refused(shared_server):
