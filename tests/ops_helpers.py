@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import sqlite3
+import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -15,9 +16,15 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import BoxServer
+from tests.conftest import BoxServer, box_command, clean_env
 
 DAY = 86400
+
+
+def offline_cli(*args: str) -> subprocess.CompletedProcess:
+    """`artifacta-box ARGS...` with no server of ours around it (restore, check of a copy)."""
+    return subprocess.run(box_command() + list(args), capture_output=True, text=True,
+                          env=clean_env(), timeout=300, check=False)
 
 
 def iso_ago(seconds: float) -> str:

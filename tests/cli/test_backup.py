@@ -6,19 +6,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import threading
 from pathlib import Path
 
 import httpx
 
-from tests.conftest import box_command, clean_env
-from tests.ops_helpers import download, error_code, put_bytes, reserve, sha, upload
-
-
-def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(box_command() + list(args), capture_output=True, text=True,
-                          env=clean_env(), timeout=300, check=False)
+from tests.ops_helpers import download, error_code, offline_cli, put_bytes, reserve, sha, upload
 
 
 def test_backup_during_writes_restores_every_artifact_byte_identical(make_server, tmp_path):
@@ -61,10 +54,10 @@ def test_backup_during_writes_restores_every_artifact_byte_identical(make_server
     assert during, "no upload happened during the backup"
 
     restored_dir = tmp_path / "restored"
-    out = cli("restore", str(dest), "--data-dir", str(restored_dir))
+    out = offline_cli("restore", str(dest), "--data-dir", str(restored_dir))
     assert out.returncode == 0, out.stderr
     assert "restoring blobs" in out.stderr
-    check = cli("check", "--json", "--data-dir", str(restored_dir))
+    check = offline_cli("check", "--json", "--data-dir", str(restored_dir))
     assert check.returncode == 0, check.stdout
     assert json.loads(check.stdout)["problems"] == []
 
@@ -134,7 +127,7 @@ def test_backup_and_restore_refuse_bad_destinations_and_damaged_backups(make_ser
     blob = next(p for p in (dest / "blobs").rglob("*") if p.is_file())
     assert blob.name == sha(content)
     blob.write_bytes(b"tampered " + content[9:])
-    bad = cli("restore", str(dest), "--data-dir", str(tmp_path / "r1"))
+    bad = offline_cli("restore", str(dest), "--data-dir", str(tmp_path / "r1"))
     assert bad.returncode != 0 and "corrupt" in bad.stderr and "Traceback" not in bad.stderr
     assert not (tmp_path / "r1" / "artifacta.db").exists()
     assert not [p for p in (tmp_path / "r1").rglob("*") if p.is_file() and "blobs" in p.parts]
@@ -147,6 +140,6 @@ def test_backup_and_restore_refuse_bad_destinations_and_damaged_backups(make_ser
     assert srv.admin("check").returncode == 0
 
     (dest / "manifest.json").unlink()
-    incomplete = cli("restore", str(dest), "--data-dir", str(tmp_path / "r2"))
+    incomplete = offline_cli("restore", str(dest), "--data-dir", str(tmp_path / "r2"))
     assert incomplete.returncode != 0 and "manifest.json" in incomplete.stderr
     assert not Path(tmp_path / "r2" / "artifacta.db").exists()

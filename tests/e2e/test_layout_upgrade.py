@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from pathlib import Path
 
 import httpx
 
-from tests.conftest import box_command, clean_env
-from tests.ops_helpers import download, upload
+from tests.ops_helpers import download, offline_cli, upload
 
 
 def to_old_layout(blobs: Path) -> int:
@@ -27,18 +25,13 @@ def to_old_layout(blobs: Path) -> int:
     return moved
 
 
-def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(box_command() + list(args), capture_output=True, text=True,
-                          env=clean_env(), timeout=300, check=False)
-
-
 def test_an_old_layout_data_dir_and_backup_are_upgraded_and_serve_every_byte(make_server, tmp_path):
     srv = make_server()
     api = srv.client()
     contents = [b"", b"tiny", os.urandom(300_000), os.urandom(1_500_000)]
     arts = [(upload(api, c, filename=f"f{i}.bin"), c) for i, c in enumerate(contents)]
     backup = tmp_path / "backup"
-    assert cli("backup", str(backup), "--data-dir", str(srv.data_dir)).returncode == 0
+    assert offline_cli("backup", str(backup), "--data-dir", str(srv.data_dir)).returncode == 0
     srv.stop()
 
     assert to_old_layout(srv.data_dir / "blobs") == len(contents)
@@ -54,14 +47,14 @@ def test_an_old_layout_data_dir_and_backup_are_upgraded_and_serve_every_byte(mak
             assert download(c, art["artifact_id"]) == content
         more = upload(c, b"after the upgrade", filename="new.bin")
         assert download(c, more["artifact_id"]) == b"after the upgrade"
-    check = cli("check", "--json", "--data-dir", str(srv.data_dir))
+    check = offline_cli("check", "--json", "--data-dir", str(srv.data_dir))
     assert check.returncode == 0 and json.loads(check.stdout)["problems"] == [], check.stdout
     srv.stop()
 
     restored = tmp_path / "restored"
-    out = cli("restore", str(backup), "--data-dir", str(restored))
+    out = offline_cli("restore", str(backup), "--data-dir", str(restored))
     assert out.returncode == 0, out.stderr
-    check = cli("check", "--json", "--data-dir", str(restored))
+    check = offline_cli("check", "--json", "--data-dir", str(restored))
     assert check.returncode == 0 and json.loads(check.stdout)["problems"] == [], check.stdout
     new = make_server(data_dir=restored)
     with httpx.Client(base_url=new.url, headers={"Authorization": f"Bearer {srv.key}"},
