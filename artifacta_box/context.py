@@ -126,6 +126,31 @@ class ServerLock:
             return False
 
 
+def ensure_blob_layout(root: Path, held: ServerLock | None = None) -> int:
+    """Move blobs written in the earlier layout into the current one (see storage.blobstore);
+    returns how many moved. `held`: the server lock the caller already holds (serve). Without
+    it the lock is taken for the move, so no server reads blobs while they move; when a server
+    holds it, that server is of an older version and must be restarted with this one first."""
+    store = LocalBlobStore(root)
+    if store.layout_current():
+        return 0
+    if held is not None:
+        return store.upgrade_layout()
+    probe = ServerLock(root)
+    try:
+        probe.acquire()
+    except DataDirError:
+        raise DataDirError(
+            f"storage.data_dir: {root} holds blobs in the earlier layout and a server is running "
+            "on it; restart `artifacta-box serve` with this version (it moves them at start), "
+            "then run this command again"
+        ) from None
+    try:
+        return store.upgrade_layout()
+    finally:
+        probe.release()
+
+
 @dataclass
 class UsageMeter:
     """Counts API requests in memory and flushes them to the tenants table about once a second.
@@ -192,7 +217,8 @@ class Box:
         self._tasks: list[asyncio.Task] = []
 
     async def open(self) -> Box:
-        await asyncio.to_thread(prepare_data_dir, self.settings)
+        root = await asyncio.to_thread(prepare_data_dir, self.settings)
+        await asyncio.to_thread(ensure_blob_layout, root)
         self.secret = await asyncio.to_thread(load_secret, self.settings)
         self.signer = UrlSigner(self.secret)
         self.cursors = CursorCodec(self.secret)

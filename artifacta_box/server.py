@@ -12,7 +12,7 @@ from sanic.worker.loader import AppLoader
 
 from artifacta_box.app import create_app
 from artifacta_box.config import Settings
-from artifacta_box.context import Box, ServerLock, prepare_data_dir
+from artifacta_box.context import Box, ServerLock, ensure_blob_layout, prepare_data_dir
 from artifacta_box.http.deadlines import DeadlineHttpProtocol
 from artifacta_box.logs import configure
 from artifacta_box.services import tenants
@@ -45,6 +45,10 @@ def serve(settings: Settings, bootstrap: bool = True) -> int:
     lock = ServerLock(root)
     lock.acquire()
     try:
+        moved = ensure_blob_layout(root, held=lock)
+        if moved:
+            log.info("moved %d blobs to the current blob layout (blobs/<tenant>/<aa>/<sha256>)",
+                     moved)
         files, size = LocalBlobStore(root).remove_temp_files()
         if files:
             log.info("removed %d leftover temporary files (%d bytes) from an earlier run", files, size)

@@ -262,30 +262,53 @@ class LocalBlobStore:
     # ------------------------------------------------------------------ setup
 
     def prepare(self) -> None:
-        """Create the directories and bring an older blob layout up to date (idempotent)."""
+        """Create the directories (idempotent). A new or empty store is marked with the current
+        layout; a store written in the earlier layout is left as it is until `upgrade_layout`
+        (which needs the server lock: nothing may be reading the blobs while they move)."""
         for d in (self.root, self.blob_root, self.tmp_root):
             d.mkdir(parents=True, exist_ok=True)
-        marker = self.blob_root / "LAYOUT"
+        if not self.layout_current() and not self._has_layout_1_dirs():
+            self._write_layout_marker()
+
+    def layout_current(self) -> bool:
         try:
-            if marker.read_text().strip() == LAYOUT_VERSION:
-                return
+            return (self.blob_root / "LAYOUT").read_text().strip() == LAYOUT_VERSION
         except FileNotFoundError:
-            pass
-        self._flatten_layout()
+            return False
+
+    def upgrade_layout(self) -> int:
+        """Move blobs of the earlier layout into the current one; returns how many moved.
+        Call only while holding the server lock (no server is reading the blobs)."""
+        if self.layout_current():
+            return 0
+        moved = self._flatten_layout()
+        self._write_layout_marker()
+        return moved
+
+    def _write_layout_marker(self) -> None:
         tmp = self.blob_root / "LAYOUT.tmp"
         with open(tmp, "w") as fh:
             fh.write(LAYOUT_VERSION + "\n")
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, marker)
+        os.replace(tmp, self.blob_root / "LAYOUT")
         _fsync_dir(self.blob_root)
 
-    def _flatten_layout(self) -> None:
+    def _has_layout_1_dirs(self) -> bool:
+        for tenant_dir in self.blob_root.iterdir():
+            if tenant_dir.is_dir() and tenant_dir.name.isdigit():
+                for top in tenant_dir.iterdir():
+                    if top.is_dir() and any(sub.is_dir() for sub in top.iterdir()):
+                        return True
+        return False
+
+    def _flatten_layout(self) -> int:
         """Layout 1 -> 2: move blobs/<t>/<aa>/<bb>/<sha> up to blobs/<t>/<aa>/<sha>.
 
         Each move is one atomic rename within a directory tree, so an interrupted run simply
-        continues on the next start; `find` also looks at the old place meanwhile.
+        continues on the next start (the marker is written only at the end).
         """
+        count = 0
         for tenant_dir in self.blob_root.iterdir():
             if not tenant_dir.is_dir() or not tenant_dir.name.isdigit():
                 continue
@@ -300,12 +323,14 @@ class LocalBlobStore:
                         if f.is_file() and _is_sha256(f.name):
                             os.replace(f, top / f.name)
                             moved = True
+                            count += 1
                     try:
                         sub.rmdir()
                     except OSError:
                         pass  # something else in there: leave it for `check` to report
                 if moved:
                     _fsync_dir(top)
+        return count
 
     def remove_temp_files(self, older_than_seconds: float | None = None) -> tuple[int, int]:
         """Delete staging leftovers; with `older_than_seconds`, only those at least that old.

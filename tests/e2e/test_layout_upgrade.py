@@ -4,6 +4,7 @@ restore finds them where they are, and every artifact downloads byte-identical."
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from pathlib import Path
@@ -37,6 +38,16 @@ def test_an_old_layout_data_dir_and_backup_are_upgraded_and_serve_every_byte(mak
     assert to_old_layout(srv.data_dir / "blobs") == len(contents)
     assert to_old_layout(backup / "blobs") == len(contents)
 
+    # An older server still running on it (it holds the lock): an admin command of this version
+    # moves nothing under its feet and says what to do.
+    with open(srv.data_dir / "server.lock", "a+") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        refused = offline_cli("check", "--data-dir", str(srv.data_dir))
+        fcntl.flock(held.fileno(), fcntl.LOCK_UN)
+    assert refused.returncode != 0
+    assert "earlier layout" in refused.stderr and "restart" in refused.stderr, refused.stderr
+    assert not (srv.data_dir / "blobs" / "LAYOUT").exists()
+
     srv.start()  # migrates at start
     assert (srv.data_dir / "blobs" / "LAYOUT").read_text().strip() == "2"
     leftovers = [p for p in (srv.data_dir / "blobs").rglob("*") if p.is_dir() and len(p.parts[-1]) == 2
@@ -61,3 +72,17 @@ def test_an_old_layout_data_dir_and_backup_are_upgraded_and_serve_every_byte(mak
                       timeout=60) as c2:
         for art, content in arts:
             assert download(c2, art["artifact_id"]) == content
+
+
+def test_an_admin_command_upgrades_an_old_layout_when_no_server_runs(make_server):
+    srv = make_server()
+    api = srv.client()
+    art = upload(api, b"moved by the CLI", filename="m.bin")
+    srv.stop()
+    to_old_layout(srv.data_dir / "blobs")
+    check = offline_cli("check", "--json", "--data-dir", str(srv.data_dir))
+    assert check.returncode == 0 and json.loads(check.stdout)["problems"] == [], check.stderr
+    assert (srv.data_dir / "blobs" / "LAYOUT").read_text().strip() == "2"
+    srv.start()
+    with srv.client() as c:
+        assert download(c, art["artifact_id"]) == b"moved by the CLI"

@@ -211,11 +211,20 @@ def test_prepare_moves_blobs_of_the_two_level_layout_up_one_level(tmp_path):
     old.write_bytes(b"old layout")
     store = LocalBlobStore(tmp_path)
     assert store.find(4, digest) == old  # found where it is before migrating
-    store.prepare()
+    store.prepare()  # creates directories, but moves nothing without the server lock
+    assert old.is_file() and not store.layout_current()
+    assert store.upgrade_layout() == 1
     assert store.path(4, digest).read_bytes() == b"old layout"
     assert not old.parent.exists()  # the second-level directory is gone
     assert store.find(4, digest) == store.path(4, digest)
     assert [b.sha256 for b in store.iter_blobs()] == [digest]
     assert (tmp_path / "blobs" / "LAYOUT").read_text().strip() == "2"
-    store.prepare()  # idempotent
+    assert store.upgrade_layout() == 0  # idempotent
+    store.prepare()
     assert store.path(4, digest).read_bytes() == b"old layout"
+
+
+def test_a_new_store_is_marked_with_the_current_layout(tmp_path):
+    store = LocalBlobStore(tmp_path)
+    store.prepare()
+    assert store.layout_current()
