@@ -18,7 +18,7 @@ from pathlib import Path
 from artifacta_box.clock import Clock
 from artifacta_box.config import Settings
 from artifacta_box.db import Database, initialise
-from artifacta_box.security.ratelimit import FailedAuthLimiter, TokenBuckets
+from artifacta_box.security.ratelimit import FailedAuthLimiter, SharedTokenBuckets, TokenBuckets
 from artifacta_box.security.signing import CursorCodec, UrlSigner
 from artifacta_box.storage import LocalBlobStore
 
@@ -27,6 +27,7 @@ log = logging.getLogger("artifacta_box")
 SECRET_FILE = "secret.key"
 DB_FILE = "artifacta.db"
 LOCK_FILE = "server.lock"
+RATE_FILE = "ratelimit.table"  # tenants' token buckets shared by `serve --workers N` processes
 
 
 # Test hook, never set in production: the name of a file holding the number of free bytes the
@@ -208,7 +209,11 @@ class Box:
         self.secret: bytes = b""
         self.signer: UrlSigner | None = None
         self.cursors: CursorCodec | None = None
-        self.rate = TokenBuckets()
+        # One process: buckets in memory. Several workers: one table they all update.
+        self.rate: TokenBuckets | SharedTokenBuckets = (
+            SharedTokenBuckets(settings.data_path / RATE_FILE) if settings.workers > 1
+            else TokenBuckets()
+        )
         self.auth_failures = FailedAuthLimiter(
             settings.failed_auth_limit, settings.failed_auth_window_seconds
         )
@@ -238,6 +243,8 @@ class Box:
             await self.meter.flush(self.db, self.month())
         except Exception:  # noqa: BLE001 - the db may already be unusable at shutdown
             log.exception("could not flush request counters at shutdown")
+        if isinstance(self.rate, SharedTokenBuckets):
+            self.rate.close()
         await self.db.close()
 
     async def __aenter__(self) -> Box:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
 import math
+import mmap
+import os
+import struct
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -33,6 +37,20 @@ class _Bucket:
         self.stamp = stamp
 
 
+def _settle(tokens: float, stamp: float, now: float, wall: float, rate: float, burst: int,
+            cost: float) -> tuple[float, Decision]:
+    """Refill a bucket last seen at `stamp` to `now`, take `cost` if there is enough.
+    Returns the tokens left and the decision."""
+    tokens = min(float(burst), tokens + max(0.0, now - stamp) * rate)
+    allowed = tokens >= cost
+    if allowed:
+        tokens -= cost
+    missing = float(burst) - tokens
+    reset_at = int(math.ceil(wall + missing / rate))
+    retry_after = 0 if allowed else max(1, int(math.ceil((cost - tokens) / rate)))
+    return tokens, Decision(allowed, rate, int(tokens), reset_at, retry_after)
+
+
 class TokenBuckets:
     """One bucket per key (tenant id). `rate` tokens/s refill a bucket of `burst`."""
 
@@ -52,15 +70,93 @@ class TokenBuckets:
                 self._buckets.popitem(last=False)
         else:
             self._buckets.move_to_end(key)
-            bucket.tokens = min(float(burst), bucket.tokens + (now - bucket.stamp) * rate)
-            bucket.stamp = now
-        allowed = bucket.tokens >= cost
-        if allowed:
-            bucket.tokens -= cost
-        missing = float(burst) - bucket.tokens
-        reset_at = int(math.ceil(self._wall() + missing / rate))
-        retry_after = 0 if allowed else max(1, int(math.ceil((cost - bucket.tokens) / rate)))
-        return Decision(allowed, rate, int(bucket.tokens), reset_at, retry_after)
+        bucket.tokens, decision = _settle(bucket.tokens, bucket.stamp, now, self._wall(), rate,
+                                          burst, cost)
+        bucket.stamp = now
+        return decision
+
+
+class SharedTokenBuckets:
+    """Token buckets shared by every worker process of one server (`serve --workers N`).
+
+    The buckets live in a small file in the data directory (`SHARED_FILE`), mapped into each
+    worker; a bucket is read and updated under an exclusive flock of that file, so N workers
+    enforce one limit, not N. `serve` creates (zeroes) the file before the workers start;
+    `take` maps it on first use. The monotonic clock is system-wide, so stamps compare across
+    processes. A table slot holds (key + 1, tokens, stamp); a key probes PROBE slots from its
+    hash and, when all are taken by other keys, reuses the least recently used of them (that
+    key's next request starts from a full bucket: only with more than SLOTS active tenants).
+    """
+
+    SLOTS = 8192
+    PROBE = 16
+    _SLOT = struct.Struct("<qdd")
+    SIZE = SLOTS * _SLOT.size
+
+    def __init__(self, path: str | os.PathLike[str], clock=time.monotonic, wall=time.time) -> None:
+        self.path = os.fspath(path)
+        self._clock = clock
+        self._wall = wall
+        self._fd: int | None = None
+        self._map: mmap.mmap | None = None
+
+    @classmethod
+    def create(cls, path: str | os.PathLike[str]) -> None:
+        """Make (or reset to empty) the shared table; called once by `serve` before workers."""
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            os.ftruncate(fd, 0)
+            os.ftruncate(fd, cls.SIZE)
+        finally:
+            os.close(fd)
+
+    def _attach(self) -> mmap.mmap:
+        if self._map is None:
+            fd = os.open(self.path, os.O_RDWR)
+            if os.fstat(fd).st_size < self.SIZE:
+                os.close(fd)
+                raise RuntimeError(f"{self.path} is not a rate-limit table (restart serve)")
+            self._fd = fd
+            self._map = mmap.mmap(fd, self.SIZE)
+        return self._map
+
+    def close(self) -> None:
+        if self._map is not None:
+            self._map.close()
+            self._map = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def take(self, key: int, rate: float, burst: int, cost: float = 1.0) -> Decision:
+        table = self._attach()
+        slot_key = int(key) + 1
+        start = (slot_key * 0x9E3779B97F4A7C15 >> 17) % self.SLOTS
+        size = self._SLOT.size
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        try:
+            now = self._clock()
+            chosen = oldest = None
+            oldest_stamp = math.inf
+            for i in range(self.PROBE):
+                offset = ((start + i) % self.SLOTS) * size
+                k, tokens, stamp = self._SLOT.unpack_from(table, offset)
+                if k == slot_key:
+                    chosen = (offset, tokens, stamp)
+                    break
+                if k == 0:
+                    chosen = (offset, float(burst), now)
+                    break
+                if stamp < oldest_stamp:
+                    oldest, oldest_stamp = offset, stamp
+            if chosen is None:
+                chosen = (oldest, float(burst), now)
+            offset, tokens, stamp = chosen
+            tokens, decision = _settle(tokens, stamp, now, self._wall(), rate, burst, cost)
+            self._SLOT.pack_into(table, offset, slot_key, tokens, now)
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        return decision
 
 
 class FailedAuthLimiter:

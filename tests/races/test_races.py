@@ -306,6 +306,24 @@ def test_rate_limit_is_exact_under_parallel_load(box):
     assert remaining[0] == 0
 
 
+def test_rate_limit_is_one_bucket_across_worker_processes(tmp_path):
+    # With --workers 2 each process answers part of the requests; the bucket must still be one:
+    # 40 tokens in total, not 40 per worker.
+    srv = BoxServer(tmp_path / "workers", config=RACE_CONFIG, args=["--workers", "2"]).start()
+    try:
+        _, key = tenant(srv, "trickle")
+        started = time.monotonic()
+        results = together(key, srv, lambda c: [c.get("/v1/whoami") for _ in range(120)])
+        refill = 0.01 * (time.monotonic() - started)
+        ok = [r for r in results if r.status_code == 200]
+        assert all(r.status_code in (200, 429) for r in results)
+        assert 40 - 1 <= len(ok) <= 40 + 1 + int(refill), len(ok)
+        remaining = sorted(int(r.headers["X-RateLimit-Remaining"]) for r in ok)
+        assert len(set(remaining)) == len(remaining) or refill >= 1, remaining
+    finally:
+        srv.stop()
+
+
 # ---------------------------------------------------------------------------- paging
 
 

@@ -1,0 +1,77 @@
+"""Token buckets: in memory for one process, and the table `serve --workers N` shares."""
+
+from __future__ import annotations
+
+import multiprocessing
+
+from artifacta_box.security.ratelimit import SharedTokenBuckets, TokenBuckets
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_in_memory_bucket_refills_at_the_sustained_rate():
+    clock = FakeClock()
+    b = TokenBuckets(clock=clock, wall=lambda: 0.0)
+    assert [b.take(1, rate=2, burst=3).allowed for _ in range(4)] == [True, True, True, False]
+    refused = b.take(1, rate=2, burst=3)
+    assert refused.retry_after == 1 and refused.remaining == 0
+    clock.t += 1.0  # two tokens back
+    assert [b.take(1, rate=2, burst=3).allowed for _ in range(3)] == [True, True, False]
+    assert b.take(2, rate=2, burst=3).allowed  # another tenant has its own bucket
+
+
+def test_two_handles_on_one_table_share_each_bucket(tmp_path):
+    path = tmp_path / "ratelimit.table"
+    SharedTokenBuckets.create(path)
+    clock = FakeClock()
+    a = SharedTokenBuckets(path, clock=clock, wall=lambda: 0.0)
+    b = SharedTokenBuckets(path, clock=clock, wall=lambda: 0.0)  # as another worker would
+    took = [(a if i % 2 else b).take(7, rate=1, burst=5).allowed for i in range(8)]
+    assert took == [True] * 5 + [False] * 3
+    assert a.take(8, rate=1, burst=5).remaining == 4  # tenants stay apart
+    clock.t += 2.0
+    assert b.take(7, rate=1, burst=5).remaining == 1
+    SharedTokenBuckets.create(path)  # a new serve starts from full buckets
+    assert a.take(7, rate=1, burst=5).remaining == 4
+    a.close()
+    b.close()
+
+
+def test_a_full_probe_window_reuses_the_least_recently_used_slot(tmp_path):
+    path = tmp_path / "ratelimit.table"
+    SharedTokenBuckets.create(path)
+    clock = FakeClock()
+    t = SharedTokenBuckets(path, clock=clock, wall=lambda: 0.0)
+    t.SLOTS = 16  # a tiny table (the file is bigger: only its first slots are used)
+    for key in range(16):
+        clock.t += 1
+        assert t.take(key, rate=0.001, burst=2).remaining == 1
+    clock.t += 1
+    assert t.take(99, rate=0.001, burst=2).remaining == 1  # evicts the oldest (key 0)
+    assert t.take(5, rate=0.001, burst=2).remaining == 0   # key 5 kept its bucket
+    t.close()
+
+
+def _drain(path: str, n: int, out) -> None:
+    t = SharedTokenBuckets(path)
+    out.put(sum(t.take(3, rate=0.001, burst=50).allowed for _ in range(n)))
+
+
+def test_processes_taking_at_once_hand_out_each_token_once(tmp_path):
+    path = str(tmp_path / "ratelimit.table")
+    SharedTokenBuckets.create(path)
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_drain, args=(path, 40, out)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    allowed = sum(out.get(timeout=60) for _ in procs)
+    for p in procs:
+        p.join(60)
+    assert allowed == 50  # one bucket of 50 for 160 attempts from 4 processes
