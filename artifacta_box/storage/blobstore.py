@@ -4,7 +4,8 @@ Layout under the data directory:
 
     blobs/<tenant_id>/<h[0:2]>/<sha256>   committed blobs, one per tenant per content
     blobs/LAYOUT                          layout version ("2"; version 1 had a second fan-out
-                                          level <h[2:4]>/, moved up by `prepare`)
+                                          level <h[2:4]>/, moved up by `upgrade_layout`
+                                          when serve starts)
     tmp/<random>.part                     staging files (same filesystem, so link is atomic)
 
 One fan-out level (256 directories per tenant, like git's objects/): a second level meant up to
@@ -407,10 +408,9 @@ class LocalBlobStore:
             return False
         d = target.parent
         try:
-            try:
-                created = not d.is_dir() and _mkdirs(d)
-            except FileExistsError:  # made by a concurrent commit: make sure it is durable
-                created = True
+            created = not d.is_dir()
+            if created:  # (made durable below even if a concurrent commit beat us to it)
+                d.mkdir(parents=True, exist_ok=True)
             dfd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
             try:
                 if staged.path is not None:
@@ -539,11 +539,6 @@ _tmpfile_ok = hasattr(os, "O_TMPFILE")  # cleared at the first filesystem that r
 
 def _is_sha256(name: str) -> bool:
     return len(name) == 64 and all(c in "0123456789abcdef" for c in name)
-
-
-def _mkdirs(d: Path) -> bool:
-    d.mkdir(parents=True)
-    return True
 
 
 def _write_all(fd: int, data: bytes | bytearray) -> None:
