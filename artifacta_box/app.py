@@ -7,6 +7,7 @@ call `services/` for the domain and `storage/` for bytes. Every /v1 request firs
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 import re
@@ -27,7 +28,7 @@ from artifacta_box.http.common import authenticate_request
 from artifacta_box.http.errors import EnvelopeErrorHandler
 from artifacta_box.ids import new_request_id
 from artifacta_box.jobs import lifecycle_loop
-from artifacta_box.metrics import UNMATCHED_ROUTE, Metrics
+from artifacta_box.metrics import UNMATCHED_ROUTE, Metrics, MetricsShare
 
 log = logging.getLogger("artifacta_box")
 
@@ -87,6 +88,9 @@ def create_app(settings: Settings, clock: Clock | None = None, name: str = "arti
         app.ctx.box = box
         box.start_background(box.meter_loop())
         box.start_background(lifecycle_loop(box, app.ctx.metrics.observe_gc))
+        if settings.workers > 1:  # /metrics sums every worker's counters (metrics.MetricsShare)
+            app.ctx.metrics_share = MetricsShare(settings.data_path)
+            box.start_background(_publish_metrics(box, app.ctx.metrics, app.ctx.metrics_share))
 
     @app.before_server_stop
     async def mark_stopping(app: Sanic) -> None:
@@ -98,6 +102,9 @@ def create_app(settings: Settings, clock: Clock | None = None, name: str = "arti
     async def close_box(app: Sanic) -> None:
         box = getattr(app.ctx, "box", None)
         if box is not None:
+            share = getattr(app.ctx, "metrics_share", None)
+            if share is not None:  # the final counts of this worker
+                _publish_once(box, app.ctx.metrics, share)
             await box.close()
 
     @app.on_request(priority=100)
@@ -166,6 +173,20 @@ def _bytes_out(request: Request, response: HTTPResponse) -> int:
         return int(response.headers.get("content-length", 0))
     except ValueError:
         return 0
+
+
+def _publish_once(box: Box, metrics: Metrics, share: MetricsShare) -> None:
+    try:
+        share.publish(metrics.snapshot(int(getattr(box, "metrics_rate_limited", 0))))
+    except OSError:
+        log.exception("could not publish this worker's metrics for /metrics")
+
+
+async def _publish_metrics(box: Box, metrics: Metrics, share: MetricsShare,
+                           interval: float = 1.0) -> None:
+    while True:
+        await asyncio.to_thread(_publish_once, box, metrics, share)
+        await asyncio.sleep(interval)
 
 
 def _observe(request: Request, response: HTTPResponse, metrics: Metrics, log_line: bool) -> None:

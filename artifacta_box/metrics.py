@@ -9,8 +9,12 @@ handful of integer additions; everything else (store totals, last gc run) is com
 from __future__ import annotations
 
 import bisect
+import json
+import os
+import shutil
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 # Seconds. Upper bounds of the latency histogram buckets (+Inf is implicit).
 LATENCY_BUCKETS: tuple[float, ...] = (
@@ -86,6 +90,49 @@ class Metrics:
         g.dropped_links += report.get("dropped_links", 0)
         g.temp_files += report.get("temp_files", 0)
 
+    # ------------------------------------------------------------------ several workers
+
+    def snapshot(self, rate_limited: int = 0) -> dict:
+        """This process's counters as plain JSON data (see `merged`)."""
+        return {
+            "requests": [[m, r, st, n] for (m, r, st), n in self.requests.items()],
+            "latency": [[m, r, st, h.counts, h.total, h.n]
+                        for (m, r, st), h in self.latency.items()],
+            "bytes_in": self.bytes_in,
+            "bytes_out": self.bytes_out,
+            "gc": vars(self.gc),
+            "rate_limited": rate_limited,
+        }
+
+    @classmethod
+    def merged(cls, snapshots: Iterable[Mapping]) -> tuple[Metrics, int]:
+        """Sum the snapshots of every worker process: (combined metrics, rate-limited total).
+        A malformed snapshot is skipped (it is rewritten within a second)."""
+        out = cls()
+        limited = 0
+        for snap in snapshots:
+            try:
+                for m, r, st, n in snap["requests"]:
+                    key = (m, r, int(st))
+                    out.requests[key] = out.requests.get(key, 0) + int(n)
+                for m, r, st, counts, total, n in snap["latency"]:
+                    hist = out.latency.setdefault((m, r, int(st)), _Histogram())
+                    if len(counts) == len(hist.counts):
+                        hist.counts = [a + int(b) for a, b in zip(hist.counts, counts, strict=True)]
+                    hist.total += float(total)
+                    hist.n += int(n)
+                for mine, theirs in ((out.bytes_in, snap["bytes_in"]),
+                                     (out.bytes_out, snap["bytes_out"])):
+                    for route, n in theirs.items():
+                        mine[route] = mine.get(route, 0) + int(n)
+                for attr, n in snap["gc"].items():
+                    if hasattr(out.gc, attr):
+                        setattr(out.gc, attr, getattr(out.gc, attr) + int(n))
+                limited += int(snap.get("rate_limited", 0))
+            except (KeyError, TypeError, ValueError):
+                continue
+        return out, limited
+
     # ------------------------------------------------------------------ exposition
 
     def render(self, rate_limited: int, store: Mapping[str, object]) -> str:
@@ -144,6 +191,42 @@ class Metrics:
             for labels, value in samples:
                 out.sample(metric, labels, value)
         return out.text()
+
+
+SHARE_DIR = "metrics.d"
+
+
+class MetricsShare:
+    """`serve --workers N`: each worker publishes its counters about once a second to
+    `<data_dir>/metrics.d/<pid>.json` (atomic replace), and a scrape — answered by whichever
+    worker gets it — sums every file with its own live counters, so /metrics shows the whole
+    server. A worker that died keeps its last file: counters never go backwards. `serve`
+    empties the directory before the workers start."""
+
+    def __init__(self, root: Path) -> None:
+        self.dir = Path(root) / SHARE_DIR
+        self.own = self.dir / f"{os.getpid()}.json"
+
+    @staticmethod
+    def reset(root: Path) -> None:
+        shutil.rmtree(Path(root) / SHARE_DIR, ignore_errors=True)
+        (Path(root) / SHARE_DIR).mkdir(mode=0o700)
+
+    def publish(self, snapshot: Mapping) -> None:
+        tmp = self.own.with_suffix(".tmp")
+        tmp.write_text(json.dumps(snapshot, separators=(",", ":")))
+        os.replace(tmp, self.own)  # counters, not data: no fsync
+
+    def others(self) -> list[dict]:
+        out = []
+        for f in self.dir.glob("*.json"):
+            if f == self.own:
+                continue
+            try:
+                out.append(json.loads(f.read_text()))
+            except (OSError, ValueError):
+                continue  # vanished or (never, given the atomic replace) half-written
+        return out
 
 
 def _store_families(store: Mapping[str, object]) -> Iterable[tuple[str, str, str, list]]:

@@ -13,6 +13,7 @@ from sanic.worker.loader import AppLoader
 from artifacta_box.app import create_app
 from artifacta_box.config import Settings
 from artifacta_box.context import RATE_FILE, Box, ServerLock, ensure_blob_layout, prepare_data_dir
+from artifacta_box.metrics import MetricsShare
 from artifacta_box.security.ratelimit import SharedTokenBuckets
 from artifacta_box.http.deadlines import DeadlineHttpProtocol
 from artifacta_box.logs import configure
@@ -70,8 +71,10 @@ def serve(settings: Settings, bootstrap: bool = True) -> int:
             app.run(host=settings.host, port=settings.port, single_process=True,
                     access_log=False, motd=False, protocol=DeadlineHttpProtocol)
         else:
-            # The workers share one rate-limit table (security.ratelimit.SharedTokenBuckets).
+            # The workers share one rate-limit table (security.ratelimit.SharedTokenBuckets)
+            # and sum their request counters on /metrics (metrics.MetricsShare).
             SharedTokenBuckets.create(root / RATE_FILE)
+            MetricsShare.reset(root)
             loader = AppLoader(factory=factory)
             app = loader.load()
             app.prepare(host=settings.host, port=settings.port, workers=settings.workers,

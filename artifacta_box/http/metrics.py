@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import hmac
 
 from sanic import Blueprint, Request
@@ -39,7 +41,11 @@ async def metrics(request: Request):
             "from the box's configuration."
         )
     store = await store_stats(box)
-    body = metrics_of(request).render(
-        rate_limited=int(getattr(box, "metrics_rate_limited", 0)), store=store
-    )
+    mine = metrics_of(request)
+    limited = int(getattr(box, "metrics_rate_limited", 0))
+    share = getattr(request.app.ctx, "metrics_share", None)
+    if share is not None:  # several workers: the whole server's counters
+        others = await asyncio.to_thread(share.others)
+        mine, limited = Metrics.merged([*others, mine.snapshot(limited)])
+    body = mine.render(rate_limited=limited, store=store)
     return text(body, content_type=CONTENT_TYPE)

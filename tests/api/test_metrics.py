@@ -176,3 +176,25 @@ def test_streamed_downloads_count_their_bytes_out(box):
     httpx.head(url)
     after = value(scrape(box), "artifacta_box_http_response_bytes_total", route=route)
     assert after - before == len(content)
+
+
+def test_with_several_workers_every_scrape_counts_the_whole_server(tmp_path):
+    # Each worker process answers part of the requests and part of the scrapes; every scrape
+    # must show the sum over all workers (not the counters of whichever worker answered).
+    srv = BoxServer(tmp_path / "workers", config=CONFIG, args=["--workers", "2"]).start()
+    try:
+        n = 60
+        for _ in range(n):  # a new connection each: the kernel spreads them over the workers
+            r = httpx.get(srv.url + "/v1/whoami", headers={"Authorization": f"Bearer {srv.key}"})
+            assert r.status_code == 200
+        time.sleep(1.5)  # each worker publishes its counters once a second
+        seen = set()
+        for _ in range(8):
+            samples = scrape(srv)
+            seen.add(value(samples, "artifacta_box_http_requests_total", method="GET",
+                           route="/v1/whoami", status="200"))
+        assert seen == {float(n)}, seen
+    finally:
+        srv.stop()
+    # After a stop the published files remain in the data dir; the next serve starts from zero.
+    assert (srv.data_dir / "metrics.d").is_dir()

@@ -1,0 +1,37 @@
+"""Metrics of several worker processes summed (serve --workers N): snapshot -> JSON -> merged."""
+
+from __future__ import annotations
+
+import json
+
+from artifacta_box.metrics import Metrics, MetricsShare
+
+
+def test_snapshots_of_two_workers_sum_to_one_exposition(tmp_path):
+    a, b = Metrics(), Metrics()
+    a.observe_request("GET", "/v1/whoami", 200, 0.002, 0, 300)
+    b.observe_request("GET", "/v1/whoami", 200, 0.2, 0, 300)
+    b.observe_request("POST", "/v1/artifacts", 201, 0.004, 4096, 355)
+    b.observe_gc({"deleted_blobs": 3})
+    snaps = [json.loads(json.dumps(a.snapshot(1))), json.loads(json.dumps(b.snapshot(2)))]
+    merged, limited = Metrics.merged([*snaps, {"requests": "garbage"}])
+    assert limited == 3
+    assert merged.requests == {("GET", "/v1/whoami", 200): 2, ("POST", "/v1/artifacts", 201): 1}
+    hist = merged.latency[("GET", "/v1/whoami", 200)]
+    assert hist.n == 2 and sum(hist.counts) == 2 and abs(hist.total - 0.202) < 1e-9
+    assert merged.bytes_in == {"/v1/artifacts": 4096}
+    assert merged.bytes_out == {"/v1/whoami": 600, "/v1/artifacts": 355}
+    assert merged.gc.deleted_blobs == 3 and merged.gc.runs == 1
+    text = merged.render(rate_limited=limited, store={})
+    assert 'artifacta_box_http_requests_total{method="GET",route="/v1/whoami",status="200"} 2' in text
+
+
+def test_a_share_reads_the_other_workers_files_not_its_own(tmp_path):
+    MetricsShare.reset(tmp_path)
+    mine = MetricsShare(tmp_path)
+    mine.publish({"requests": [["GET", "/x", 200, 5]]})
+    (tmp_path / "metrics.d" / "1.json").write_text('{"requests": [["GET", "/x", 200, 7]]}')
+    (tmp_path / "metrics.d" / "2.json").write_text("{not json")
+    assert mine.others() == [{"requests": [["GET", "/x", 200, 7]]}]
+    MetricsShare.reset(tmp_path)  # a new serve starts from zero
+    assert list((tmp_path / "metrics.d").iterdir()) == []
