@@ -214,7 +214,12 @@ class MetricsShare:
 
     def publish(self, snapshot: Mapping) -> None:
         tmp = self.own.with_suffix(".tmp")
-        tmp.write_text(json.dumps(snapshot, separators=(",", ":")))
+        text = json.dumps(snapshot, separators=(",", ":"))
+        try:
+            tmp.write_text(text)
+        except FileNotFoundError:  # the directory was removed under us: make it again
+            self.dir.mkdir(mode=0o700, exist_ok=True)
+            tmp.write_text(text)
         os.replace(tmp, self.own)  # counters, not data: no fsync
 
     def others(self) -> list[dict]:

@@ -35,3 +35,6 @@ def test_a_share_reads_the_other_workers_files_not_its_own(tmp_path):
     assert mine.others() == [{"requests": [["GET", "/x", 200, 7]]}]
     MetricsShare.reset(tmp_path)  # a new serve starts from zero
     assert list((tmp_path / "metrics.d").iterdir()) == []
+    (tmp_path / "metrics.d").rmdir()  # removed by hand while serving: the next publish recovers
+    mine.publish({"requests": []})
+    assert mine.own.is_file()
