@@ -20,10 +20,17 @@ from sanic.response.types import BaseHTTPResponse
 from artifacta_box.clock import Clock
 from artifacta_box.config import Settings
 from artifacta_box.context import Box
-from artifacta_box.http import account, artifacts_read, openapi, sessions, system
-from artifacta_box.http import artifacts as artifact_uploads
-from artifacta_box.http import downloads as download_routes
-from artifacta_box.http import metrics as metrics_routes
+from artifacta_box.http import (
+    account,
+    artifacts,
+    downloads,
+    links,
+    metrics,
+    openapi,
+    sessions,
+    system,
+    uploads,
+)
 from artifacta_box.http.common import authenticate_request
 from artifacta_box.http.errors import EnvelopeErrorHandler
 from artifacta_box.ids import new_request_id
@@ -33,12 +40,10 @@ from artifacta_box.metrics import UNMATCHED_ROUTE, Metrics, MetricsShare
 log = logging.getLogger("artifacta_box")
 
 # Blueprints, in registration order. Each resource module exposes `bp`.
-BLUEPRINTS = [system.bp, account.bp]
-BLUEPRINTS += [artifacts_read.bp, sessions.bp]
-BLUEPRINTS += [download_routes.bp]
-BLUEPRINTS += [artifact_uploads.bp, artifact_uploads.signed_bp]
-BLUEPRINTS += [metrics_routes.bp]
-BLUEPRINTS += [openapi.bp]
+BLUEPRINTS = [
+    system.bp, account.bp, artifacts.bp, sessions.bp, downloads.bp, links.bp,
+    uploads.bp, uploads.signed_bp, metrics.bp, openapi.bp,
+]
 
 # Bodies of routes that do not stream (small JSON bodies) are buffered up to this size.
 SMALL_BODY_LIMIT = 1024 * 1024
@@ -77,34 +82,33 @@ def create_app(settings: Settings, clock: Clock | None = None, name: str = "arti
     app.config.NOISY_EXCEPTIONS = False
     app.ctx.settings = settings
     app.ctx.metrics = Metrics()
+    app.ctx.box = None  # opened before the server starts serving (open_box)
+    # serve --workers N: /metrics sums every worker's counters (metrics.MetricsShare)
+    app.ctx.metrics_share = MetricsShare(settings.data_path) if settings.workers > 1 else None
 
     for bp in BLUEPRINTS:
         app.blueprint(bp)
 
     @app.before_server_start
     async def open_box(app: Sanic) -> None:
-        box = Box(settings, clock)
-        await box.open()
+        box = await Box.open(settings, clock)
         app.ctx.box = box
         box.start_background(box.meter_loop())
         box.start_background(lifecycle_loop(box, app.ctx.metrics.observe_gc))
-        if settings.workers > 1:  # /metrics sums every worker's counters (metrics.MetricsShare)
-            app.ctx.metrics_share = MetricsShare(settings.data_path)
-            box.start_background(_publish_metrics(box, app.ctx.metrics, app.ctx.metrics_share))
+        if app.ctx.metrics_share is not None:
+            box.start_background(_publish_metrics(app.ctx.metrics, app.ctx.metrics_share))
 
     @app.before_server_stop
     async def mark_stopping(app: Sanic) -> None:
-        box = getattr(app.ctx, "box", None)
-        if box is not None:
-            box.shutting_down = True
+        if app.ctx.box is not None:
+            app.ctx.box.shutting_down = True
 
     @app.after_server_stop
     async def close_box(app: Sanic) -> None:
-        box = getattr(app.ctx, "box", None)
+        box = app.ctx.box
         if box is not None:
-            share = getattr(app.ctx, "metrics_share", None)
-            if share is not None:  # the final counts of this worker
-                _publish_once(box, app.ctx.metrics, share)
+            if app.ctx.metrics_share is not None:  # the final counts of this worker
+                _publish_once(app.ctx.metrics, app.ctx.metrics_share)
             await box.close()
 
     @app.on_request(priority=100)
@@ -175,28 +179,27 @@ def _bytes_out(request: Request, response: HTTPResponse) -> int:
         return 0
 
 
-def _publish_once(box: Box, metrics: Metrics, share: MetricsShare) -> None:
+def _publish_once(counters: Metrics, share: MetricsShare) -> None:
     try:
-        share.publish(metrics.snapshot(int(getattr(box, "metrics_rate_limited", 0))))
+        share.publish(counters.snapshot())
     except OSError:
         log.exception("could not publish this worker's metrics for /metrics")
 
 
-async def _publish_metrics(box: Box, metrics: Metrics, share: MetricsShare,
-                           interval: float = 1.0) -> None:
+async def _publish_metrics(counters: Metrics, share: MetricsShare, interval: float = 1.0) -> None:
     while True:
-        await asyncio.to_thread(_publish_once, box, metrics, share)
+        await asyncio.to_thread(_publish_once, counters, share)
         await asyncio.sleep(interval)
 
 
-def _observe(request: Request, response: HTTPResponse, metrics: Metrics, log_line: bool) -> None:
+def _observe(request: Request, response: HTTPResponse, counters: Metrics, log_line: bool) -> None:
     """Metrics for every response, and the access log line when enabled."""
     ctx = request.ctx
     started = getattr(ctx, "started", None)
     seconds = time.perf_counter() - started if started else 0.0
     route = route_label(request)
     bytes_in, bytes_out = _bytes_in(request), _bytes_out(request, response)
-    metrics.observe_request(request.method, route, response.status, seconds, bytes_in, bytes_out)
+    counters.observe_request(request.method, route, response.status, seconds, bytes_in, bytes_out)
     if log_line:
         _access_log(request, response, route, seconds * 1000, bytes_in, bytes_out)
 

@@ -18,7 +18,8 @@ import click
 
 from artifacta_box import __version__, errors
 from artifacta_box.config import ConfigError, Settings, effective_config, load_settings
-from artifacta_box.context import Box, DataDirError
+from artifacta_box.context import Box
+from artifacta_box.datadir import DataDirError
 
 EXIT_ERROR = 1
 EXIT_CONFIG = 2
@@ -61,12 +62,8 @@ def run_admin(settings: Settings, action: Callable[[Box], Any]) -> Any:
     """Open the box on the data directory, run `action(box)`, close it; map errors to one line."""
 
     async def _run() -> Any:
-        box = Box(settings)
-        await box.open()
-        try:
+        async with Box.opened(settings) as box:
             return await action(box)
-        finally:
-            await box.close()
 
     try:
         return asyncio.run(_run())

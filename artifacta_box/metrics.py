@@ -16,6 +16,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from artifacta_box.datadir import METRICS_DIR
+
 # Seconds. Upper bounds of the latency histogram buckets (+Inf is implicit).
 LATENCY_BUCKETS: tuple[float, ...] = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
@@ -61,6 +63,8 @@ class Metrics:
         self.bytes_in: dict[str, int] = {}
         self.bytes_out: dict[str, int] = {}
         self.gc = GcTotals()
+        # requests refused 429 by the tenants' token buckets (http.common.charge_rate)
+        self.rate_limited = 0
 
     def observe_request(self, method: str, route: str, status: int, seconds: float,
                         bytes_in: int, bytes_out: int) -> None:
@@ -92,7 +96,7 @@ class Metrics:
 
     # ------------------------------------------------------------------ several workers
 
-    def snapshot(self, rate_limited: int = 0) -> dict:
+    def snapshot(self) -> dict:
         """This process's counters as plain JSON data (see `merged`)."""
         return {
             "requests": [[m, r, st, n] for (m, r, st), n in self.requests.items()],
@@ -101,15 +105,14 @@ class Metrics:
             "bytes_in": self.bytes_in,
             "bytes_out": self.bytes_out,
             "gc": vars(self.gc),
-            "rate_limited": rate_limited,
+            "rate_limited": self.rate_limited,
         }
 
     @classmethod
-    def merged(cls, snapshots: Iterable[Mapping]) -> tuple[Metrics, int]:
-        """Sum the snapshots of every worker process: (combined metrics, rate-limited total).
+    def merged(cls, snapshots: Iterable[Mapping]) -> Metrics:
+        """Sum the snapshots of every worker process.
         A malformed snapshot is skipped (it is rewritten within a second)."""
         out = cls()
-        limited = 0
         for snap in snapshots:
             try:
                 for m, r, st, n in snap["requests"]:
@@ -128,14 +131,14 @@ class Metrics:
                 for attr, n in snap["gc"].items():
                     if hasattr(out.gc, attr):
                         setattr(out.gc, attr, getattr(out.gc, attr) + int(n))
-                limited += int(snap.get("rate_limited", 0))
+                out.rate_limited += int(snap.get("rate_limited", 0))
             except (KeyError, TypeError, ValueError):
                 continue
-        return out, limited
+        return out
 
     # ------------------------------------------------------------------ exposition
 
-    def render(self, rate_limited: int, store: Mapping[str, object]) -> str:
+    def render(self, store: Mapping[str, object]) -> str:
         """The whole exposition. `store` holds gauges read from the database at scrape time."""
         out = _Writer()
         out.family("artifacta_box_http_requests_total", "counter",
@@ -168,7 +171,7 @@ class Metrics:
 
         out.family("artifacta_box_rate_limited_total", "counter",
                    "Requests refused with 429 rate_limited by the per-tenant token buckets.")
-        out.sample("artifacta_box_rate_limited_total", {}, rate_limited)
+        out.sample("artifacta_box_rate_limited_total", {}, self.rate_limited)
 
         g = self.gc
         for attr, help_text in (
@@ -193,9 +196,6 @@ class Metrics:
         return out.text()
 
 
-SHARE_DIR = "metrics.d"
-
-
 class MetricsShare:
     """`serve --workers N`: each worker publishes its counters about once a second to
     `<data_dir>/metrics.d/<pid>.json` (atomic replace), and a scrape — answered by whichever
@@ -204,13 +204,13 @@ class MetricsShare:
     empties the directory before the workers start."""
 
     def __init__(self, root: Path) -> None:
-        self.dir = Path(root) / SHARE_DIR
+        self.dir = Path(root) / METRICS_DIR
         self.own = self.dir / f"{os.getpid()}.json"
 
     @staticmethod
     def reset(root: Path) -> None:
-        shutil.rmtree(Path(root) / SHARE_DIR, ignore_errors=True)
-        (Path(root) / SHARE_DIR).mkdir(mode=0o700)
+        shutil.rmtree(Path(root) / METRICS_DIR, ignore_errors=True)
+        (Path(root) / METRICS_DIR).mkdir(mode=0o700)
 
     def publish(self, snapshot: Mapping) -> None:
         tmp = self.own.with_suffix(".tmp")

@@ -12,7 +12,8 @@ from sanic.worker.loader import AppLoader
 
 from artifacta_box.app import create_app
 from artifacta_box.config import Settings
-from artifacta_box.context import RATE_FILE, Box, ServerLock, ensure_blob_layout, prepare_data_dir
+from artifacta_box.context import Box
+from artifacta_box.datadir import RATE_FILE, ServerLock, ensure_blob_layout, prepare_data_dir
 from artifacta_box.metrics import MetricsShare
 from artifacta_box.security.ratelimit import SharedTokenBuckets
 from artifacta_box.http.deadlines import DeadlineHttpProtocol
@@ -36,7 +37,7 @@ def announce_url(settings: Settings) -> str:
 
 
 async def _bootstrap(settings: Settings) -> dict | None:
-    async with Box(settings) as box:
+    async with Box.opened(settings) as box:
         return await tenants.bootstrap(box)
 
 

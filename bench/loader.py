@@ -35,7 +35,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from artifacta_box.clock import iso
-from artifacta_box.context import DB_FILE, ServerLock
+from artifacta_box.datadir import DB_FILE, ServerLock
 from artifacta_box.db.database import connect_sync
 from artifacta_box.services.validation import metadata_json
 from artifacta_box.storage import LocalBlobStore

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sanic import Blueprint, Request
 
 from artifacta_box.http.common import box_of, ok, principal_of
-from artifacta_box.services import tenants
+from artifacta_box.services import account
 
 bp = Blueprint("account", url_prefix="/v1")
 
@@ -14,13 +14,13 @@ bp = Blueprint("account", url_prefix="/v1")
 async def whoami(request: Request):
     box = box_of(request)
     p = principal_of(request)
-    usage = await tenants.tenant_usage(box, p.tenant_id)
+    usage = await account.tenant_usage(box, p.tenant_id)
     return ok(
         {
             "tenant_name": p.tenant_name,
             "plan": p.plan.name,
             "api_key_last_4": p.key_last4,
-            "usage_requests_month": int(tenants.requests_this_month(box, p)),
+            "usage_requests_month": int(account.requests_this_month(box, p)),
             "plan_requests_limit_month": int(p.plan.requests_per_month),
             "usage_storage_bytes": int(usage["storage_bytes"]),
             "plan_storage_limit_bytes": int(p.plan.storage_bytes),

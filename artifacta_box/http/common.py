@@ -7,6 +7,7 @@ import hashlib
 import ipaddress
 import json
 from typing import Any
+from urllib.parse import parse_qsl
 
 from sanic import Request
 from sanic.response import HTTPResponse
@@ -16,8 +17,8 @@ from artifacta_box import errors
 from artifacta_box.clock import iso
 from artifacta_box.context import Box
 from artifacta_box.security.keys import parse_bearer
-from artifacta_box.services import tenants
-from artifacta_box.services.tenants import Principal
+from artifacta_box.services import account, listing, tenants
+from artifacta_box.services.principal import Principal
 
 
 def box_of(request: Request) -> Box:
@@ -52,6 +53,17 @@ def parse_json_object(raw: bytes | None, *, required: bool = True) -> dict[str, 
     if not isinstance(value, dict):
         raise errors.InvalidRequest("The request body must be a JSON object.")
     return value
+
+
+def query_pairs(request: Request) -> list[tuple[str, str]]:
+    """Every query parameter as decoded, blanks kept, in order (list filters read them so)."""
+    try:
+        return parse_qsl(request.query_string, keep_blank_values=True,
+                         max_num_fields=listing.MAX_QUERY_FIELDS)
+    except ValueError:
+        raise errors.InvalidRequest(
+            f"Too many query parameters (at most {listing.MAX_QUERY_FIELDS})."
+        ) from None
 
 
 # ---------------------------------------------------------------------------- addresses / URLs
@@ -148,7 +160,7 @@ async def authenticate_request(request: Request) -> None:
         box.auth_failures.end(addr, attempt)
     request.ctx.principal = principal
     charge_rate(request, principal.tenant_id, principal.plan.rate_sustained, principal.plan.rate_burst)
-    used = tenants.requests_this_month(box, principal)
+    used = account.requests_this_month(box, principal)
     if used >= principal.plan.requests_per_month:
         raise quota_error(
             box,
@@ -164,7 +176,7 @@ def charge_rate(request: Request, tenant_id: int, sustained: float, burst: int) 
     decision = box.rate.take(tenant_id, sustained, burst)
     request.ctx.rate_headers = decision.headers()
     if not decision.allowed:
-        box.metrics_rate_limited = getattr(box, "metrics_rate_limited", 0) + 1
+        request.app.ctx.metrics.rate_limited += 1
         raise errors.RateLimited(
             f"Rate limit of {decision.headers()['X-RateLimit-Limit']} requests/s exceeded; "
             f"retry in {decision.retry_after}s.",

@@ -41,10 +41,9 @@ async def metrics(request: Request):
         )
     store = await store_stats(box)
     mine = metrics_of(request)
-    limited = int(getattr(box, "metrics_rate_limited", 0))
-    share = getattr(request.app.ctx, "metrics_share", None)
+    share = request.app.ctx.metrics_share
     if share is not None:  # several workers: the whole server's counters
         others = await asyncio.to_thread(share.others)
-        mine, limited = Metrics.merged([*others, mine.snapshot(limited)])
-    body = mine.render(rate_limited=limited, store=store)
+        mine = Metrics.merged([*others, mine.snapshot()])
+    body = mine.render(store=store)
     return text(body, content_type=CONTENT_TYPE)

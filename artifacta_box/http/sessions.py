@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from sanic import Blueprint, Request
 
-from artifacta_box.http.artifacts_read import query_pairs
-from artifacta_box.http.common import box_of, ok, principal_of
+from artifacta_box.http.common import box_of, ok, principal_of, query_pairs
 from artifacta_box.services import sessions
 
 bp = Blueprint("sessions", url_prefix="/v1")

@@ -32,7 +32,8 @@ from typing import Any
 from artifacta_box import __version__
 from artifacta_box.clock import iso
 from artifacta_box.config import Settings
-from artifacta_box.context import DB_FILE, SECRET_FILE, Box, DataDirError, ServerLock
+from artifacta_box.context import Box
+from artifacta_box.datadir import DB_FILE, SECRET_FILE, DataDirError, ServerLock
 from artifacta_box.db import connect_sync
 from artifacta_box.db.migrations import SCHEMA_VERSION, current_version
 from artifacta_box.services.audit import record_audit
@@ -275,7 +276,7 @@ async def restore(settings: Settings, src: Path, force: bool = False,
         blobs, restored_bytes = await asyncio.to_thread(
             _restore_files, root, src, db_src, manifest, force, progress)
         # Opening the box migrates an older backup's schema and puts the database in WAL mode.
-        async with Box(settings) as box, box.db.write() as conn:
+        async with Box.opened(settings) as box, box.db.write() as conn:
             await record_audit(conn, iso(box.clock.now()), "cli", "box.restore", None, str(src),
                                {"backup_created_at": manifest.get("created_at"),
                                 "blobs": blobs, "bytes": restored_bytes})

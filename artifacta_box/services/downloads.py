@@ -22,7 +22,7 @@ from artifacta_box.clock import iso
 from artifacta_box.config import Plan
 from artifacta_box.context import Box
 from artifacta_box.services.records import check_live, load_artifact
-from artifacta_box.services.tenants import Principal
+from artifacta_box.services.principal import Principal
 from artifacta_box.services.validation import is_artifact_id
 from artifacta_box.storage import LocalBlobStore
 

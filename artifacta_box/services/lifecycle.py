@@ -37,6 +37,7 @@ from typing import Any
 
 from artifacta_box.clock import iso, iso_in
 from artifacta_box.context import Box
+from artifacta_box.datadir import GC_LOCK_FILE, ServerLock
 from artifacta_box.db import fetchall, fetchone
 from artifacta_box.services import usage
 from artifacta_box.services.audit import record_audit
@@ -52,7 +53,6 @@ BATCH_SECONDS = 0.05      # ... and at most this much work while holding the wri
 PAUSE_SECONDS = 0.11
 EXPIRE_BATCH = 200
 GC_RUNS_KEEP_DAYS = 90    # history kept in gc_runs
-GC_LOCK_FILE = "gc.lock"
 _HEX = frozenset("0123456789abcdef")
 
 
@@ -492,6 +492,5 @@ async def remove_orphan_files(box: Box, files: list[tuple[int, str]]) -> tuple[i
 
 def server_is_running(box: Box) -> bool:
     """Does a `serve` process hold this data directory (so uploads may be in flight)?"""
-    from artifacta_box.context import ServerLock
 
     return ServerLock(box.root).is_held_elsewhere()

@@ -15,11 +15,10 @@ from artifacta_box.clock import iso, iso_in
 from artifacta_box.context import Box
 from artifacta_box.db import fetchone
 from artifacta_box.ids import new_link_id
-from artifacta_box.services.artifact_ops import actor_of
 from artifacta_box.services.audit import record_audit
 from artifacta_box.services.downloads import Grant, read_inline
 from artifacta_box.services.records import load_artifact
-from artifacta_box.services.tenants import Principal
+from artifacta_box.services.principal import Principal
 from artifacta_box.services.validation import human_seconds, is_link_id
 
 DEFAULT_LINK_SECONDS = 7 * 86400
@@ -93,7 +92,7 @@ async def create_link(box: Box, principal: Principal, artifact_id: str, body: di
             "VALUES (?, ?, ?, ?, ?)",
             (link_id, principal.tenant_id, artifact_id, now_iso, expires_at),
         )
-        await record_audit(conn, now_iso, actor_of(principal), "link.create", principal.tenant_name,
+        await record_audit(conn, now_iso, principal.actor, "link.create", principal.tenant_name,
                            link_id, {"artifact_id": artifact_id, "expires_at": expires_at})
     return {
         "link_id": link_id,
@@ -119,7 +118,7 @@ async def revoke_link(box: Box, principal: Principal, link_id: str) -> dict:
         if revoked_at is None:
             revoked_at = iso(box.clock.now())
             await conn.execute("UPDATE links SET revoked_at = ? WHERE link_id = ?", (revoked_at, link_id))
-            await record_audit(conn, revoked_at, actor_of(principal), "link.revoke",
+            await record_audit(conn, revoked_at, principal.actor, "link.revoke",
                                principal.tenant_name, link_id, {"artifact_id": row["artifact_id"]})
     return {"link_id": link_id, "revoked": True, "revoked_at": revoked_at}
 

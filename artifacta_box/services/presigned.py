@@ -32,7 +32,7 @@ from artifacta_box.context import Box
 from artifacta_box.db import fetchone
 from artifacta_box.ids import new_artifact_id
 from artifacta_box.services import usage
-from artifacta_box.services.artifacts import (
+from artifacta_box.services.uploads import (
     ArtifactSpec,
     check_session_open,
     check_storage_quota,
@@ -42,7 +42,7 @@ from artifacta_box.services.artifacts import (
     record_session_use,
 )
 from artifacta_box.services.records import artifact_record, load_artifact
-from artifacta_box.services.tenants import Principal
+from artifacta_box.services.principal import Principal
 from artifacta_box.services.validation import is_artifact_id, metadata_json
 from artifacta_box.storage import StagedBlob
 

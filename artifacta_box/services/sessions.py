@@ -24,7 +24,6 @@ from artifacta_box.config import Plan
 from artifacta_box.context import Box
 from artifacta_box.db import fetchall, fetchone
 from artifacta_box.services import validation
-from artifacta_box.services.artifact_ops import actor_of
 from artifacta_box.services.audit import record_audit
 from artifacta_box.services.listing import (
     Page,
@@ -33,7 +32,7 @@ from artifacta_box.services.listing import (
     parse_time_bound,
     single_values,
 )
-from artifacta_box.services.tenants import Principal
+from artifacta_box.services.principal import Principal
 
 
 def parse_session_query(pairs: list[tuple[str, str]], plan: Plan) -> dict[str, Any]:
@@ -128,7 +127,7 @@ async def seal_session(box: Box, principal: Principal, session_id: str) -> dict[
                 "UPDATE sessions SET sealed_at = ? WHERE tenant_id = ? AND session_id = ?",
                 (sealed_at, principal.tenant_id, session_id),
             )
-            await record_audit(conn, sealed_at, actor_of(principal), "session.seal",
+            await record_audit(conn, sealed_at, principal.actor, "session.seal",
                                principal.tenant_name, session_id,
                                {"artifact_count": int(row["artifact_count"])})
     return {

@@ -3,34 +3,19 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any
 
 from artifacta_box import errors
 from artifacta_box.clock import iso
-from artifacta_box.config import Plan
 from artifacta_box.context import Box
 from artifacta_box.db import fetchone
 from artifacta_box.ids import new_key_id
 from artifacta_box.security.keys import generate_key, hash_key
-from artifacta_box.services import usage
+from artifacta_box.services.principal import Principal
 from artifacta_box.services.audit import record_audit
 
 TENANT_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 DEFAULT_TENANT = "default"
-
-
-@dataclass(frozen=True)
-class Principal:
-    """Who is calling: the authenticated key and its tenant, as read at request start."""
-
-    tenant_id: int
-    tenant_name: str
-    plan: Plan
-    key_id: str
-    key_last4: str
-    requests_month: str
-    requests_count: int
 
 
 def _check_tenant_name(name: str) -> None:
@@ -227,28 +212,6 @@ async def authenticate(box: Box, key: str) -> Principal:
         requests_month=row["requests_month"],
         requests_count=row["requests_count"],
     )
-
-
-def requests_this_month(box: Box, principal: Principal) -> int:
-    """Requests counted so far this month, including those not yet flushed to the database."""
-    stored = principal.requests_count if principal.requests_month == box.month() else 0
-    return stored + box.meter.pending_for(principal.tenant_id)
-
-
-async def tenant_usage(box: Box, tenant_id: int) -> dict:
-    """Storage usage and active links of a tenant, as whoami shows them."""
-    from artifacta_box.services.links import count_active_links  # links imports this module
-
-    now = iso(box.clock.now())
-    async with box.db.read() as conn:
-        due = await usage.has_due_expiry(conn, tenant_id, now)
-    if due:  # expired artifacts stop counting at once, not only when the sweep passes
-        async with box.db.write() as conn:
-            await usage.expire_due(conn, now, tenant_id=tenant_id, limit=100_000)
-    async with box.db.read() as conn:
-        t = await fetchone(conn, "SELECT storage_bytes FROM tenants WHERE tenant_id = ?", (tenant_id,))
-        links = await count_active_links(conn, tenant_id, now)
-    return {"storage_bytes": int(t["storage_bytes"]) if t else 0, "active_links": links}
 
 
 async def bootstrap(box: Box) -> dict | None:

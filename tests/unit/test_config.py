@@ -6,7 +6,7 @@ import stat
 import pytest
 
 from artifacta_box.config import BUILTIN_PLANS, ConfigError, load_settings
-from artifacta_box.context import load_secret
+from artifacta_box.datadir import load_secret
 
 
 def write(tmp_path, text):

@@ -13,16 +13,17 @@ def test_snapshots_of_two_workers_sum_to_one_exposition(tmp_path):
     b.observe_request("GET", "/v1/whoami", 200, 0.2, 0, 300)
     b.observe_request("POST", "/v1/artifacts", 201, 0.004, 4096, 355)
     b.observe_gc({"deleted_blobs": 3})
-    snaps = [json.loads(json.dumps(a.snapshot(1))), json.loads(json.dumps(b.snapshot(2)))]
-    merged, limited = Metrics.merged([*snaps, {"requests": "garbage"}])
-    assert limited == 3
+    a.rate_limited, b.rate_limited = 1, 2
+    snaps = [json.loads(json.dumps(a.snapshot())), json.loads(json.dumps(b.snapshot()))]
+    merged = Metrics.merged([*snaps, {"requests": "garbage"}])
+    assert merged.rate_limited == 3
     assert merged.requests == {("GET", "/v1/whoami", 200): 2, ("POST", "/v1/artifacts", 201): 1}
     hist = merged.latency[("GET", "/v1/whoami", 200)]
     assert hist.n == 2 and sum(hist.counts) == 2 and abs(hist.total - 0.202) < 1e-9
     assert merged.bytes_in == {"/v1/artifacts": 4096}
     assert merged.bytes_out == {"/v1/whoami": 600, "/v1/artifacts": 355}
     assert merged.gc.deleted_blobs == 3 and merged.gc.runs == 1
-    text = merged.render(rate_limited=limited, store={})
+    text = merged.render(store={})
     assert 'artifacta_box_http_requests_total{method="GET",route="/v1/whoami",status="200"} 2' in text
 
 

@@ -1,0 +1,160 @@
+"""The data directory: what lives in it, and the rules for opening it.
+
+Everything the box stores is under `storage.data_dir`:
+
+    artifacta.db (+ -wal, -shm)   metadata (SQLite, WAL)            DB_FILE
+    blobs/, tmp/                  the blob store (storage.blobstore)
+    secret.key                    the signing secret (0600)         SECRET_FILE
+    server.lock                   held by `serve` (flock)           LOCK_FILE
+    gc.lock                       held by a lifecycle run           GC_LOCK_FILE
+    ratelimit.table               `serve --workers N` token buckets  RATE_FILE
+    metrics.d/                    `serve --workers N` counters       METRICS_DIR
+
+`prepare_data_dir` creates it (idempotent), `load_secret` reads or creates the secret,
+`ServerLock` is the one-server-per-directory lock, `ensure_blob_layout` upgrades an older blob
+layout under that lock.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+
+from artifacta_box.config import Settings
+from artifacta_box.db import initialise
+from artifacta_box.storage import LocalBlobStore
+
+log = logging.getLogger("artifacta_box")
+
+SECRET_FILE = "secret.key"
+DB_FILE = "artifacta.db"
+LOCK_FILE = "server.lock"
+RATE_FILE = "ratelimit.table"  # tenants' token buckets shared by `serve --workers N` processes
+GC_LOCK_FILE = "gc.lock"
+METRICS_DIR = "metrics.d"
+
+
+# Test hook, never set in production: the name of a file holding the number of free bytes the
+# blob store should believe it has (re-read on every check), so an end-to-end test can make a
+# real server subprocess "run out of disk" and recover without filling a real disk.
+TEST_FREE_BYTES_ENV = "ARTIFACTA_BOX_TEST_FREE_BYTES_FILE"
+
+
+def free_space_probe_from_env() -> Callable[[str], int] | None:
+    path = os.environ.get(TEST_FREE_BYTES_ENV)
+    if not path:
+        return None
+    log.warning("%s is set: free disk space is read from %s (a test hook)",
+                TEST_FREE_BYTES_ENV, path)
+
+    def probe(_root: str) -> int:
+        return int(Path(path).read_text().strip())
+
+    return probe
+
+
+class DataDirError(Exception):
+    """The data directory cannot be used (permissions, in use by another server, ...)."""
+
+
+def prepare_data_dir(settings: Settings) -> Path:
+    """Create the data directory, its database (migrated) and blob directories. Idempotent."""
+    root = settings.data_path
+    try:
+        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        LocalBlobStore(root).prepare()
+        initialise(root / DB_FILE)
+    except PermissionError as exc:
+        raise DataDirError(f"storage.data_dir: cannot write {root}: {exc.strerror}") from None
+    except OSError as exc:
+        raise DataDirError(f"storage.data_dir: cannot use {root}: {exc.strerror or exc}") from None
+    return root
+
+
+def load_secret(settings: Settings) -> bytes:
+    """The HMAC secret: from config, else `<data_dir>/secret.key`, created 0600 on first use."""
+    if settings.secret_key:
+        return settings.secret_key.encode("utf-8")
+    path = settings.data_path / SECRET_FILE
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        value = path.read_text("ascii").strip()
+        if len(value) < 32:
+            raise DataDirError(f"security.secret_key: {path} is shorter than 32 characters") from None
+        return value.encode("ascii")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secrets.token_urlsafe(48) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.chmod(path, 0o600)
+    return path.read_text("ascii").strip().encode("ascii")
+
+
+class ServerLock:
+    """An exclusive lock on the data directory held by `serve` (and checked by `restore`)."""
+
+    def __init__(self, root: Path) -> None:
+        self.path = root / LOCK_FILE
+        self._fh = None
+
+    def acquire(self) -> None:
+        fh = open(self.path, "a+")  # noqa: SIM115 - held for the server's lifetime
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.close()
+            raise DataDirError(
+                f"storage.data_dir: {self.path.parent} is in use by another artifacta-box serve"
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{os.getpid()}\n")
+        fh.flush()
+        self._fh = fh
+
+    def release(self) -> None:
+        if self._fh is not None:
+            fcntl.flock(self._fh.fileno(), fcntl.LOCK_UN)
+            self._fh.close()
+            self._fh = None
+
+    def is_held_elsewhere(self) -> bool:
+        if not self.path.exists():
+            return False
+        with open(self.path, "a+") as fh:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+            return False
+
+
+def ensure_blob_layout(root: Path, held: ServerLock | None = None) -> int:
+    """Move blobs written in the earlier layout into the current one (see storage.blobstore);
+    returns how many moved. `held`: the server lock the caller already holds (serve). Without
+    it the lock is taken for the move, so no server reads blobs while they move; when a server
+    holds it, that server is of an older version and must be restarted with this one first."""
+    store = LocalBlobStore(root)
+    if store.layout_current():
+        return 0
+    if held is not None:
+        return store.upgrade_layout()
+    probe = ServerLock(root)
+    try:
+        probe.acquire()
+    except DataDirError:
+        raise DataDirError(
+            f"storage.data_dir: {root} holds blobs in the earlier layout and a server is running "
+            "on it; restart `artifacta-box serve` with this version (it moves them at start), "
+            "then run this command again"
+        ) from None
+    try:
+        return store.upgrade_layout()
+    finally:
+        probe.release()

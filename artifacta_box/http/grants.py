@@ -1,0 +1,29 @@
+"""Serving the bytes that a signed URL (`/d/`) or a share link (`/l/`) grants: both byte routes
+charge the artifact's tenant one rate token, then answer through `byteserve` with the same
+headers, ranges and validators. Shared by `http/downloads.py` and `http/links.py`."""
+
+from __future__ import annotations
+
+from sanic import Request
+
+from artifacta_box.http import byteserve
+from artifacta_box.http.common import box_of, charge_rate
+from artifacta_box.services import downloads
+from artifacta_box.services.downloads import Grant
+
+
+async def serve_grant(request: Request, grant: Grant, cors: dict[str, str]):
+    box = box_of(request)
+    charge_rate(request, grant.tenant_id, grant.plan.rate_sustained, grant.plan.rate_burst)
+    blob = downloads.open_grant(box, grant)
+    rep = byteserve.Representation(blob.path, blob.size, blob.sha256, blob.content_type, blob.filename)
+    return await byteserve.serve(request, rep, cors, use_sendfile=box.settings.sendfile)
+
+
+def cors_for(request: Request) -> dict[str, str]:
+    """CORS headers for a byte route's answer (its errors too, so a browser may read why)."""
+    return byteserve.cors_headers(request.headers.get("origin"), box_of(request).settings.cors_origins)
+
+
+def preflight(request: Request):
+    return byteserve.preflight(request, box_of(request).settings.cors_origins)

@@ -1,0 +1,401 @@
+"""Every upload path: `POST /v1/artifacts` (multipart or JSON base64), and the presigned flow
+`POST /v1/artifacts/upload-url` → `PUT /u/<artifact_id>?e=&s=` → `POST /v1/artifacts/<id>/complete`.
+
+Bodies are read from the request stream as they arrive (these routes are `stream=True`, so
+Sanic never buffers them) and go straight into a blob-store staging file, which hashes and
+counts each byte once and enforces the size limit mid-stream. Declared sizes (Content-Length)
+are checked before reading. Anything that goes wrong aborts the staging file, so a refused
+upload leaves no temp file; the commit itself (`services.uploads.commit_new_artifact`,
+`services.presigned`) decides visibility in one transaction.
+
+Reading, listing and deleting artifacts live in `http/artifacts.py`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import binascii
+from collections.abc import AsyncIterator
+from typing import Any
+
+from sanic import Blueprint, Request
+
+from artifacta_box import errors
+from artifacta_box.config import Plan
+from artifacta_box.context import Box
+from artifacta_box.http.common import (
+    absolute_url,
+    box_of,
+    charge_rate,
+    ok,
+    parse_json_object,
+    principal_of,
+    quota_error,
+)
+from artifacta_box.http.multipart import (
+    FileData,
+    FormReader,
+    MultipartError,
+    boundary_from_content_type,
+)
+from artifacta_box.services import presigned, validation
+from artifacta_box.services.uploads import (
+    ArtifactSpec,
+    check_fields,
+    check_session_open,
+    commit_new_artifact,
+    discard_staged,
+    spec_from_fields,
+)
+from artifacta_box.services.principal import Principal
+from artifacta_box.storage import LimitExceeded, StagedBlob, StagingFile, StorageError
+
+bp = Blueprint("uploads", url_prefix="/v1")
+# The signed PUT of presigned uploads: outside /v1, authenticated by its signature alone.
+signed_bp = Blueprint("signed_upload")
+
+# Room for the multipart framing and the text fields around the file part.
+MULTIPART_OVERHEAD = 4 * 1024 * 1024
+MAX_FIELD_BYTES = 64 * 1024
+MAX_FIELDS = 32
+# Room for the other JSON fields (metadata, names) around the base64 content.
+JSON_OVERHEAD = 256 * 1024
+# Base64 is decoded in slices of this many characters (a multiple of 4): 768 KiB of bytes each.
+BASE64_SLICE = 1024 * 1024
+
+ACCEPTED_ENCODINGS = (
+    "Send the upload as multipart/form-data (a part named 'file' plus optional text fields) or "
+    "as application/json with the bytes base64-encoded in 'content' "
+    "(\"content_encoding\": \"base64\")."
+)
+
+
+# ---------------------------------------------------------------------------- body reading
+
+
+async def body_chunks(request: Request) -> AsyncIterator[bytes]:
+    """The request body as it arrives (Content-Length or chunked)."""
+    stream = request.stream
+    if stream is None:
+        return
+    while True:
+        chunk = await stream.read()
+        if chunk is None:
+            return
+        if chunk:
+            yield chunk
+
+
+def declared_length(request: Request) -> int | None:
+    """Content-Length when the client declared one (Sanic has checked it is a number)."""
+    if "chunked" in request.headers.get("transfer-encoding", "").lower():
+        return None
+    value = request.headers.get("content-length")
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise errors.InvalidRequest("Content-Length is not a number.") from None
+
+
+# After refusing an upload mid-stream, what the client is still sending is read and discarded,
+# up to these bounds, so that it gets to read the error instead of a connection reset (a
+# "lingering close", as nginx does). Past them the connection is closed.
+DRAIN_MAX_BYTES = 64 * 1024 * 1024
+DRAIN_MAX_SECONDS = 5.0
+DRAIN_IDLE_SECONDS = 0.5
+
+
+async def drain_unread_body(request: Request) -> None:
+    stream = request.stream
+    if stream is None or not getattr(stream, "request_bytes", 0):
+        # Refused before reading any of the body (declared too large, sealed session, bad
+        # fields): answer at once; reading now would send `100 Continue` and invite the body.
+        return
+    left_declared = getattr(stream, "request_bytes_left", None)
+    if isinstance(left_declared, int) and left_declared > DRAIN_MAX_BYTES:
+        return
+
+    async def _drain() -> None:
+        left = DRAIN_MAX_BYTES
+        while left > 0:
+            # A client that has stopped sending (it waits for our answer) gets it promptly.
+            chunk = await asyncio.wait_for(stream.read(), DRAIN_IDLE_SECONDS)
+            if chunk is None:
+                return
+            left -= len(chunk)
+
+    try:
+        await asyncio.wait_for(_drain(), DRAIN_MAX_SECONDS)
+    except Exception:  # noqa: BLE001 - timed out, over budget, malformed or gone: Sanic closes
+        pass
+
+
+async def refuse_after_draining(request: Request, handler, *args: Any) -> Any:
+    """Run an upload handler; if it refuses the upload, drain the unread body before answering."""
+    try:
+        return await handler(request, *args)
+    except (errors.ApiError, StorageError):
+        await drain_unread_body(request)
+        raise
+
+
+async def abort_staging(staging: StagingFile | None) -> None:
+    """Drop a staging file; shielded so a client disconnect cannot interrupt the cleanup."""
+    if staging is not None:
+        await asyncio.shield(staging.abort())
+
+
+def _mb(n: int) -> str:
+    return f"{n / 10**6:,.0f} MB" if n >= 10**6 else f"{n:,} bytes"
+
+
+def too_large(limit: int, what: str, hint: str = "") -> errors.FileTooLarge:
+    return errors.FileTooLarge(f"{what} is larger than the limit of {_mb(limit)} ({limit:,} bytes)"
+                               f" for this upload path{hint}.")
+
+
+# ---------------------------------------------------------------------------- POST /v1/artifacts
+
+
+@bp.post("/artifacts", stream=True)
+async def upload(request: Request):
+    return await refuse_after_draining(request, _upload)
+
+
+async def _upload(request: Request):
+    box = box_of(request)
+    principal = principal_of(request)
+    idem_key = validation.idempotency_key(request.headers.get("idempotency-key"))
+    content_type = request.headers.get("content-type", "")
+    mime = content_type.split(";", 1)[0].strip().lower()
+    if mime == "multipart/form-data":
+        staged, spec = await receive_multipart(request, box, principal, content_type)
+    elif mime == "application/json":
+        staged, spec = await receive_json(request, box, principal)
+    else:
+        shown = f"Content-Type {mime!r}" if mime else "a request without Content-Type"
+        raise errors.InvalidRequest(f"Unsupported upload encoding: {shown}. {ACCEPTED_ENCODINGS}")
+    record, replayed = await commit_new_artifact(box, principal, staged, spec, idem_key)
+    if replayed:
+        return ok(record, 200, headers={"Idempotent-Replayed": "true"})
+    return ok(record, 201)
+
+
+async def receive_multipart(
+    request: Request, box: Box, principal: Principal, content_type: str
+) -> tuple[StagedBlob, ArtifactSpec]:
+    """Stream the `file` part into a staging file; buffer only the small text fields."""
+    plan = principal.plan
+    try:
+        boundary = boundary_from_content_type(content_type)
+    except MultipartError as exc:
+        raise errors.InvalidRequest(f"Malformed multipart upload: {exc}") from None
+    limit = plan.max_multipart_bytes
+    body_cap = limit + MULTIPART_OVERHEAD
+    hint = "; use a presigned upload (POST /v1/artifacts/upload-url) for larger files" \
+        if plan.presigned_uploads else ""
+    declared = declared_length(request)
+    if declared is not None and declared > body_cap:
+        raise too_large(limit, f"The upload ({declared:,} bytes declared)", hint)
+    box.blobs.check_space(declared or 0)
+    reader = FormReader(boundary, max_field_bytes=MAX_FIELD_BYTES, max_fields=MAX_FIELDS)
+    staging: StagingFile | None = None
+    received = 0
+    try:
+        async for chunk in body_chunks(request):
+            received += len(chunk)
+            if received > body_cap:
+                raise too_large(limit, "The upload", hint)
+            for event in reader.feed(chunk):
+                if type(event) is FileData:
+                    await staging.write(event.data)  # type: ignore[union-attr]
+                else:  # FileStart: what arrived so far must already be valid
+                    check_fields(plan, reader.fields)
+                    await check_session_open(box, principal.tenant_id,
+                                             reader.fields.get("session_id") or None)
+                    staging = box.blobs.staging(limit)
+        reader.close()
+        assert staging is not None  # close() raises without a file part
+        staged = await staging.finish()
+    except BaseException as exc:
+        await abort_staging(staging)
+        if isinstance(exc, LimitExceeded):
+            raise too_large(limit, "The file", hint) from None
+        if isinstance(exc, MultipartError):
+            raise errors.InvalidRequest(f"Malformed multipart upload: {exc}") from None
+        raise
+    part = reader.file_part
+    try:
+        spec = spec_from_fields(plan, reader.fields, fallback_filename=part.filename,
+                                fallback_content_type=part.content_type)
+    except BaseException:
+        await discard_staged(staged)
+        raise
+    return staged, spec
+
+
+def base64_decoded_size(content: str) -> int:
+    """Bytes that `content` decodes to; 400 when its length cannot be base64."""
+    n = len(content)
+    if n % 4:
+        raise errors.InvalidRequest(
+            "content is not valid base64: its length must be a multiple of 4 (pad with '=')."
+        )
+    padding = 2 if content.endswith("==") else 1 if content.endswith("=") else 0
+    return n // 4 * 3 - padding
+
+
+async def receive_json(request: Request, box: Box, principal: Principal
+                       ) -> tuple[StagedBlob, ArtifactSpec]:
+    """A JSON body with the bytes base64-encoded in `content`, decoded in bounded slices."""
+    plan = principal.plan
+    cap = plan.max_json_bytes
+    max_body = (cap + 2) // 3 * 4 + JSON_OVERHEAD
+    hint = "; use a multipart upload for larger files"
+    declared = declared_length(request)
+    if declared is not None and declared > max_body:
+        raise too_large(cap, f"The JSON upload ({declared:,} bytes declared)", hint)
+    raw = bytearray()
+    async for chunk in body_chunks(request):
+        if len(raw) + len(chunk) > max_body:
+            raise too_large(cap, "The JSON upload", hint)
+        raw += chunk
+    body = parse_json_object(raw)  # type: ignore[arg-type]  # bytearray: no extra copy
+    del raw
+    encoding = body.get("content_encoding", "base64")
+    if encoding != "base64":
+        raise errors.InvalidRequest(
+            f"content_encoding {str(encoding)[:40]!r} is not supported: the only encoding is 'base64'."
+        )
+    content = body.get("content")
+    if not isinstance(content, str):
+        raise errors.InvalidRequest("content is required: the file's bytes, base64-encoded.")
+    spec = spec_from_fields(plan, body)
+    size = base64_decoded_size(content)
+    if size > cap:
+        raise too_large(cap, f"The decoded content ({size:,} bytes)", hint)
+    if content.find("=", 0, max(0, len(content) - 2)) >= 0:
+        raise errors.InvalidRequest("content is not valid base64: '=' padding inside the data.")
+    await check_session_open(box, principal.tenant_id, spec.session_id)
+    box.blobs.check_space(size)
+    staging = box.blobs.staging(cap)
+    try:
+        for start in range(0, len(content), BASE64_SLICE):
+            try:
+                data = binascii.a2b_base64(content[start:start + BASE64_SLICE], strict_mode=True)
+            except (binascii.Error, ValueError):
+                raise errors.InvalidRequest(
+                    "content is not valid base64 (standard alphabet A-Z a-z 0-9 + /, '=' padding, "
+                    "no whitespace)."
+                ) from None
+            await staging.write(data)
+        staged = await staging.finish()
+    except BaseException as exc:
+        await abort_staging(staging)
+        if isinstance(exc, LimitExceeded):
+            raise too_large(cap, "The decoded content", hint) from None
+        raise
+    return staged, spec
+
+
+# ---------------------------------------------------------------------------- presigned uploads
+
+
+def _size_bytes(body: dict[str, Any], plan: Plan) -> int:
+    size = body.get("size_bytes")
+    if not isinstance(size, int) or isinstance(size, bool):
+        raise errors.InvalidRequest(
+            "size_bytes is required: the exact size of the file in bytes, as an integer."
+        )
+    if size < 1:
+        raise errors.InvalidRequest(f"size_bytes must be at least 1 (got {size}).")
+    if size > plan.max_presigned_bytes:
+        raise too_large(plan.max_presigned_bytes, f"size_bytes {size:,}")
+    return size
+
+
+@bp.post("/artifacts/upload-url")
+async def upload_url(request: Request):
+    box = box_of(request)
+    principal = principal_of(request)
+    plan = principal.plan
+    if not plan.presigned_uploads:
+        raise quota_error(
+            box,
+            f"Presigned uploads are not available on plan {plan.name!r}; upload with "
+            f"POST /v1/artifacts (up to {_mb(plan.max_multipart_bytes)}) or ask for another plan.",
+        )
+    body = parse_json_object(request.body)
+    check_fields(plan, body)
+    size = _size_bytes(body, plan)
+    spec = spec_from_fields(plan, body)
+    reservation = await presigned.reserve_upload(box, principal, spec, size)
+    record = reservation.record
+    signature = box.signer.sign("PUT", record["artifact_id"], principal.tenant_id,
+                                reservation.expires, extra=str(size))
+    url = absolute_url(request, f"/u/{record['artifact_id']}?e={reservation.expires}&s={signature}")
+    return ok({
+        "artifact_id": record["artifact_id"],
+        "status": "pending",
+        "upload_url": url,
+        "upload_method": "PUT",
+        "upload_headers": {"Content-Type": spec.content_type},
+        "upload_expires_at": reservation.upload_expires_at,
+        "expires_in": reservation.expires_in,
+        "filename": spec.filename,
+        "content_type": spec.content_type,
+        "size_bytes": size,
+    })
+
+
+@signed_bp.put("/u/<artifact_id:str>", stream=True)
+async def put_upload(request: Request, artifact_id: str):
+    return await refuse_after_draining(request, _put_upload, artifact_id)
+
+
+async def _put_upload(request: Request, artifact_id: str):
+    box = box_of(request)
+    target = await presigned.load_upload_target(box, artifact_id)
+    if target is None:
+        raise errors.InvalidSignature(
+            "The upload URL is invalid: it was altered or its reservation no longer exists."
+        )
+    box.signer.verify("PUT", artifact_id, target.tenant_id, request.args.get("e"),
+                      request.args.get("s"), now=box.clock.time(), extra=str(target.size_bytes))
+    plan = box.settings.plan(target.plan_name)
+    charge_rate(request, target.tenant_id, plan.rate_sustained, plan.rate_burst)
+    presigned.check_accepts_bytes(target.state, artifact_id, tenant_suspended=target.tenant_suspended)
+    size = target.size_bytes
+    mismatch = (f"The upload must be exactly {size:,} bytes (the size_bytes reserved for "
+                f"{artifact_id})")
+    declared = declared_length(request)
+    if declared is not None and declared != size:
+        raise errors.InvalidRequest(f"{mismatch}; the request declares {declared:,}.")
+    box.blobs.check_space(size)
+    staging = box.blobs.staging(size)
+    try:
+        async for chunk in body_chunks(request):
+            await staging.write(chunk)
+        staged = await staging.finish()
+    except BaseException as exc:
+        await abort_staging(staging)
+        if isinstance(exc, LimitExceeded):
+            raise errors.InvalidRequest(f"{mismatch}; more bytes arrived.") from None
+        raise
+    if staged.size != size:
+        await discard_staged(staged)
+        raise errors.InvalidRequest(f"{mismatch}; only {staged.size:,} arrived.")
+    await presigned.store_upload(box, target, staged)
+    return ok(
+        {"artifact_id": artifact_id, "status": "pending", "size_bytes": staged.size,
+         "sha256": staged.sha256},
+        headers={"ETag": f'"{staged.sha256}"'},
+    )
+
+
+@bp.post("/artifacts/<artifact_id:str>/complete")
+async def complete(request: Request, artifact_id: str):
+    box = box_of(request)
+    return ok(await presigned.complete_upload(box, principal_of(request), artifact_id))

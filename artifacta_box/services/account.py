@@ -1,0 +1,31 @@
+"""What `whoami` reports about the caller's tenant: requests this month, storage used and
+active share links. It reads across tenants, usage and links, so it lives above all three."""
+
+from __future__ import annotations
+
+from artifacta_box.clock import iso
+from artifacta_box.context import Box
+from artifacta_box.db import fetchone
+from artifacta_box.services import usage
+from artifacta_box.services.links import count_active_links
+from artifacta_box.services.principal import Principal
+
+
+def requests_this_month(box: Box, principal: Principal) -> int:
+    """Requests counted so far this month, including those not yet flushed to the database."""
+    stored = principal.requests_count if principal.requests_month == box.month() else 0
+    return stored + box.meter.pending_for(principal.tenant_id)
+
+
+async def tenant_usage(box: Box, tenant_id: int) -> dict:
+    """Storage usage and active links of a tenant, as whoami shows them."""
+    now = iso(box.clock.now())
+    async with box.db.read() as conn:
+        due = await usage.has_due_expiry(conn, tenant_id, now)
+    if due:  # expired artifacts stop counting at once, not only when the sweep passes
+        async with box.db.write() as conn:
+            await usage.expire_due(conn, now, tenant_id=tenant_id, limit=100_000)
+    async with box.db.read() as conn:
+        t = await fetchone(conn, "SELECT storage_bytes FROM tenants WHERE tenant_id = ?", (tenant_id,))
+        links = await count_active_links(conn, tenant_id, now)
+    return {"storage_bytes": int(t["storage_bytes"]) if t else 0, "active_links": links}

@@ -1,0 +1,335 @@
+"""Artifacts: the commit of a new artifact (shared by every upload path).
+
+`commit_new_artifact` is the one transaction that makes uploaded bytes visible: idempotency
+replay, sealed-session check, storage quota after dedup, blob reference and usage, the artifact
+row, its metadata index rows, the session row. Everything before it (streaming, hashing, limits)
+happens outside the writer; everything in it is checked and written atomically, so a rejected
+upload leaves no row and no usage change, and a sealed session can never gain an artifact.
+A blob file that the rejected upload itself added to the store is removed again (unless another
+row has come to reference the same bytes meanwhile), so it leaves no blob either.
+
+`check_fields` / `spec_from_fields` turn the fields of any upload path (multipart text fields,
+the JSON body, the upload-url body) into a validated `ArtifactSpec`, in one place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import sqlite3
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from artifacta_box import errors
+from artifacta_box.clock import iso, iso_in
+from artifacta_box.config import Plan
+from artifacta_box.context import Box
+from artifacta_box.db import fetchone, fetchone_sync, run_sync
+from artifacta_box.ids import new_artifact_id
+from artifacta_box.services import usage, validation
+from artifacta_box.services.records import artifact_record, is_expired
+from artifacta_box.services.principal import Principal
+from artifacta_box.services.validation import metadata_json
+from artifacta_box.storage import StagedBlob
+
+log = logging.getLogger("artifacta_box.artifacts")
+
+
+@dataclass(frozen=True)
+class ArtifactSpec:
+    """Validated fields of a new artifact (see services.validation)."""
+
+    filename: str
+    content_type: str
+    session_id: str | None
+    agent_id: str | None
+    metadata: dict[str, str]
+    ttl_seconds: int | None      # None = never
+    ttl_raw: str | None          # as sent, for idempotency comparison
+
+    def request_hash(self, content_hash: str) -> str:
+        """Identity of an upload request for Idempotency-Key replay (SPEC §1)."""
+        raw = json.dumps(
+            [content_hash, self.filename, self.content_type, self.session_id, self.agent_id,
+             sorted(self.metadata.items()), self.ttl_raw],
+            separators=(",", ":"), ensure_ascii=False,
+        )
+        return hashlib.sha256(raw.encode("utf-8")).hexdigest()
+
+
+def check_fields(plan: Plan, fields: Mapping[str, Any]) -> None:
+    """Validate the upload fields present so far (each failure a 400 naming the field), so a
+    doomed upload is refused before its bytes are streamed. `filename` may still arrive later."""
+    if fields.get("filename") not in (None, ""):
+        validation.filename(fields["filename"])
+    if fields.get("content_type") not in (None, ""):
+        validation.content_type(fields["content_type"])
+    validation.label("session_id", fields.get("session_id"))
+    validation.label("agent_id", fields.get("agent_id"))
+    if fields.get("ttl") not in (None, ""):
+        validation.ttl_seconds(fields["ttl"], plan)
+    validation.metadata(fields.get("metadata"))
+
+
+def spec_from_fields(
+    plan: Plan,
+    fields: Mapping[str, Any],
+    *,
+    fallback_filename: str | None = None,
+    fallback_content_type: str | None = None,
+) -> ArtifactSpec:
+    """The validated spec of a new artifact from its upload fields.
+
+    `filename` falls back to `fallback_filename` (a multipart part's filename); `content_type`
+    falls back to `fallback_content_type` (the part's Content-Type) unless that is the generic
+    application/octet-stream, then to a guess from the filename.
+    """
+    name = fields.get("filename")
+    if name in (None, "") and fallback_filename not in (None, ""):
+        name = fallback_filename
+    if name in (None, ""):
+        raise errors.InvalidRequest(
+            "filename is required: send a filename field (or a filename in the file part)."
+        )
+    filename = validation.filename(name)
+    ctype = fields.get("content_type")
+    if ctype in (None, ""):
+        ctype = None
+        fallback = (fallback_content_type or "").strip()
+        if fallback and fallback.split(";", 1)[0].strip().lower() != validation.DEFAULT_CONTENT_TYPE:
+            try:
+                ctype = validation.content_type(fallback)
+            except errors.InvalidRequest:
+                raise errors.InvalidRequest(
+                    f"content_type: the file part's Content-Type {fallback[:80]!r} is not a valid "
+                    "media type; send a content_type field such as text/plain."
+                ) from None
+    content_type = validation.content_type(ctype, filename)
+    ttl = fields.get("ttl")
+    ttl_seconds = validation.ttl_seconds(ttl, plan)
+    return ArtifactSpec(
+        filename=filename,
+        content_type=content_type,
+        session_id=validation.label("session_id", fields.get("session_id")),
+        agent_id=validation.label("agent_id", fields.get("agent_id")),
+        metadata=validation.metadata(fields.get("metadata")),
+        ttl_seconds=ttl_seconds,
+        ttl_raw=ttl.strip() if isinstance(ttl, str) and ttl.strip() else None,
+    )
+
+
+async def check_session_open(box: Box, tenant_id: int, session_id: str | None) -> None:
+    """Early, read-only check so a doomed upload is refused before its bytes are streamed.
+    The authoritative check is repeated inside the commit transaction."""
+    if session_id is None:
+        return
+    row = await box.db.fetchone(
+        "SELECT sealed_at FROM sessions WHERE tenant_id = ? AND session_id = ?", (tenant_id, session_id)
+    )
+    if row is not None and row["sealed_at"] is not None:
+        raise sealed_error(session_id)
+
+
+def sealed_error(session_id: str) -> errors.SessionSealed:
+    return errors.SessionSealed(
+        f"Session {session_id} is sealed; start a new session to upload more artifacts."
+    )
+
+
+def find_idempotent_replay_sync(
+    conn: sqlite3.Connection, box: Box, tenant_id: int, idem_key: str, request_hash: str,
+    now_iso: str,
+) -> Any:
+    """The original artifact row for a repeated (key, request), if still remembered and live."""
+    cutoff = iso_in(box.clock.now(), -box.settings.idempotency_seconds)
+    row = fetchone_sync(
+        conn,
+        "SELECT a.* FROM idempotency_keys i JOIN artifacts a ON a.artifact_id = i.artifact_id "
+        "WHERE i.tenant_id = ? AND i.idem_key = ? AND i.request_hash = ? AND i.created_at > ?",
+        (tenant_id, idem_key, request_hash, cutoff),
+    )
+    if row is None or row["state"] != "active" or is_expired(row, now_iso):
+        return None
+    return row
+
+
+def record_session_use_sync(conn: sqlite3.Connection, tenant_id: int, session_id: str | None,
+                            now_iso: str, count: int = 1) -> None:
+    """Create the session on first use, bump its activity. Raises SessionSealed if sealed."""
+    if session_id is None:
+        return
+    row = fetchone_sync(
+        conn, "SELECT sealed_at FROM sessions WHERE tenant_id = ? AND session_id = ?",
+        (tenant_id, session_id),
+    )
+    if row is not None and row["sealed_at"] is not None:
+        raise sealed_error(session_id)
+    if row is None:
+        conn.execute(
+            "INSERT INTO sessions (tenant_id, session_id, artifact_count, created_at, "
+            "first_artifact_at, last_artifact_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (tenant_id, session_id, count, now_iso, now_iso, now_iso),
+        )
+    else:
+        conn.execute(
+            "UPDATE sessions SET artifact_count = artifact_count + ?, last_artifact_at = ?, "
+            "first_artifact_at = COALESCE(first_artifact_at, ?) WHERE tenant_id = ? AND session_id = ?",
+            (count, now_iso, now_iso, tenant_id, session_id),
+        )
+
+
+def insert_metadata_rows_sync(conn: sqlite3.Connection, tenant_id: int, artifact_id: str,
+                              created_at: str, metadata: dict[str, str]) -> None:
+    if metadata:
+        conn.executemany(
+            "INSERT OR IGNORE INTO artifact_metadata (tenant_id, key, value, created_at, artifact_id) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [(tenant_id, k, v, created_at, artifact_id) for k, v in metadata.items()],
+        )
+
+
+def check_storage_quota_sync(conn: sqlite3.Connection, box: Box, principal: Principal,
+                             billable: int) -> None:
+    """403 when `billable` new bytes would exceed the plan's storage (checked after dedup)."""
+    if billable <= 0:
+        return
+    now_iso = iso(box.clock.now())
+    usage.expire_due_sync(conn, now_iso, tenant_id=principal.tenant_id)
+    row = fetchone_sync(conn, "SELECT storage_bytes FROM tenants WHERE tenant_id = ?",
+                        (principal.tenant_id,))
+    used = int(row["storage_bytes"]) if row else 0
+    limit = principal.plan.storage_bytes
+    if used + billable > limit:
+        extra = {"upgrade_url": box.settings.upgrade_url} if box.settings.upgrade_url else None
+        raise errors.QuotaExceeded(
+            f"Storage quota exceeded: {used:,} of {limit:,} bytes used and this upload adds "
+            f"{billable:,}; delete artifacts or ask for a larger plan.",
+            extra=extra,
+        )
+
+
+# Async forms for callers inside `async with box.db.write() as conn` (one thread hop each).
+
+async def find_idempotent_replay(conn, box: Box, tenant_id: int, idem_key: str,
+                                 request_hash: str, now_iso: str) -> Any:
+    return await run_sync(conn, find_idempotent_replay_sync, box, tenant_id, idem_key,
+                          request_hash, now_iso)
+
+
+async def record_session_use(conn, tenant_id: int, session_id: str | None, now_iso: str,
+                             count: int = 1) -> None:
+    await run_sync(conn, record_session_use_sync, tenant_id, session_id, now_iso, count)
+
+
+async def insert_metadata_rows(conn, tenant_id: int, artifact_id: str, created_at: str,
+                               metadata: dict[str, str]) -> None:
+    await run_sync(conn, insert_metadata_rows_sync, tenant_id, artifact_id, created_at, metadata)
+
+
+async def check_storage_quota(conn, box: Box, principal: Principal, billable: int) -> None:
+    await run_sync(conn, check_storage_quota_sync, box, principal, billable)
+
+
+async def blob_referenced(conn, tenant_id: int, sha256: str) -> bool:
+    """Whether any row points at these bytes: a `blobs` row (a committed artifact, in any state
+    until purge) or an artifact row holding them as a received presigned upload."""
+    if await fetchone(conn, "SELECT 1 FROM blobs WHERE tenant_id = ? AND sha256 = ?",
+                      (tenant_id, sha256)) is not None:
+        return True
+    return await fetchone(
+        conn, "SELECT 1 FROM artifacts WHERE tenant_id = ? AND upload_sha256 = ? LIMIT 1",
+        (tenant_id, sha256),
+    ) is not None
+
+
+async def discard_staged(staged: StagedBlob) -> None:
+    """Remove a staging file in a worker thread: unlinking a large file whose blocks are not
+    shared with a committed blob takes long enough (~0.2 s per GiB) to stall every request if
+    done on the event loop. Shielded, so a request cancelled meanwhile still removes it."""
+    if not staged.on_disk:
+        return  # a small body held in memory: nothing to remove
+    await asyncio.shield(asyncio.get_running_loop().run_in_executor(None, staged.discard))
+
+
+async def drop_blob_if_unreferenced(box: Box, tenant_id: int, sha256: str) -> bool:
+    """Remove a blob file no row references (one a failed or replaced upload added).
+
+    Runs under the writer, so it cannot interleave with a commit that references the same
+    bytes; such a commit re-links the file from its own staging copy (`ensure_committed`)
+    if it finds it gone. Returns True if the file was removed.
+    """
+    async with box.db.write() as conn:
+        if await blob_referenced(conn, tenant_id, sha256):
+            return False
+        await asyncio.get_running_loop().run_in_executor(None, box.blobs.delete, tenant_id, sha256)
+        return True
+
+
+async def commit_new_artifact(
+    box: Box,
+    principal: Principal,
+    staged: StagedBlob,
+    spec: ArtifactSpec,
+    idem_key: str | None = None,
+) -> tuple[dict[str, Any], bool]:
+    """Make an uploaded blob a visible artifact. Returns (record, replayed).
+
+    The staging file is discarded in every case (it stays a hard link in the CAS when new); a
+    blob file this call added is removed again when the commit is refused.
+    """
+    tenant_id = principal.tenant_id
+    request_hash = spec.request_hash(staged.sha256) if idem_key else None
+    created = inserted = False
+
+    def transaction(conn: sqlite3.Connection) -> tuple[Any, bool]:
+        # Runs in the writer's thread as one job of a group commit (see Database.group_write).
+        now = box.clock.now()
+        now_iso = iso(now)
+        if idem_key:
+            original = find_idempotent_replay_sync(conn, box, tenant_id, idem_key, request_hash,
+                                                   now_iso)
+            if original is not None:
+                return original, True
+        record_session_use_sync(conn, tenant_id, spec.session_id, now_iso)
+        billable = usage.billable_bytes_sync(conn, tenant_id, staged.sha256, staged.size)
+        check_storage_quota_sync(conn, box, principal, billable)
+        box.blobs.ensure_committed(tenant_id, staged)
+        usage.add_reference_sync(conn, tenant_id, staged.sha256, staged.size, now_iso)
+        artifact_id = new_artifact_id()
+        expires_at = None if spec.ttl_seconds is None else iso_in(now, spec.ttl_seconds)
+        conn.execute(
+            "INSERT INTO artifacts (artifact_id, tenant_id, state, filename, content_type, "
+            "size_bytes, content_hash, session_id, agent_id, metadata, created_at, expires_at) "
+            "VALUES (?, ?, 'active', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (artifact_id, tenant_id, spec.filename, spec.content_type, staged.size,
+             staged.sha256, spec.session_id, spec.agent_id, metadata_json(spec.metadata),
+             now_iso, expires_at),
+        )
+        insert_metadata_rows_sync(conn, tenant_id, artifact_id, now_iso, spec.metadata)
+        if idem_key:
+            conn.execute(
+                "INSERT OR REPLACE INTO idempotency_keys (tenant_id, idem_key, request_hash, "
+                "artifact_id, created_at) VALUES (?, ?, ?, ?, ?)",
+                (tenant_id, idem_key, request_hash, artifact_id, now_iso),
+            )
+        row = fetchone_sync(conn, "SELECT * FROM artifacts WHERE artifact_id = ?", (artifact_id,))
+        return row, False
+
+    try:
+        created = await box.blobs.commit_staged(tenant_id, staged)
+        row, replayed = await box.db.group_write(transaction)
+        if replayed:
+            return artifact_record(row), True
+        inserted = True
+        return artifact_record(row), False
+    finally:
+        await discard_staged(staged)
+        if created and not inserted:
+            # Shielded: a client disconnect (task cancellation) must not skip the cleanup.
+            try:
+                await asyncio.shield(drop_blob_if_unreferenced(box, tenant_id, staged.sha256))
+            except Exception:  # keep the original error; gc removes orphans later
+                log.exception("could not remove the unreferenced blob of a refused upload")
