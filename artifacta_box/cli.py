@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from artifacta_box import __version__, errors
+from artifacta_box import __version__, errors, orphans
 from artifacta_box.config import ConfigError, Settings, effective_config, load_settings
 from artifacta_box.context import Box
 from artifacta_box.datadir import DataDirError
@@ -120,6 +120,7 @@ def main() -> None:
     Settings come from flags > ARTIFACTA_BOX_<SECTION>_<KEY> environment variables >
     the --config TOML file > built-in defaults (see config.example.toml).
     """
+    orphans.die_with_bootloader()
 
 
 @main.command()

@@ -5,13 +5,13 @@ Everything the box stores is under `storage.data_dir`:
     artifacta.db (+ -wal, -shm)   metadata (SQLite, WAL)            DB_FILE
     blobs/, tmp/                  the blob store (storage.blobstore)
     secret.key                    the signing secret (0600)         SECRET_FILE
-    server.lock                   held by `serve` (flock)           LOCK_FILE
+    server.lock                   held by every serving process     LOCK_FILE
     gc.lock                       held by a lifecycle run           GC_LOCK_FILE
     ratelimit.table               `serve --workers N` token buckets  RATE_FILE
     metrics.d/                    `serve --workers N` counters       METRICS_DIR
 
 `prepare_data_dir` creates it (idempotent), `load_secret` reads or creates the secret,
-`ServerLock` is the one-server-per-directory lock, `ensure_blob_layout` upgrades an older blob
+`ServerLock` is the lock every serving process holds, `ensure_blob_layout` upgrades an older blob
 layout under that lock.
 """
 
@@ -96,26 +96,70 @@ def load_secret(settings: Settings) -> bytes:
 
 
 class ServerLock:
-    """An exclusive lock on the data directory held by `serve` (and checked by `restore`)."""
+    """The data-directory lock: `flock` on `server.lock`, one lock for a whole server.
+
+    Exclusive (`acquire`) for whoever must be alone on the directory: `serve` while it
+    prepares it (crash leftovers, layout upgrade, bootstrap), `restore`, a layout upgrade run
+    by an admin command. Shared by every process that serves the directory: `serve --workers N`
+    turns its exclusive lock into a shared one (`share`) before it starts the workers, and
+    each worker takes its own (`hold_shared`) before it opens the database. So no second
+    `serve`, no `restore` and no layout upgrade can start while any process of a server lives,
+    whichever of them dies first (the kernel releases a process's lock when it exits, even on
+    SIGKILL). Admin commands that run beside a server take no lock; `is_held_elsewhere` tells
+    them whether one is running.
+    """
 
     def __init__(self, root: Path) -> None:
         self.path = root / LOCK_FILE
         self._fh = None
 
+    def _in_use(self) -> DataDirError:
+        return DataDirError(
+            f"storage.data_dir: {self.path.parent} is in use by another artifacta-box serve "
+            "(or by worker processes of one that are still stopping)"
+        )
+
     def acquire(self) -> None:
-        fh = open(self.path, "a+")  # noqa: SIM115 - held for the server's lifetime
+        """Take the lock exclusively, or raise DataDirError at once."""
+        fh = open(self.path, "a+")  # noqa: SIM115 - held for the holder's lifetime
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             fh.close()
-            raise DataDirError(
-                f"storage.data_dir: {self.path.parent} is in use by another artifacta-box serve"
-            ) from None
+            raise self._in_use() from None
         fh.seek(0)
         fh.truncate()
         fh.write(f"{os.getpid()}\n")
         fh.flush()
         self._fh = fh
+
+    def share(self) -> None:
+        """Turn the exclusive lock into a shared one (for `serve --workers N`).
+
+        flock converts by releasing and re-taking, so another process may win the lock in
+        between; then this raises DataDirError and exactly one of them goes on."""
+        assert self._fh is not None, "share() needs the lock acquired"
+        try:
+            fcntl.flock(self._fh.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._fh.close()
+            self._fh = None
+            raise self._in_use() from None
+
+    def hold_shared(self) -> ServerLock:
+        """Take the lock shared (a worker process of `serve`); raise DataDirError when a
+        process holds it exclusively (a restore or upgrade has taken over the directory)."""
+        fh = open(self.path, "a+")  # noqa: SIM115 - held until the process exits
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.close()
+            raise DataDirError(
+                f"storage.data_dir: {self.path.parent} is locked by a restore or an upgrade; "
+                "this worker does not serve it"
+            ) from None
+        self._fh = fh
+        return self
 
     def release(self) -> None:
         if self._fh is not None:

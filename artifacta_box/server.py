@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
 from functools import partial
 
 import click
@@ -19,7 +20,7 @@ from artifacta_box.security.ratelimit import SharedTokenBuckets
 from artifacta_box.http.deadlines import DeadlineHttpProtocol
 from artifacta_box.logs import configure
 from artifacta_box.services import tenants
-from artifacta_box.stopping import install_stop_once, shield_helpers_from_sigterm
+from artifacta_box.stopping import install_stop_once, shield_helpers_from_sigterm, tie_helpers_to_main
 from artifacta_box.storage import LocalBlobStore
 
 log = logging.getLogger("artifacta_box")
@@ -73,14 +74,17 @@ def serve(settings: Settings, bootstrap: bool = True) -> int:
                     access_log=False, motd=False, protocol=DeadlineHttpProtocol)
         else:
             # The workers share one rate-limit table (security.ratelimit.SharedTokenBuckets)
-            # and sum their request counters on /metrics (metrics.MetricsShare).
+            # and sum their request counters on /metrics (metrics.MetricsShare). Each holds
+            # the data-directory lock shared, as this process does from here on (datadir).
             SharedTokenBuckets.create(root / RATE_FILE)
             MetricsShare.reset(root)
+            lock.share()
             loader = AppLoader(factory=factory)
             app = loader.load()
             app.prepare(host=settings.host, port=settings.port, workers=settings.workers,
                         access_log=False, motd=False, protocol=DeadlineHttpProtocol)
             shield_helpers_from_sigterm()
+            tie_helpers_to_main()
             Sanic.serve(primary=app, app_loader=loader)
     finally:
         lock.release()
@@ -91,9 +95,12 @@ def serving_app(settings: Settings) -> Sanic:
     """The app as served: logging, `create_app`, one graceful stop per process (stopping.py).
 
     Module-level so that worker processes (workers > 1, spawned: they start with Python's
-    default logging) load it too."""
+    default logging) load it too. A worker holds the data-directory lock (shared) for as long
+    as it lives, and stops when the main process has exited (orphans.py)."""
     configure(settings)
     app = create_app(settings)
+    if multiprocessing.parent_process() is not None:  # a worker of `serve --workers N`
+        app.ctx.data_dir_lock = ServerLock(settings.data_path).hold_shared()
     install_stop_once(app)
     return app
 
