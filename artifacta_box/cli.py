@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -19,7 +20,7 @@ import click
 from artifacta_box import __version__, errors, orphans
 from artifacta_box.config import ConfigError, Settings, effective_config, load_settings
 from artifacta_box.context import Box
-from artifacta_box.datadir import DataDirError
+from artifacta_box.datadir import UMASK, DataDirError
 
 EXIT_ERROR = 1
 EXIT_CONFIG = 2
@@ -118,8 +119,10 @@ def main() -> None:
       artifacta whoami
 
     Settings come from flags > ARTIFACTA_BOX_<SECTION>_<KEY> environment variables >
-    the --config TOML file > built-in defaults (see config.example.toml).
+    the --config TOML file > built-in defaults (see config.example.toml). Everything the box
+    writes is readable by its own user only (umask 077).
     """
+    os.umask(UMASK)
     orphans.die_with_bootloader()
 
 

@@ -12,7 +12,7 @@ Everything the box stores is under `storage.data_dir`:
 
 `prepare_data_dir` creates it (idempotent), `load_secret` reads or creates the secret,
 `ServerLock` is the lock every serving process holds, `ensure_blob_layout` upgrades an older blob
-layout under that lock.
+layout under that lock, `make_private` takes away what other users could read.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import fcntl
 import logging
 import os
 import secrets
+import stat
 from collections.abc import Callable
 from pathlib import Path
 
@@ -36,6 +37,12 @@ LOCK_FILE = "server.lock"
 RATE_FILE = "ratelimit.table"  # tenants' token buckets shared by `serve --workers N` processes
 GC_LOCK_FILE = "gc.lock"
 METRICS_DIR = "metrics.d"
+
+# Everything the box writes is readable by its own user only: the process runs with umask
+# 077 (cli.main), and `make_private` fixes what an older version or a hand-made directory left.
+UMASK = 0o077
+PRIVATE_FILE = 0o600
+PRIVATE_DIR = 0o700
 
 
 # Test hook, never set in production: the name of a file holding the number of free bytes the
@@ -65,7 +72,7 @@ def prepare_data_dir(settings: Settings) -> Path:
     """Create the data directory, its database (migrated) and blob directories. Idempotent."""
     root = settings.data_path
     try:
-        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        root.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)
         LocalBlobStore(root).prepare()
         initialise(root / DB_FILE)
     except PermissionError as exc:
@@ -75,13 +82,55 @@ def prepare_data_dir(settings: Settings) -> Path:
     return root
 
 
+def make_private(root: Path) -> tuple[int, int, list[str]]:
+    """Take group and other permissions away from the data directory and what it holds.
+
+    The directory itself and every entry directly in it (database, WAL/SHM, secret, locks)
+    are checked at every call; a subdirectory is walked only when it was not private, since
+    everything the box creates is private (so after the first start on an older directory this
+    costs a few stat calls, not one per blob). Symbolic links are left alone. Returns how many
+    files and directories were made private, and the paths that could not be (chmod failed)."""
+    changed = {"files": 0, "dirs": 0}
+    failed: list[str] = []
+
+    def fix(path: str, mode: int, private: int, kind: str) -> bool:
+        """Whether the entry was not private; if so, make it private."""
+        if not mode & 0o077:
+            return False
+        try:
+            os.chmod(path, stat.S_IMODE(mode) & private)
+            changed[kind] += 1
+        except OSError:
+            failed.append(path)
+        return True
+
+    def walk(directory: str, always_list: bool) -> None:
+        try:
+            was_open = fix(directory, os.stat(directory).st_mode, PRIVATE_DIR, "dirs")
+            entries = list(os.scandir(directory)) if was_open or always_list else []
+        except OSError:
+            return
+        for entry in entries:
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    walk(entry.path, always_list=False)
+                elif entry.is_file(follow_symlinks=False):
+                    fix(entry.path, entry.stat(follow_symlinks=False).st_mode, PRIVATE_FILE,
+                        "files")
+            except OSError:  # removed meanwhile
+                continue
+
+    walk(str(root), always_list=True)
+    return changed["files"], changed["dirs"], failed
+
+
 def load_secret(settings: Settings) -> bytes:
     """The HMAC secret: from config, else `<data_dir>/secret.key`, created 0600 on first use."""
     if settings.secret_key:
         return settings.secret_key.encode("utf-8")
     path = settings.data_path / SECRET_FILE
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE)
     except FileExistsError:
         value = path.read_text("ascii").strip()
         if len(value) < 32:
@@ -91,7 +140,7 @@ def load_secret(settings: Settings) -> bytes:
         fh.write(secrets.token_urlsafe(48) + "\n")
         fh.flush()
         os.fsync(fh.fileno())
-    os.chmod(path, 0o600)
+    os.chmod(path, PRIVATE_FILE)
     return path.read_text("ascii").strip().encode("ascii")
 
 

@@ -14,7 +14,13 @@ from sanic.worker.loader import AppLoader
 from artifacta_box.app import create_app
 from artifacta_box.config import Settings
 from artifacta_box.context import Box
-from artifacta_box.datadir import RATE_FILE, ServerLock, ensure_blob_layout, prepare_data_dir
+from artifacta_box.datadir import (
+    RATE_FILE,
+    ServerLock,
+    ensure_blob_layout,
+    make_private,
+    prepare_data_dir,
+)
 from artifacta_box.metrics import MetricsShare
 from artifacta_box.security.ratelimit import SharedTokenBuckets
 from artifacta_box.http.deadlines import DeadlineHttpProtocol
@@ -53,6 +59,13 @@ def serve(settings: Settings, bootstrap: bool = True) -> int:
         if moved:
             log.info("moved %d blobs to the current blob layout (blobs/<tenant>/<aa>/<sha256>)",
                      moved)
+        files, dirs, failed = make_private(root)
+        if files or dirs:
+            log.warning("made %d files and %d directories in %s private (0600/0700): other "
+                        "users of this host could read them", files, dirs, root)
+        if failed:
+            log.warning("could not make %d entries private (not owned by this user?), e.g. %s",
+                        len(failed), failed[0])
         files, size = LocalBlobStore(root).remove_temp_files()
         if files:
             log.info("removed %d leftover temporary files (%d bytes) from an earlier run", files, size)

@@ -33,7 +33,7 @@ from artifacta_box import __version__
 from artifacta_box.clock import iso
 from artifacta_box.config import Settings
 from artifacta_box.context import Box
-from artifacta_box.datadir import DB_FILE, SECRET_FILE, DataDirError, ServerLock
+from artifacta_box.datadir import DB_FILE, PRIVATE_DIR, SECRET_FILE, DataDirError, ServerLock
 from artifacta_box.db import connect_sync
 from artifacta_box.db.migrations import SCHEMA_VERSION, current_version
 from artifacta_box.services.audit import record_audit
@@ -129,7 +129,8 @@ async def backup(box: Box, dest: Path, progress: Progress | None = None) -> dict
                           "choose a directory elsewhere (ideally on another disk)")
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise BackupError(f"the backup destination {dest} exists and is not an empty directory")
-    dest.mkdir(parents=True, exist_ok=True, mode=0o700)
+    dest.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)
+    os.chmod(dest, PRIVATE_DIR)  # an empty directory made beforehand: the backup is private too
 
     created_at = iso(box.clock.now())
     db_copy = dest / DB_FILE
@@ -263,7 +264,7 @@ async def restore(settings: Settings, src: Path, force: bool = False,
         raise BackupError(f"{db_src} is missing or does not match the manifest; the backup is "
                           "damaged")
     try:
-        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        root.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)
     except OSError as exc:
         raise DataDirError(f"storage.data_dir: cannot create {root}: {exc.strerror}") from None
     lock = ServerLock(root)
