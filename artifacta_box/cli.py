@@ -18,9 +18,15 @@ from typing import Any
 import click
 
 from artifacta_box import __version__, errors, orphans
-from artifacta_box.config import ConfigError, Settings, effective_config, load_settings
+from artifacta_box.config import (
+    ConfigError,
+    Settings,
+    effective_config,
+    load_settings,
+    unknown_env_vars,
+)
 from artifacta_box.context import Box
-from artifacta_box.datadir import UMASK, DataDirError
+from artifacta_box.datadir import TEST_FREE_BYTES_ENV, UMASK, DataDirError
 
 EXIT_ERROR = 1
 EXIT_CONFIG = 2
@@ -52,6 +58,8 @@ def settings_options(fn: Callable) -> Callable:
 
 
 def load_cli_settings(config_file: str | None, overrides: dict[str, Any]) -> Settings:
+    for name in unknown_env_vars(dict(os.environ), also_known=(TEST_FREE_BYTES_ENV,)):
+        click.echo(f"warning: ignoring environment variable {name}: no such setting", err=True)
     try:
         return load_settings(config_file, overrides)
     except ConfigError as exc:
@@ -140,7 +148,8 @@ def version() -> None:
 
 
 @main.command()
-@click.option("--host", help="Address to listen on (default 127.0.0.1).")
+@click.option("--host", help="Address to listen on (default 127.0.0.1; 0.0.0.0 = every IPv4 "
+              "address: then protect /metrics with [metrics] token).")
 @click.option("--port", type=int, help="Port to listen on (default 8787).")
 @click.option("--public-url", help="Base of every URL the API returns, e.g. https://box.example.com.")
 @click.option("--workers", type=int, help="Worker processes (default 1).")
@@ -148,7 +157,14 @@ def version() -> None:
 @settings_options
 def serve(settings: Settings, host: str | None, port: int | None, public_url: str | None,
           workers: int | None, no_bootstrap: bool) -> None:
-    """Run the API server (graceful on SIGTERM/SIGINT)."""
+    """Run the API server (graceful on SIGTERM/SIGINT).
+
+    Binds the port first: a port in use or an unknown host is one line and exit 2, before
+    anything is created. Then it creates the data directory if there is none, locks it (one
+    server per directory; with --workers N every worker holds the lock too, and workers stop
+    when their main process dies), makes its files private, bootstraps tenant 'default' on a
+    new box and prints the address it listens on.
+    """
     from artifacta_box import server
 
     try:
@@ -161,7 +177,7 @@ def serve(settings: Settings, host: str | None, port: int | None, public_url: st
         fail(str(exc), EXIT_CONFIG)
     try:
         sys.exit(server.serve(settings, bootstrap=not no_bootstrap))
-    except (DataDirError, ConfigError) as exc:
+    except (DataDirError, ConfigError, server.ListenError) as exc:
         fail(str(exc), EXIT_CONFIG)
 
 
