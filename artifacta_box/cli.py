@@ -68,20 +68,27 @@ def load_cli_settings(config_file: str | None, overrides: dict[str, Any]) -> Set
 
 
 def run_admin(settings: Settings, action: Callable[[Box], Any]) -> Any:
-    """Open the box on the data directory, run `action(box)`, close it; map errors to one line."""
+    """Open the box on the data directory, run `action(box)`, close it; map errors to one line.
+    On success, say on stderr which data directory it was (stdout stays the command's own)."""
 
     async def _run() -> Any:
         async with Box.opened(settings) as box:
             return await action(box)
 
     try:
-        return asyncio.run(_run())
+        result = asyncio.run(_run())
+        say_data_dir(settings)
+        return result
     except errors.ApiError as exc:
         fail(exc.message)
     except (DataDirError, ConfigError) as exc:
         fail(str(exc), EXIT_CONFIG)
     except OSError as exc:
         fail(f"{exc.strerror or exc}: {getattr(exc, 'filename', '') or ''}".rstrip(": "))
+
+
+def say_data_dir(settings: Settings) -> None:
+    click.echo(f"data directory: {settings.data_path}", err=True)
 
 
 def print_json(value: Any) -> None:
@@ -127,8 +134,10 @@ def main() -> None:
       artifacta whoami
 
     Settings come from flags > ARTIFACTA_BOX_<SECTION>_<KEY> environment variables >
-    the --config TOML file > built-in defaults (see config.example.toml). Everything the box
-    writes is readable by its own user only (umask 077).
+    the --config TOML file > built-in defaults (see config.example.toml). Only `serve` (and
+    `restore`, into a new directory) creates a data directory; every other command refuses a
+    directory that holds no box, and says on stderr which data directory it used. Everything
+    the box writes is readable by its own user only (umask 077).
     """
     os.umask(UMASK)
     orphans.die_with_bootloader()
@@ -191,7 +200,8 @@ def tenants() -> None:
 
 @tenants.command("create")
 @click.argument("name")
-@click.option("--plan", help="Plan name from the config (default: tenants.default_plan).")
+@click.option("--plan", help="Plan name from the config (default: tenants.default_plan; "
+              "an empty name is an error).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @settings_options
 def tenants_create(settings: Settings, name: str, plan: str | None, as_json: bool) -> None:
@@ -239,11 +249,13 @@ def tenants_set_plan(settings: Settings, name: str, plan: str) -> None:
 @click.argument("name")
 @settings_options
 def tenants_suspend(settings: Settings, name: str) -> None:
-    """Suspend tenant NAME: its keys are refused (401) until it is resumed."""
+    """Suspend tenant NAME: its keys are refused (401) until it is resumed. Suspending a
+    suspended tenant changes nothing (and writes no audit entry)."""
     from artifacta_box.services import tenants as svc
 
-    run_admin(settings, lambda box: svc.set_suspended(box, name, True))
-    click.echo(f"Tenant {name} is suspended.")
+    result = run_admin(settings, lambda box: svc.set_suspended(box, name, True))
+    click.echo(f"Tenant {name} is suspended." if result["changed"]
+               else f"Tenant {name} was already suspended; nothing changed.")
 
 
 @tenants.command("resume")
@@ -253,8 +265,9 @@ def tenants_resume(settings: Settings, name: str) -> None:
     """Resume a suspended tenant NAME."""
     from artifacta_box.services import tenants as svc
 
-    run_admin(settings, lambda box: svc.set_suspended(box, name, False))
-    click.echo(f"Tenant {name} is active again.")
+    result = run_admin(settings, lambda box: svc.set_suspended(box, name, False))
+    click.echo(f"Tenant {name} is active again." if result["changed"]
+               else f"Tenant {name} was not suspended; nothing changed.")
 
 
 # ============================================================================ keys
@@ -268,17 +281,28 @@ def keys() -> None:
 @keys.command("create")
 @click.option("--tenant", required=True, help="Tenant the key belongs to.")
 @click.option("--name", help="A label for the key (e.g. the agent or pipeline using it).")
+@click.option("--export", "as_export", is_flag=True,
+              help="Print `export ARTIFACTA_API_KEY=...` and `export ARTIFACTA_API_URL=...` lines "
+              "for a shell (the URL: server.public_url, else server.host and server.port).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @settings_options
-def keys_create(settings: Settings, tenant: str, name: str | None, as_json: bool) -> None:
-    """Create a key for TENANT. The full key is printed once and never stored."""
+def keys_create(settings: Settings, tenant: str, name: str | None, as_export: bool,
+                as_json: bool) -> None:
+    """Create a key for TENANT. The full key is printed once and never stored.
+
+    \b
+    Into the current shell:  eval "$(artifacta-box keys create --tenant T --export)"
+    """
+    from artifacta_box.client_env import api_url, export_lines
     from artifacta_box.services import tenants as svc
 
+    if as_export and as_json:
+        fail("--export and --json print the key differently; choose one", EXIT_CONFIG)
     result = run_admin(settings, lambda box: svc.create_key(box, tenant, name))
     if as_json:
         print_json(result)
         return
-    click.echo(result["key"])
+    click.echo(export_lines(result["key"], api_url(settings)) if as_export else result["key"])
     click.echo(
         f"Created key {result['key_id']} for tenant {tenant}. It is shown only now; store it safely.",
         err=True,
@@ -458,8 +482,9 @@ def backup(settings: Settings, dest: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @settings_options
 def restore(settings: Settings, src: str, force: bool, as_json: bool) -> None:
-    """Restore the backup in SRC into the data directory. Refuses a directory a server is
-    running on, and a non-empty one unless --force."""
+    """Restore the backup in SRC into the data directory (created if new). Refuses a
+    directory any process of a server still runs on, and one holding a box unless --force;
+    a restore that fails leaves the directory as it was (a new one is removed again)."""
     from pathlib import Path
 
     from artifacta_box.services import backup as svc
@@ -494,9 +519,14 @@ def audit(settings: Settings, tenant: str | None, action: str | None, since: str
     """Show the audit trail (newest first): key and tenant changes, deletes, seals, gc runs,
     repairs, backups and restores."""
     from artifacta_box.services.audit import query_audit
+    from artifacta_box.services.tenants import require_tenant
 
-    rows = run_admin(settings, lambda box: query_audit(box, tenant=tenant, action=action,
-                                                       since=since, limit=limit))
+    async def run(box: Box) -> list[dict[str, Any]]:
+        if tenant is not None:
+            await require_tenant(box, tenant)
+        return await query_audit(box, tenant=tenant, action=action, since=since, limit=limit)
+
+    rows = run_admin(settings, run)
     if as_json:
         print_json(rows)
         return

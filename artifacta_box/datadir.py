@@ -10,9 +10,9 @@ Everything the box stores is under `storage.data_dir`:
     ratelimit.table               `serve --workers N` token buckets  RATE_FILE
     metrics.d/                    `serve --workers N` counters       METRICS_DIR
 
-`prepare_data_dir` creates it (idempotent), `load_secret` reads or creates the secret,
-`ServerLock` is the lock every serving process holds, `ensure_blob_layout` upgrades an older blob
-layout under that lock, `make_private` takes away what other users could read.
+`prepare_data_dir` opens it (and creates it for `serve`), `load_secret` reads or creates the
+secret, `ServerLock` is the lock every serving process holds, `ensure_blob_layout` upgrades an
+older blob layout under that lock, `make_private` takes away what other users could read.
 """
 
 from __future__ import annotations
@@ -68,9 +68,18 @@ class DataDirError(Exception):
     """The data directory cannot be used (permissions, in use by another server, ...)."""
 
 
-def prepare_data_dir(settings: Settings) -> Path:
-    """Create the data directory, its database (migrated) and blob directories. Idempotent."""
+def prepare_data_dir(settings: Settings, *, create: bool) -> Path:
+    """Open the data directory: its database migrated, its blob directories present.
+
+    `create`: make a new data directory if there is none (only `serve` does). Otherwise a
+    directory without a database is refused, so a mistyped `--data-dir` is an error instead
+    of a new, empty box."""
     root = settings.data_path
+    if not create and not (root / DB_FILE).is_file():
+        raise DataDirError(
+            f"storage.data_dir: {root} is not an Artifacta data directory (no {DB_FILE}); "
+            "pass the --data-dir your server uses, or create one with `artifacta-box serve`"
+        )
     try:
         root.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)
         LocalBlobStore(root).prepare()

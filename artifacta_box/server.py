@@ -87,7 +87,7 @@ def serve(settings: Settings, bootstrap: bool = True) -> int:
     sock = listen(settings)
     lock: ServerLock | None = None
     try:
-        root = prepare_data_dir(settings)
+        root = prepare_data_dir(settings, create=True)
         lock = ServerLock(root)
         lock.acquire()
         moved = ensure_blob_layout(root, held=lock)
