@@ -538,6 +538,63 @@ def audit(settings: Settings, tenant: str | None, action: str | None, since: str
     )
 
 
+# ============================================================================ artifacts
+
+
+@main.group()
+def artifacts() -> None:
+    """Recover deleted artifacts while retention.deleted (30 days) keeps their bytes."""
+
+
+@artifacts.command("list")
+@click.option("--deleted", is_flag=True,
+              help="Deleted artifacts that can still be restored (required: live artifacts are "
+              "listed through the API, e.g. `artifacta ls` with the tenant's key).")
+@click.option("--tenant", help="Only this tenant's artifacts.")
+@click.option("--limit", type=int, default=100, show_default=True, help="At most this many.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@settings_options
+def artifacts_list(settings: Settings, deleted: bool, tenant: str | None, limit: int,
+                   as_json: bool) -> None:
+    """List deleted artifacts, newest delete first, with the time gc may purge each."""
+    from artifacta_box.services.recovery import list_deleted
+
+    if not deleted:
+        fail("artifacts list shows deleted artifacts: pass --deleted (live artifacts are "
+             "listed through the API, e.g. `artifacta ls` with the tenant's key)", EXIT_CONFIG)
+    rows = run_admin(settings, lambda box: list_deleted(box, tenant=tenant, limit=limit))
+    if as_json:
+        print_json(rows)
+        return
+    print_table(rows, [("artifact_id", "ARTIFACT ID"), ("tenant", "TENANT"),
+                       ("filename", "FILENAME"), ("size_bytes", "BYTES"),
+                       ("deleted_at", "DELETED"), ("purge_after", "PURGED AFTER")])
+
+
+@artifacts.command("restore")
+@click.argument("artifact_id")
+@click.option("--ttl", help="A new lifetime from now (e.g. 7d, or never); needed when the "
+              "artifact's expiry passed while it was deleted.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@settings_options
+def artifacts_restore(settings: Settings, artifact_id: str, ttl: str | None, as_json: bool) -> None:
+    """Undelete ARTIFACT_ID within retention.deleted: same id, metadata, session and expiry;
+    its unexpired links work again. The tenant is charged for its bytes again (unless it holds
+    the same content in a live artifact) and refused if that exceeds its plan. Audited."""
+    from artifacta_box.services.recovery import restore_artifact
+
+    result = run_admin(settings, lambda box: restore_artifact(box, artifact_id, ttl=ttl))
+    if as_json:
+        print_json(result)
+        return
+    expiry = result["expires_at"] or "never"
+    click.echo(
+        f"Restored {result['artifact_id']} ({result['filename']}, {result['size_bytes']:,} bytes) "
+        f"of tenant {result['tenant']}: {result['billed_bytes']:,} bytes charged again; "
+        f"expires {expiry}."
+    )
+
+
 # ============================================================================ config
 
 

@@ -10,13 +10,14 @@ import httpx
 import pytest
 
 from tests.conftest import box_command, clean_env
-from tests.ops_helpers import admin_json, offline_cli, tenant_id, upload
+from tests.ops_helpers import admin_json, offline_cli, sha, sql, tenant_id, upload
 
 # Every command that works on an existing box, with the arguments it needs.
 ADMIN_COMMANDS = [
     ["check"], ["check", "--repair"], ["gc"], ["gc", "--dry-run"], ["tenants", "list"],
     ["tenants", "create", "acme"], ["tenants", "suspend", "acme"], ["keys", "list"],
-    ["keys", "create", "--tenant", "default"], ["audit"],
+    ["keys", "create", "--tenant", "default"], ["audit"], ["artifacts", "list", "--deleted"],
+    ["artifacts", "restore", "art_0123456789abcdef"],
 ]
 
 
@@ -38,7 +39,8 @@ def test_commands_refuse_a_directory_that_holds_no_box_and_create_nothing(tmp_pa
 def test_every_command_says_which_data_directory_it_used(server):
     said = f"data directory: {server.data_dir.resolve()}\n"
     for args in (["tenants", "list"], ["tenants", "list", "--json"], ["keys", "list", "--json"],
-                 ["gc", "--json"], ["check"], ["audit", "--json"]):
+                 ["gc", "--json"], ["check"], ["audit", "--json"],
+                 ["artifacts", "list", "--deleted", "--json"]):
         res = server.admin(*args)
         assert said in res.stderr, (args, res.stderr)
         assert said not in res.stdout  # stdout stays the command's own (JSON parses)
@@ -103,7 +105,111 @@ def test_a_failed_restore_leaves_no_directory_behind(server, tmp_path):
     assert res.returncode != 0 and list(empty.iterdir()) == []
 
 
-def test_help_documents_the_new_options():
+# ------------------------------------------------------------------ artifacts restore / list
+
+
+def usage_of(server, tenant: str = "default") -> int:
+    return next(t["storage_bytes"] for t in admin_json(server, "tenants", "list")
+                if t["name"] == tenant)
+
+
+def test_a_deleted_artifact_is_restored_as_it_was_and_charged_again(server):
+    api = server.client()
+    content = b"worth keeping after all" * 100
+    art = upload(api, content, filename="report.txt", session_id="run-7", metadata='{"k": "v"}')
+    link = api.post(f"/v1/artifacts/{art['artifact_id']}/links").json()["url"]
+    assert api.delete(f"/v1/artifacts/{art['artifact_id']}").status_code == 200
+    assert usage_of(server) == 0
+    assert httpx.get(link).status_code == 410
+
+    listed = admin_json(server, "artifacts", "list", "--deleted")
+    assert [a["artifact_id"] for a in listed] == [art["artifact_id"]]
+    assert listed[0]["tenant"] == "default" and listed[0]["size_bytes"] == len(content)
+    assert listed[0]["purge_after"] > listed[0]["deleted_at"]
+    human = server.admin("artifacts", "list", "--deleted").stdout
+    assert art["artifact_id"] in human and "PURGED AFTER" in human
+
+    done = admin_json(server, "artifacts", "restore", art["artifact_id"])
+    assert done["billed_bytes"] == len(content) and done["expires_at"] == art["expires_at"]
+    assert usage_of(server) == len(content)
+    got = api.get(f"/v1/artifacts/{art['artifact_id']}").json()
+    assert {k: got[k] for k in ("artifact_id", "filename", "session_id", "metadata", "expires_at",
+                                "content_hash", "created_at")} == \
+        {k: art[k] for k in ("artifact_id", "filename", "session_id", "metadata", "expires_at",
+                             "content_hash", "created_at")}
+    assert httpx.get(link).content == content  # its link works again
+    sessions = api.get("/v1/sessions").json()["sessions"]
+    assert next(x["artifact_count"] for x in sessions if x["session_id"] == "run-7") == 1
+    assert admin_json(server, "artifacts", "list", "--deleted") == []
+    entry = admin_json(server, "audit", "--action", "artifact.restore")[0]
+    assert entry["target"] == art["artifact_id"] and entry["actor"] == "cli"
+    assert entry["details"]["billed_bytes"] == len(content)
+    assert server.admin("check").returncode == 0
+
+    again = server.admin("artifacts", "restore", art["artifact_id"], check=False)
+    assert again.returncode == 1 and "is not deleted (it is active)" in again.stderr
+
+
+def test_restoring_content_a_live_artifact_holds_costs_nothing(server):
+    api = server.client()
+    content = b"the same bytes twice" * 50
+    first, second = upload(api, content), upload(api, content)
+    api.delete(f"/v1/artifacts/{first['artifact_id']}")
+    assert usage_of(server) == len(content)  # identical content counts once
+    done = admin_json(server, "artifacts", "restore", first["artifact_id"])
+    assert done["billed_bytes"] == 0 and usage_of(server) == len(content)
+    assert second["content_hash"] == sha(content)
+
+
+def test_a_restore_over_the_storage_quota_is_refused_and_changes_nothing(make_server):
+    srv = make_server(config="[plans.tiny]\nstorage_bytes = 1000\n")
+    api = srv.client(srv.new_tenant("small", plan="tiny"))
+    gone = upload(api, b"a" * 600)
+    api.delete(f"/v1/artifacts/{gone['artifact_id']}")
+    upload(api, b"b" * 600)
+    res = srv.admin("artifacts", "restore", gone["artifact_id"], check=False)
+    assert res.returncode == 1 and "Storage quota exceeded" in res.stderr, res.stderr
+    assert f"restoring {gone['artifact_id']} adds 600" in res.stderr
+    assert api.get(f"/v1/artifacts/{gone['artifact_id']}").status_code == 410
+    assert usage_of(srv, "small") == 600
+    assert [a["artifact_id"] for a in admin_json(srv, "artifacts", "list", "--deleted",
+                                                 "--tenant", "small")] == [gone["artifact_id"]]
+
+
+def test_an_artifact_that_expired_while_deleted_needs_a_new_ttl(server):
+    api = server.client()
+    art = upload(api, b"short-lived", ttl="1h")
+    api.delete(f"/v1/artifacts/{art['artifact_id']}")
+    sql(server, "UPDATE artifacts SET expires_at = '2020-01-01T00:00:00.000000Z' "
+                "WHERE artifact_id = ?", (art["artifact_id"],))
+    res = server.admin("artifacts", "restore", art["artifact_id"], check=False)
+    assert res.returncode == 1 and "--ttl" in res.stderr, res.stderr
+    done = admin_json(server, "artifacts", "restore", art["artifact_id"], "--ttl", "7d")
+    assert done["expires_at"] > "2026"
+    assert api.get(f"/v1/artifacts/{art['artifact_id']}").status_code == 200
+
+
+def test_past_retention_or_unknown_ids_cannot_be_restored(server):
+    api = server.client()
+    art = upload(api, b"deleted long ago")
+    api.delete(f"/v1/artifacts/{art['artifact_id']}")
+    sql(server, "UPDATE artifacts SET deleted_at = '2020-01-01T00:00:00.000000Z' "
+                "WHERE artifact_id = ?", (art["artifact_id"],))
+    assert admin_json(server, "artifacts", "list", "--deleted") == []
+    res = server.admin("artifacts", "restore", art["artifact_id"], check=False)
+    assert res.returncode == 1 and "retention" in res.stderr
+    res = server.admin("artifacts", "restore", "art_0123456789abcdef", check=False)
+    assert res.returncode == 1 and "No artifact art_0123456789abcdef" in res.stderr
+    res = server.admin("artifacts", "list", check=False)
+    assert res.returncode == 2 and "--deleted" in res.stderr
+    res = server.admin("artifacts", "list", "--deleted", "--tenant", "nosuch", check=False)
+    assert res.returncode == 1 and "No tenant named 'nosuch'" in res.stderr
+
+
+def test_help_documents_the_new_commands():
+    res = subprocess.run(box_command() + ["artifacts", "--help"], capture_output=True, text=True,
+                         env=clean_env())
+    assert "restore" in res.stdout and "list" in res.stdout
     res = subprocess.run(box_command() + ["keys", "create", "--help"], capture_output=True,
                          text=True, env=clean_env())
     assert "--export" in res.stdout
