@@ -47,7 +47,7 @@ def settings_options(fn: Callable) -> Callable:
     @click.option(
         "--data-dir", type=click.Path(file_okay=False),
         help="Data directory: database, blobs, secret (default ./artifacta-data, "
-        "or $ARTIFACTA_BOX_STORAGE_DATA_DIR).",
+        "or $ARTIFACTA_BOX_STORAGE_DATA_DIR). Only serve and restore create one.",
     )
     @functools.wraps(fn)
     def wrapper(*args: Any, config_file: str | None, data_dir: str | None, **kwargs: Any) -> Any:
