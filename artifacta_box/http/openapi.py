@@ -17,41 +17,16 @@ from typing import Any
 
 from sanic import Blueprint, Request
 
-from artifacta_box import __version__
+from artifacta_box import __version__, errors
+from artifacta_box.errors import ERROR_CODES
 from artifacta_box.http.common import base_url, ok
 
 bp = Blueprint("openapi")
 
 # ----------------------------------------------------------------------------- error codes
 
-# code -> HTTP status, for every code the box can answer with (errors.py and http/errors.py).
-ERROR_CODES: dict[str, int] = {
-    "invalid_request": 400,
-    "ttl_exceeds_plan_limit": 400,
-    "upload_not_found": 400,
-    "unauthorized": 401,
-    "quota_exceeded": 403,
-    "invalid_signature": 403,
-    "url_expired": 403,
-    "artifact_not_found": 404,
-    "session_not_found": 404,
-    "link_not_found": 404,
-    "not_found": 404,
-    "method_not_allowed": 405,
-    "request_timeout": 408,
-    "conflict": 409,
-    "session_sealed": 409,
-    "artifact_expired": 410,
-    "artifact_already_deleted": 410,
-    "link_expired": 410,
-    "file_too_large": 413,
-    "range_not_satisfiable": 416,
-    "rate_limited": 429,
-    "internal_error": 500,
-    "unavailable": 503,
-}
 # Codes whose status differs from ERROR_CODES in one documented case.
-HEADERS_TOO_LARGE = ("invalid_request", 431)
+HEADERS_TOO_LARGE = (errors.HeadersTooLarge.code, errors.HeadersTooLarge.status)
 
 # Errors any route can answer: a request that never reached a handler (malformed request line,
 # body over the route's limit, headers too large, timeout), a crash, or the box being unable to
