@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from artifacta_box.units import parse_duration, parse_size
+
 ENV_PREFIX = "ARTIFACTA_BOX_"
 CONFIG_ENV = "ARTIFACTA_BOX_CONFIG"
 
@@ -23,46 +25,6 @@ class ConfigError(Exception):
 
 
 # --------------------------------------------------------------------------- value parsers
-
-_SIZE_RE = re.compile(r"^\s*(\d+)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
-_SIZE_UNITS = {
-    "": 1, "b": 1,
-    "k": 10**3, "kb": 10**3, "kib": 2**10, "ki": 2**10,
-    "m": 10**6, "mb": 10**6, "mib": 2**20, "mi": 2**20,
-    "g": 10**9, "gb": 10**9, "gib": 2**30, "gi": 2**30,
-    "t": 10**12, "tb": 10**12, "tib": 2**40, "ti": 2**40,
-}
-_DURATION_RE = re.compile(r"^([1-9][0-9]{0,9})([smhdw])$")
-DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def parse_size(value: Any) -> int:
-    """Bytes from an int or a string such as `500MB` (decimal) or `1GiB` (binary)."""
-    if isinstance(value, bool):
-        raise ValueError("expected a size such as 500MB")
-    if isinstance(value, int):
-        if value < 0:
-            raise ValueError("must not be negative")
-        return value
-    m = _SIZE_RE.match(str(value))
-    if not m:
-        raise ValueError(f"expected a size such as 500MB or 1GiB, got {value!r}")
-    return int(m.group(1)) * _SIZE_UNITS[(m.group(2) or "").lower()]
-
-
-def parse_duration(value: Any) -> int:
-    """Seconds from an int or a duration such as `30d`, `12h`, `90m`, `45s`, `2w`."""
-    if isinstance(value, bool):
-        raise ValueError("expected a duration such as 30d")
-    if isinstance(value, int):
-        if value < 0:
-            raise ValueError("must not be negative")
-        return value
-    m = _DURATION_RE.match(str(value).strip())
-    if not m:
-        raise ValueError(f"expected a duration such as 30d, 12h or 3600s, got {value!r}")
-    return int(m.group(1)) * DURATION_UNITS[m.group(2)]
-
 
 def parse_bool(value: Any) -> bool:
     if isinstance(value, bool):
