@@ -32,6 +32,7 @@ from artifacta_box.context import Box
 from artifacta_box.db import fetchone_sync
 from artifacta_box.services import tenants, usage, validation
 from artifacta_box.services.audit import record_audit_sync
+from artifacta_box.units import format_duration
 
 # Deleted rows that still have their bytes, newest delete first: the partial index
 # artifacts_deleted (deleted_at WHERE state = 'deleted') walked backwards, so a page costs the
@@ -96,7 +97,7 @@ async def restore_artifact(box: Box, artifact_id: str, ttl: str | None = None,
         if row is None:
             raise errors.ArtifactNotFound(
                 f"No artifact {artifact_id}: it never existed, or it was purged after "
-                f"retention.deleted ({validation.human_seconds(box.settings.deleted_retention_seconds)})."
+                f"retention.deleted ({format_duration(box.settings.deleted_retention_seconds)})."
             )
         if row["state"] != "deleted":
             state = "pending (its upload has not completed)" if row["state"] == "pending" else row["state"]
