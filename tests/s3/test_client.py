@@ -277,3 +277,30 @@ def test_an_unreachable_store_is_reported_as_unavailable(seaweedfs, s3_bucket, t
     with pytest.raises(S3Unavailable) as exc:
         run(settings, lambda c: c.head("x"), retries=0)
     assert "Connection refused" in exc.value.reason
+
+
+def test_a_process_that_never_closes_its_client_still_exits_cleanly(s3_settings):
+    # obstore's runtime aborted the interpreter at exit (SIGABRT, 134) unless released first;
+    # this client holds only threads and sockets, so even a forgotten half-read download and
+    # an unfinished upload let the process end normally.
+    import dataclasses
+    import json
+    import subprocess
+    import sys
+
+    script = (
+        "import asyncio, json, sys\n"
+        "from artifacta_box.storage.s3 import ObjectWriter, S3Client, S3Settings\n"
+        "async def main():\n"
+        "    c = S3Client(S3Settings(**json.loads(sys.argv[1])))\n"
+        "    await c.put_bytes('left', b'x' * (3 << 20))\n"
+        "    r = await c.open_read('left')\n"
+        "    await r.read()\n"
+        "    w = ObjectWriter(c, 'unfinished', 10**9)\n"
+        "    await w.write(b'y' * (9 << 20))\n"
+        "asyncio.run(main())\n"
+        "print('done')\n"
+    )
+    res = subprocess.run([sys.executable, "-c", script, json.dumps(dataclasses.asdict(s3_settings))],
+                         capture_output=True, text=True, timeout=120)
+    assert (res.returncode, res.stdout.strip()) == (0, "done"), res.stderr
