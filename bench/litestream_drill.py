@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import statistics
@@ -155,6 +156,7 @@ def main() -> None:
             print("big restore", out["big_restore"], flush=True)
     finally:
         weed.stop()
+        shutil.rmtree(root, ignore_errors=True)
     for kind in ("box_crash", "host_loss"):
         runs = out[kind]
         print(f"{kind}: lost {[r['lost'] for r in runs]} of {[r['acknowledged'] for r in runs]} "

@@ -19,6 +19,7 @@ import asyncio
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -130,6 +131,7 @@ def main() -> None:
         loop.run_until_complete(client.aclose())
         loop.close()
         weed.stop()
+        shutil.rmtree(root, ignore_errors=True)  # the body, the store's volumes (GBs)
     table = {k: summary(v) for k, v in results.items()}
     print(f"S3 client vs curl, {args.mib} MiB, {args.runs} interleaved runs, SeaweedFS weed mini")
     print(f"{'':12} {'MB/s':>22} {'client CPU-s/GiB':>22} {'store CPU-s/GiB':>18}")
