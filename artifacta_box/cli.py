@@ -65,8 +65,13 @@ def settings_options(fn: Callable) -> Callable:
     return wrapper
 
 
+# ARTIFACTA_BOX_* names that are not settings but are expected: the test hook, and the database
+# path packaging/litestream.yml reads (the Litestream unit sets it for the server's process too).
+EXPECTED_ENV = (TEST_FREE_BYTES_ENV, "ARTIFACTA_BOX_DB")
+
+
 def load_cli_settings(config_file: str | None, overrides: dict[str, Any]) -> Settings:
-    for name in unknown_env_vars(dict(os.environ), also_known=(TEST_FREE_BYTES_ENV,)):
+    for name in unknown_env_vars(dict(os.environ), also_known=EXPECTED_ENV):
         click.echo(f"warning: ignoring environment variable {name}: no such setting", err=True)
     try:
         return load_settings(config_file, overrides)

@@ -39,12 +39,15 @@ def test_an_unknown_host_is_one_line_and_exit_2(tmp_path):
 
 
 def test_it_prints_the_address_it_bound_and_warns_about_unknown_variables(make_server):
-    srv = make_server(args=["--host", "localhost"], env={"ARTIFACTA_BOX_SERVER_PROT": "9"})
+    srv = make_server(args=["--host", "localhost"],
+                      env={"ARTIFACTA_BOX_SERVER_PROT": "9",
+                           "ARTIFACTA_BOX_DB": "/srv/box/artifacta.db"})  # packaging/litestream.yml
     log = srv.log()
     assert f"listening on http://127.0.0.1:{srv.port} " in log  # resolved, not "localhost"
     assert ("warning: ignoring environment variable ARTIFACTA_BOX_SERVER_PROT (did you mean "
             "ARTIFACTA_BOX_SERVER_PORT?)") in log
     assert log.count("ARTIFACTA_BOX_SERVER_PROT") == 1
+    assert "ARTIFACTA_BOX_DB" not in log  # expected, not a setting: no warning
     assert "/metrics needs no token" not in log  # loopback only
 
 
