@@ -487,6 +487,21 @@ def load_settings(
     return settings
 
 
+def unknown_env_vars(environ: dict[str, str], also_known: tuple[str, ...] = ()) -> list[str]:
+    """`ARTIFACTA_BOX_*` variables that name no setting (a typo is otherwise ignored in
+    silence), each with the closest known name when there is one: for a warning at start."""
+    import difflib
+
+    known = {spec.env for spec in SETTINGS}
+    known |= {CONFIG_ENV, *also_known}
+    out = []
+    for name in sorted(environ):
+        if name.startswith(ENV_PREFIX) and name not in known:
+            close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.8)
+            out.append(f"{name} (did you mean {close[0]}?)" if close else name)
+    return out
+
+
 # --------------------------------------------------------------------------- config show
 
 MASK = "********"

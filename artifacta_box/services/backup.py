@@ -33,7 +33,7 @@ from artifacta_box import __version__
 from artifacta_box.clock import iso
 from artifacta_box.config import Settings
 from artifacta_box.context import Box
-from artifacta_box.datadir import DB_FILE, SECRET_FILE, DataDirError, ServerLock
+from artifacta_box.datadir import DB_FILE, PRIVATE_DIR, SECRET_FILE, DataDirError, ServerLock
 from artifacta_box.db import connect_sync
 from artifacta_box.db.migrations import SCHEMA_VERSION, current_version
 from artifacta_box.services.audit import record_audit
@@ -129,7 +129,8 @@ async def backup(box: Box, dest: Path, progress: Progress | None = None) -> dict
                           "choose a directory elsewhere (ideally on another disk)")
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise BackupError(f"the backup destination {dest} exists and is not an empty directory")
-    dest.mkdir(parents=True, exist_ok=True, mode=0o700)
+    dest.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)
+    os.chmod(dest, PRIVATE_DIR)  # an empty directory made beforehand: the backup is private too
 
     created_at = iso(box.clock.now())
     db_copy = dest / DB_FILE
@@ -262,19 +263,28 @@ async def restore(settings: Settings, src: Path, force: bool = False,
             manifest["database"]["sha256"]:
         raise BackupError(f"{db_src} is missing or does not match the manifest; the backup is "
                           "damaged")
+    made = _first_missing(root)  # removed again if the restore fails: nothing half-made stays
     try:
-        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        root.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)
     except OSError as exc:
         raise DataDirError(f"storage.data_dir: cannot create {root}: {exc.strerror}") from None
     lock = ServerLock(root)
+    lock_was_there = lock.path.exists()
     try:
         lock.acquire()
     except DataDirError:
         raise BackupError(f"{root} is live: a server is running on it; stop it before "
                           "restoring into it") from None
     try:
-        blobs, restored_bytes = await asyncio.to_thread(
-            _restore_files, root, src, db_src, manifest, force, progress)
+        try:
+            blobs, restored_bytes = await asyncio.to_thread(
+                _restore_files, root, src, db_src, manifest, force, progress)
+        except BaseException:
+            if made is not None:
+                shutil.rmtree(made, ignore_errors=True)
+            elif not lock_was_there:
+                lock.path.unlink(missing_ok=True)
+            raise
         # Opening the box migrates an older backup's schema and puts the database in WAL mode.
         async with Box.opened(settings) as box, box.db.write() as conn:
             await record_audit(conn, iso(box.clock.now()), "cli", "box.restore", None, str(src),
@@ -288,6 +298,16 @@ async def restore(settings: Settings, src: Path, force: bool = False,
 
 
 STAGING = "restore.partial"
+
+
+def _first_missing(path: Path) -> Path | None:
+    """The outermost directory that `path.mkdir(parents=True)` would create (None: it exists)."""
+    missing = None
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            break
+        missing = candidate
+    return missing
 
 
 def _restore_files(root: Path, src: Path, db_src: Path, manifest: dict[str, Any], force: bool,

@@ -40,9 +40,15 @@ async def _tenant_row(conn, name: str) -> Any:
     return row
 
 
+async def require_tenant(box: Box, name: str) -> int:
+    """The id of tenant `name`; NotFound ("No tenant named ...") when there is none."""
+    async with box.db.read() as conn:
+        return int((await _tenant_row(conn, name))["tenant_id"])
+
+
 async def create_tenant(box: Box, name: str, plan: str | None = None, actor: str = "cli") -> dict:
     _check_tenant_name(name)
-    plan = plan or box.settings.default_plan
+    plan = box.settings.default_plan if plan is None else plan  # "" is a mistake, not "default"
     _check_plan(box, plan)
     now = iso(box.clock.now())
     async with box.db.write() as conn:
@@ -102,16 +108,20 @@ async def set_plan(box: Box, name: str, plan: str, actor: str = "cli") -> dict:
 
 
 async def set_suspended(box: Box, name: str, suspended: bool, actor: str = "cli") -> dict:
+    """Suspend or resume; `changed` is False (and nothing is written or audited) when the
+    tenant already was in that state."""
     now = iso(box.clock.now())
     async with box.db.write() as conn:
         row = await _tenant_row(conn, name)
-        await conn.execute(
-            "UPDATE tenants SET suspended_at = ? WHERE tenant_id = ?",
-            (now if suspended else None, row["tenant_id"]),
-        )
-        await record_audit(conn, now, actor, "tenant.suspend" if suspended else "tenant.resume",
-                           name, name, {})
-    return {"name": name, "suspended": suspended}
+        changed = (row["suspended_at"] is not None) != suspended
+        if changed:
+            await conn.execute(
+                "UPDATE tenants SET suspended_at = ? WHERE tenant_id = ?",
+                (now if suspended else None, row["tenant_id"]),
+            )
+            await record_audit(conn, now, actor,
+                               "tenant.suspend" if suspended else "tenant.resume", name, name, {})
+    return {"name": name, "suspended": suspended, "changed": changed}
 
 
 async def create_key(box: Box, tenant: str, name: str | None = None, actor: str = "cli") -> dict:
@@ -149,8 +159,7 @@ async def list_keys(box: Box, tenant: str | None = None) -> list[dict]:
     )
     params: tuple = ()
     if tenant is not None:
-        async with box.db.read() as conn:
-            await _tenant_row(conn, tenant)
+        await require_tenant(box, tenant)
         sql += " WHERE t.name = ?"
         params = (tenant,)
     sql += " ORDER BY t.name, k.created_at"

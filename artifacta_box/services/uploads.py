@@ -194,21 +194,8 @@ def insert_metadata_rows_sync(conn: sqlite3.Connection, tenant_id: int, artifact
 def check_storage_quota_sync(conn: sqlite3.Connection, box: Box, principal: Principal,
                              billable: int) -> None:
     """403 when `billable` new bytes would exceed the plan's storage (checked after dedup)."""
-    if billable <= 0:
-        return
-    now_iso = iso(box.clock.now())
-    usage.expire_due_sync(conn, now_iso, tenant_id=principal.tenant_id)
-    row = fetchone_sync(conn, "SELECT storage_bytes FROM tenants WHERE tenant_id = ?",
-                        (principal.tenant_id,))
-    used = int(row["storage_bytes"]) if row else 0
-    limit = principal.plan.storage_bytes
-    if used + billable > limit:
-        extra = {"upgrade_url": box.settings.upgrade_url} if box.settings.upgrade_url else None
-        raise errors.QuotaExceeded(
-            f"Storage quota exceeded: {used:,} of {limit:,} bytes used and this upload adds "
-            f"{billable:,}; delete artifacts or ask for a larger plan.",
-            extra=extra,
-        )
+    usage.check_storage_sync(conn, principal.tenant_id, principal.plan, billable,
+                             iso(box.clock.now()), "this upload", box.settings.upgrade_url)
 
 
 # Async forms for callers inside `async with box.db.write() as conn` (one thread hop each).

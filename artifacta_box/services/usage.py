@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import sqlite3
 
+from artifacta_box import errors
+from artifacta_box.config import Plan
 from artifacta_box.db import fetchall_sync, fetchone_sync, run_sync
 
 # Each rule is written once, as a synchronous function on a sqlite3 connection (so it can run
@@ -74,6 +76,46 @@ def release_live_sync(conn: sqlite3.Connection, tenant_id: int, sha256: str) -> 
         )
         return int(row["size_bytes"])
     return 0
+
+
+def restore_live_sync(conn: sqlite3.Connection, tenant_id: int, sha256: str) -> int:
+    """A deleted artifact is live again (undelete, services.recovery): the reverse of
+    `release_live_sync`. Returns the bytes billed again (0 when a live artifact already holds
+    the same content). The deleted row kept its reference, so the blob row is there."""
+    row = fetchone_sync(
+        conn, "SELECT live_refs, size_bytes FROM blobs WHERE tenant_id = ? AND sha256 = ?",
+        (tenant_id, sha256),
+    )
+    if row is None:
+        raise errors.InternalError(
+            f"blob {sha256} of tenant {tenant_id} has no row; run `artifacta-box check --repair`"
+        )
+    conn.execute(
+        "UPDATE blobs SET live_refs = live_refs + 1, unreferenced_at = NULL "
+        "WHERE tenant_id = ? AND sha256 = ?", (tenant_id, sha256),
+    )
+    if row["live_refs"] > 0:
+        return 0
+    conn.execute("UPDATE tenants SET storage_bytes = storage_bytes + ? WHERE tenant_id = ?",
+                 (row["size_bytes"], tenant_id))
+    return int(row["size_bytes"])
+
+
+def check_storage_sync(conn: sqlite3.Connection, tenant_id: int, plan: Plan, billable: int,
+                       now_iso: str, adding: str, upgrade_url: str | None = None) -> None:
+    """403 quota_exceeded when `billable` new bytes (counted after dedup) would take the
+    tenant past its plan's storage. `adding` names what adds them ("this upload")."""
+    if billable <= 0:
+        return
+    expire_due_sync(conn, now_iso, tenant_id=tenant_id)
+    row = fetchone_sync(conn, "SELECT storage_bytes FROM tenants WHERE tenant_id = ?", (tenant_id,))
+    used = int(row["storage_bytes"]) if row else 0
+    if used + billable > plan.storage_bytes:
+        raise errors.QuotaExceeded(
+            f"Storage quota exceeded: {used:,} of {plan.storage_bytes:,} bytes used and {adding} "
+            f"adds {billable:,}; delete artifacts or ask for a larger plan.",
+            extra={"upgrade_url": upgrade_url} if upgrade_url else None,
+        )
 
 
 def drop_reference_sync(conn: sqlite3.Connection, tenant_id: int, sha256: str, now_iso: str) -> None:
