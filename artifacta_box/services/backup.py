@@ -182,10 +182,10 @@ async def backup(box: Box, dest: Path, progress: Progress | None = None) -> dict
         **counts,
     }
     await asyncio.to_thread(_write_manifest, dest, manifest)
-    async with box.db.write() as wconn:
-        await record_audit(wconn, iso(box.clock.now()), "cli", "box.backup", None, str(dest),
-                           {"blobs": len(blobs), "bytes": copied_bytes,
-                            "artifacts_active": counts["artifacts_active"]})
+    at = iso(box.clock.now())
+    await box.db.execute_write_fn(lambda conn: record_audit(
+        conn, at, "cli", "box.backup", None, str(dest),
+        {"blobs": len(blobs), "bytes": copied_bytes, "artifacts_active": counts["artifacts_active"]}))
     return {"destination": str(dest), **manifest}
 
 
@@ -276,10 +276,12 @@ async def restore(settings: Settings, src: Path, force: bool = False,
         blobs, restored_bytes = await asyncio.to_thread(
             _restore_files, root, src, db_src, manifest, force, progress)
         # Opening the box migrates an older backup's schema and puts the database in WAL mode.
-        async with Box.opened(settings) as box, box.db.write() as conn:
-            await record_audit(conn, iso(box.clock.now()), "cli", "box.restore", None, str(src),
-                               {"backup_created_at": manifest.get("created_at"),
-                                "blobs": blobs, "bytes": restored_bytes})
+        async with Box.opened(settings) as box:
+            at = iso(box.clock.now())
+            await box.db.execute_write_fn(lambda conn: record_audit(
+                conn, at, "cli", "box.restore", None, str(src),
+                {"backup_created_at": manifest.get("created_at"), "blobs": blobs,
+                 "bytes": restored_bytes}))
     finally:
         lock.release()
     return {"source": str(src), "data_dir": str(root), "blobs": blobs, "bytes": restored_bytes,

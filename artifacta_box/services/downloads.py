@@ -12,6 +12,7 @@ A URL is `<base>/d/<artifact_id>?e=<unix expiry>&s=<signature>`; the signature b
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -85,8 +86,8 @@ async def describe_download(
 ) -> dict[str, Any]:
     """SPEC §3 download-url: `{download_url, expires_in, filename, content_type, size_bytes}`."""
     now_iso = iso(box.clock.now())
-    async with box.db.read() as conn:
-        row = await load_artifact(conn, principal.tenant_id, artifact_id, now_iso)
+    row = await box.db.execute_fn(
+        lambda conn: load_artifact(conn, principal.tenant_id, artifact_id, now_iso))
     return _mint(box, principal.tenant_id, row, url_for)
 
 
@@ -110,24 +111,28 @@ async def describe_downloads(
 ) -> list[dict[str, Any]]:
     """One result per id, in request order; a bad id is an error entry, never a failed batch."""
     now_iso = iso(box.clock.now())
-    results: list[dict[str, Any]] = []
-    async with box.db.read() as conn:
+
+    def load_each(conn: sqlite3.Connection) -> list[Any]:
+        """Each id's row, or the ApiError that loading it raised."""
+        out: list[Any] = []
         for artifact_id in artifact_ids:
             try:
-                row = await load_artifact(conn, principal.tenant_id, artifact_id, now_iso)
+                out.append(load_artifact(conn, principal.tenant_id, artifact_id, now_iso))
             except errors.ApiError as exc:
-                results.append({"artifact_id": artifact_id, **exc.body()})
-                continue
-            results.append({"artifact_id": artifact_id, **_mint(box, principal.tenant_id, row, url_for)})
+                out.append(exc)
+        return out
+
+    results: list[dict[str, Any]] = []
+    for artifact_id, loaded in zip(artifact_ids, await box.db.execute_fn(load_each), strict=True):
+        if isinstance(loaded, errors.ApiError):
+            results.append({"artifact_id": artifact_id, **loaded.body()})
+        else:
+            results.append({"artifact_id": artifact_id,
+                            **_mint(box, principal.tenant_id, loaded, url_for)})
     return results
 
 
 # ------------------------------------------------------------------------------ byte routes
-
-
-async def read_inline(box: Box, sql: str, params: tuple) -> Any:
-    """The hot-path point read (see Database.fetchone_inline), via the pool if SQLite is busy."""
-    return await box.db.fetchone_point(sql, params)
 
 
 async def authorize_signed(
@@ -136,7 +141,7 @@ async def authorize_signed(
     """Check a signed URL: 403 invalid_signature (tampered, foreign, unknown id) or url_expired."""
     row = None
     if is_artifact_id(artifact_id):
-        row = await read_inline(box, _SIGNED_SQL, (artifact_id,))
+        row = await box.db.fetchone_point(_SIGNED_SQL, (artifact_id,))
     if row is None:
         # Without the row there is no tenant to verify against; say no more than "not valid",
         # so the route is no oracle for which artifact ids exist.

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from typing import Any
 
 from artifacta_box import errors
@@ -49,14 +50,14 @@ def check_live(row: Any, artifact_id: str, now_iso: str, *, allow_pending: bool)
     return row
 
 
-async def load_artifact(
-    conn, tenant_id: int, artifact_id: str, now_iso: str, *, allow_pending: bool = False
+def load_artifact(
+    conn: sqlite3.Connection, tenant_id: int, artifact_id: str, now_iso: str, *, allow_pending: bool = False
 ) -> Any:
     """The artifact row of this tenant, live; raises 404 (unknown or another tenant's), 410
     (deleted wins over expired), or 400 upload_not_found for a pending one unless allowed."""
     row = None
     if is_artifact_id(artifact_id):
-        row = await fetchone(
+        row = fetchone(
             conn, "SELECT * FROM artifacts WHERE artifact_id = ? AND tenant_id = ?",
             (artifact_id, tenant_id),
         )
