@@ -30,7 +30,6 @@ from artifacta_box.http.common import (
     ok,
     parse_json_object,
     principal_of,
-    quota_error,
 )
 from artifacta_box.http.multipart import (
     FileData,
@@ -322,8 +321,7 @@ async def upload_url(request: Request):
     principal = principal_of(request)
     plan = principal.plan
     if not plan.presigned_uploads:
-        raise quota_error(
-            box,
+        raise errors.QuotaExceeded(
             f"Presigned uploads are not available on plan {plan.name!r}; upload with "
             f"POST /v1/artifacts (up to {_mb(plan.max_multipart_bytes)}) or ask for another plan.",
         )

@@ -81,11 +81,9 @@ async def create_link(box: Box, principal: Principal, artifact_id: str, body: di
         load_artifact(conn, principal.tenant_id, artifact_id, now_iso)
         active = count_active_links(conn, principal.tenant_id, now_iso)
         if active >= plan.max_active_links:
-            extra = {"upgrade_url": box.settings.upgrade_url} if box.settings.upgrade_url else None
             raise errors.QuotaExceeded(
                 f"This tenant already has {active} active share links, the most plan {plan.name!r} "
-                "allows; revoke some (DELETE /v1/links/<link_id>) or wait for them to expire.",
-                extra=extra,
+                "allows; revoke some (DELETE /v1/links/<link_id>) or wait for them to expire."
             )
         link_id = new_link_id()
         expires_at = iso_in(now, seconds)

@@ -79,7 +79,7 @@ async def reserve_upload(box: Box, principal: Principal, spec: ArtifactSpec,
     def reserve(conn: sqlite3.Connection) -> Reservation:
         now = box.clock.now()
         now_iso = iso(now)
-        check_storage_quota(conn, box, principal, size_bytes, now_iso)
+        check_storage_quota(conn, principal, size_bytes, now_iso)
         expires_in = box.settings.upload_url_seconds
         expires = int(now.timestamp()) + expires_in
         upload_expires_at = iso(datetime.fromtimestamp(expires, UTC))
@@ -197,7 +197,7 @@ async def complete_upload(box: Box, principal: Principal, artifact_id: str) -> d
             )
         record_session_use(conn, tenant_id, row["session_id"], now_iso)
         billable = usage.billable_bytes(conn, tenant_id, sha256, size)
-        check_storage_quota(conn, box, principal, billable, now_iso)
+        check_storage_quota(conn, principal, billable, now_iso)
         usage.add_reference(conn, tenant_id, sha256, size, now_iso)
         expires_at = row["expires_at"]
         if expires_at is not None:

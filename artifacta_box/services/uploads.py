@@ -191,7 +191,7 @@ def insert_metadata_rows(conn: sqlite3.Connection, tenant_id: int, artifact_id: 
         )
 
 
-def check_storage_quota(conn: sqlite3.Connection, box: Box, principal: Principal, billable: int,
+def check_storage_quota(conn: sqlite3.Connection, principal: Principal, billable: int,
                         now_iso: str) -> None:
     """403 when `billable` new bytes would exceed the plan's storage (checked after dedup).
     Due expiries are processed first, so an artifact that expired a moment ago no longer counts."""
@@ -203,11 +203,9 @@ def check_storage_quota(conn: sqlite3.Connection, box: Box, principal: Principal
     used = int(row["storage_bytes"]) if row else 0
     limit = principal.plan.storage_bytes
     if used + billable > limit:
-        extra = {"upgrade_url": box.settings.upgrade_url} if box.settings.upgrade_url else None
         raise errors.QuotaExceeded(
             f"Storage quota exceeded: {used:,} of {limit:,} bytes used and this upload adds "
-            f"{billable:,}; delete artifacts or ask for a larger plan.",
-            extra=extra,
+            f"{billable:,}; delete artifacts or ask for a larger plan."
         )
 
 
@@ -275,7 +273,7 @@ async def commit_new_artifact(
                 return original, True
         record_session_use(conn, tenant_id, spec.session_id, now_iso)
         billable = usage.billable_bytes(conn, tenant_id, staged.sha256, staged.size)
-        check_storage_quota(conn, box, principal, billable, now_iso)
+        check_storage_quota(conn, principal, billable, now_iso)
         box.blobs.ensure_committed(tenant_id, staged)
         usage.add_reference(conn, tenant_id, staged.sha256, staged.size, now_iso)
         artifact_id = new_artifact_id()
