@@ -50,6 +50,7 @@ from sanic import Request
 from sanic.response import HTTPResponse
 
 from artifacta_box.http.errors import RangeNotSatisfiable
+from artifacta_box.services.downloads import Representation
 
 SMALL_BODY = 64 * 1024           # read in one go and sent as one response
 READ_CHUNK = 1024 * 1024         # fallback path: bytes read per worker-thread call
@@ -71,21 +72,6 @@ _SUFFIX_RANGE_RE = re.compile(r"^-([0-9]+)$")
 
 
 # ------------------------------------------------------------------------------ the bytes
-
-
-@dataclass(frozen=True)
-class Representation:
-    """One stored artifact as the byte routes serve it."""
-
-    path: str
-    size: int
-    sha256: str
-    content_type: str
-    filename: str
-
-    @property
-    def etag(self) -> str:
-        return f'"{self.sha256}"'
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,7 @@ from artifacta_box.services.downloads import Grant
 async def serve_grant(request: Request, grant: Grant, cors: dict[str, str]):
     box = box_of(request)
     charge_rate(request, grant.tenant_id, grant.plan.rate_sustained, grant.plan.rate_burst)
-    blob = downloads.open_grant(box, grant)
-    rep = byteserve.Representation(blob.path, blob.size, blob.sha256, blob.content_type, blob.filename)
+    rep = downloads.open_grant(box, grant)
     return await byteserve.serve(request, rep, cors, use_sendfile=box.settings.sendfile)
 
 

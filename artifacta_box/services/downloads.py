@@ -53,14 +53,20 @@ class Grant:
 
 
 @dataclass(frozen=True)
-class Servable:
-    """Everything byte serving needs (http.byteserve.Representation is built from it)."""
+class Representation:
+    """One stored artifact as the byte routes serve it: what `open_grant` hands to
+    http.byteserve (a file, its length and hash, and how to present it)."""
 
     path: str
     size: int
     sha256: str
     content_type: str
     filename: str
+
+    @property
+    def etag(self) -> str:
+        """The strong validator: the content hash, quoted."""
+        return f'"{self.sha256}"'
 
 
 def download_path(artifact_id: str, expires: int, signature: str) -> str:
@@ -162,7 +168,7 @@ def _blob_path(blobs: LocalBlobStore, tenant_id: int, sha256: str) -> str:
     return str(blobs.path(tenant_id, sha256))
 
 
-def open_grant(box: Box, grant: Grant) -> Servable:
+def open_grant(box: Box, grant: Grant) -> Representation:
     """The bytes of a granted artifact, if it is live now: 410 deleted/expired, 404 purged,
     401 when its tenant is suspended (a suspended tenant shares nothing)."""
     row = grant.row
@@ -172,7 +178,7 @@ def open_grant(box: Box, grant: Grant) -> Servable:
         )
     check_live(row if row["state"] is not None else None, grant.artifact_id,
                iso(box.clock.now()), allow_pending=False)
-    return Servable(
+    return Representation(
         path=_blob_path(box.blobs, grant.tenant_id, row["content_hash"]),
         size=int(row["size_bytes"]),
         sha256=row["content_hash"],
