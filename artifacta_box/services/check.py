@@ -33,7 +33,7 @@ from artifacta_box.db import execute, fetchone
 from artifacta_box.services import lifecycle
 from artifacta_box.services.audit import record_audit
 from artifacta_box.services.progress import NoProgress, Progress
-from artifacta_box.storage import hash_file
+from artifacta_box.storage import hash_file, is_sha256
 
 PAGE = 500
 
@@ -285,7 +285,7 @@ class _Check:
         }
         sizes: dict[tuple[int, str], tuple[int, float]] = {}
         for info in files:
-            if not lifecycle.is_sha256(info.sha256):
+            if not is_sha256(info.sha256):
                 self.report.add("stray_file", f"{info.path} is not a blob (its name is not a "
                                 "SHA-256); move it out of the data directory")
                 continue

@@ -43,6 +43,7 @@ from artifacta_box.datadir import GC_LOCK_FILE, ServerLock
 from artifacta_box.db import execute, fetchall, fetchone
 from artifacta_box.services import usage
 from artifacta_box.services.audit import record_audit
+from artifacta_box.storage import is_sha256
 
 log = logging.getLogger("artifacta_box.lifecycle")
 
@@ -55,7 +56,6 @@ BATCH_SECONDS = 0.05      # ... and at most this much work while holding the wri
 PAUSE_SECONDS = 0.11
 EXPIRE_BATCH = 200
 GC_RUNS_KEEP_DAYS = 90    # history kept in gc_runs
-_HEX = frozenset("0123456789abcdef")
 T = TypeVar("T")
 
 
@@ -112,10 +112,6 @@ class GcReport:
 
 class GcBusy(Exception):
     """Another gc run (the server's, or another `artifacta-box gc`) holds the gc lock."""
-
-
-def is_sha256(name: str) -> bool:
-    return len(name) == 64 and all(c in _HEX for c in name)
 
 
 @asynccontextmanager
