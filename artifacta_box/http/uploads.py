@@ -32,9 +32,9 @@ from artifacta_box.http.common import (
     principal_of,
 )
 from artifacta_box.http.multipart import (
-    FileData,
     FormReader,
     MultipartError,
+    PartData,
     boundary_from_content_type,
 )
 from artifacta_box.services import presigned, validation
@@ -208,9 +208,9 @@ async def receive_multipart(
             if received > body_cap:
                 raise too_large(limit, "The upload", hint)
             for event in reader.feed(chunk):
-                if type(event) is FileData:
+                if type(event) is PartData:
                     await staging.write(event.data)  # type: ignore[union-attr]
-                else:  # FileStart: what arrived so far must already be valid
+                else:  # PartStart of the file: what arrived so far must already be valid
                     check_fields(plan, reader.fields)
                     await check_session_open(box, principal.tenant_id,
                                              reader.fields.get("session_id") or None)
