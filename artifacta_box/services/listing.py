@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -182,11 +183,22 @@ def decode_position(box: Box, tenant_id: int, token: str | None, scope: Any) -> 
     """The (sort key, id) a cursor continues after; 400 when forged, foreign or malformed."""
     if token is None:
         return None
-    assert box.cursors is not None
     position = box.cursors.decode(token, tenant_id, scope)
     if len(position) != 2 or not all(isinstance(p, str) and 0 < len(p) <= 256 for p in position):
         raise errors.InvalidRequest("The cursor is invalid: pass back next_cursor unchanged.")
     return position[0], position[1]
+
+
+def page_of(box: Box, tenant_id: int, scope: Any, rows: list[Any], limit: int,
+            position: Callable[[Any], list[str]], record: Callable[[Any], dict[str, Any]]) -> Page:
+    """One page from the `limit + 1` rows a keyset query fetched: the extra row says whether
+    more follow, and the cursor continues after the last row shown (its `position`)."""
+    has_more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = None
+    if has_more:
+        next_cursor = box.cursors.encode(tenant_id, scope, position(rows[-1]))
+    return Page([record(r) for r in rows], next_cursor, has_more)
 
 
 # ---------------------------------------------------------------------------- SQL
@@ -317,7 +329,6 @@ def build_list_sql(
 
 async def list_artifacts(box: Box, tenant_id: int, query: ArtifactQuery) -> Page:
     """One page of the tenant's live artifacts matching `query`."""
-    assert box.cursors is not None
     scope = query.scope()
     after = decode_position(box, tenant_id, query.cursor, scope)
     now_iso = iso(box.clock.now())
@@ -328,10 +339,5 @@ async def list_artifacts(box: Box, tenant_id: int, query: ArtifactQuery) -> Page
         return fetchall(conn, sql, params)
 
     rows = await box.db.execute_fn(read_page)
-    has_more = len(rows) > query.limit
-    rows = rows[: query.limit]
-    next_cursor = None
-    if has_more:
-        last = rows[-1]
-        next_cursor = box.cursors.encode(tenant_id, scope, [last["created_at"], last["artifact_id"]])
-    return Page([artifact_record(r) for r in rows], next_cursor, has_more)
+    return page_of(box, tenant_id, scope, rows, query.limit,
+                   lambda r: [r["created_at"], r["artifact_id"]], artifact_record)

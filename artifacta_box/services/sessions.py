@@ -29,6 +29,7 @@ from artifacta_box.services.audit import record_audit
 from artifacta_box.services.listing import (
     Page,
     decode_position,
+    page_of,
     parse_limit,
     parse_time_bound,
     single_values,
@@ -90,18 +91,12 @@ def session_record(row: Any) -> dict[str, Any]:
 
 
 async def list_sessions(box: Box, tenant_id: int, query: dict[str, Any]) -> Page:
-    assert box.cursors is not None
     scope = _scope(query)
     after = decode_position(box, tenant_id, query["cursor"], scope)
     sql, params = build_sessions_sql(tenant_id, query, after, query["limit"] + 1)
     rows = await box.db.fetchall(sql, params)
-    has_more = len(rows) > query["limit"]
-    rows = rows[: query["limit"]]
-    next_cursor = None
-    if has_more:
-        last = rows[-1]
-        next_cursor = box.cursors.encode(tenant_id, scope, [last["last_artifact_at"], last["session_id"]])
-    return Page([session_record(r) for r in rows], next_cursor, has_more)
+    return page_of(box, tenant_id, scope, rows, query["limit"],
+                   lambda r: [r["last_artifact_at"], r["session_id"]], session_record)
 
 
 async def seal_session(box: Box, principal: Principal, session_id: str) -> dict[str, Any]:
