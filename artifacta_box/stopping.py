@@ -30,6 +30,8 @@ from typing import Any
 
 from sanic import Sanic
 
+from artifacta_box.http import sanic_seams
+
 log = logging.getLogger("artifacta_box")
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -84,11 +86,11 @@ def install_stop_once(app: Sanic) -> None:
             # wait itself: a thread lets the workers finish starting (for as long as Sanic
             # would wait for them), gives the wait a moment to notice, then stops them.
             def when_started() -> None:
-                deadline = time.monotonic() + manager.THRESHOLD / 10
-                while not manager._all_workers_ack() and time.monotonic() < deadline:
+                deadline = time.monotonic() + sanic_seams.worker_start_timeout(manager)
+                while not sanic_seams.all_workers_ready(manager) and time.monotonic() < deadline:
                     time.sleep(0.05)
                 time.sleep(0.3)  # > the 0.1 s poll interval of Sanic's wait for acks
-                manager.shutdown_signal(signum, None)
+                sanic_seams.stop_workers(manager, signum)
 
             threading.Thread(target=when_started, name="stop-workers", daemon=True).start()
 

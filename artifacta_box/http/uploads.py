@@ -37,6 +37,7 @@ from artifacta_box.http.multipart import (
     PartData,
     boundary_from_content_type,
 )
+from artifacta_box.http.sanic_seams import body_bytes_declared_left, body_started
 from artifacta_box.services import presigned, validation
 from artifacta_box.services.uploads import (
     ArtifactSpec,
@@ -107,14 +108,14 @@ DRAIN_IDLE_SECONDS = 0.5
 
 
 async def drain_unread_body(request: Request) -> None:
-    stream = request.stream
-    if stream is None or not getattr(stream, "request_bytes", 0):
+    if not body_started(request):
         # Refused before reading any of the body (declared too large, sealed session, bad
         # fields): answer at once; reading now would send `100 Continue` and invite the body.
         return
-    left_declared = getattr(stream, "request_bytes_left", None)
-    if isinstance(left_declared, int) and left_declared > DRAIN_MAX_BYTES:
+    left_declared = body_bytes_declared_left(request)
+    if left_declared is not None and left_declared > DRAIN_MAX_BYTES:
         return
+    stream = request.stream
 
     async def _drain() -> None:
         left = DRAIN_MAX_BYTES
