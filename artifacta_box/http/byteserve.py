@@ -1,6 +1,6 @@
 """Serving stored bytes over HTTP, written once for signed download URLs and share links.
 
-What a response carries (SPEC §5): the artifact's `Content-Type`, `Content-Length`,
+What a response carries (README, "Downloads and share links"): the artifact's `Content-Type`, `Content-Length`,
 `Accept-Ranges: bytes`, a strong `ETag` (`"<sha256>"`), `Content-Disposition: attachment` with
 an ASCII fallback and an RFC 5987 `filename*` that is safe for any stored filename, and headers
 that stop a browser from ever rendering the bytes as part of an origin (`nosniff`, a sandbox

@@ -1,5 +1,6 @@
 """Every error leaves through here: API errors, Sanic's own (404, 405, 413, bad bodies) and
-crashes all become the SPEC's envelope, with the request id and rate-limit headers attached."""
+crashes all become the error envelope (`ErrorEnvelope` in the OpenAPI document), with the
+request id and rate-limit headers attached."""
 
 from __future__ import annotations
 

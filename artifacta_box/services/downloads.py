@@ -1,7 +1,7 @@
 """Downloads: minting signed download URLs and authorising the unauthenticated byte routes.
 
 Minting (`describe_download`, `describe_downloads`) runs for an authenticated tenant and applies
-SPEC §1's 404/410 precedence. The byte routes (`/d/<artifact_id>` and, via services.links,
+the 404/410 precedence of `records.check_live`. The byte routes (`/d/<artifact_id>` and, via services.links,
 `/l/<link_id>`) authorise with one indexed read and no write: the signature is checked against
 the artifact row's tenant (which the URL never shows), then the route charges that tenant's
 rate bucket, then `open_grant` applies the artifact's live/deleted/expired state at that instant.
@@ -90,7 +90,8 @@ def _mint(box: Box, tenant_id: int, row: Any, url_for: Callable[[str], str]) -> 
 async def describe_download(
     box: Box, principal: Principal, artifact_id: str, url_for: Callable[[str], str]
 ) -> dict[str, Any]:
-    """SPEC §3 download-url: `{download_url, expires_in, filename, content_type, size_bytes}`."""
+    """`GET /v1/artifacts/<id>/download-url` (README, "Downloads and share links"):
+    `{download_url, expires_in, filename, content_type, size_bytes}`."""
     now_iso = iso(box.clock.now())
     row = await box.db.execute_fn(
         lambda conn: load_artifact(conn, principal.tenant_id, artifact_id, now_iso))

@@ -1,4 +1,5 @@
-"""Lifecycle work (`artifacta-box gc`, and periodically inside `serve`): SPEC §4.
+"""Lifecycle work (`artifacta-box gc`, and periodically inside `serve`); the operator's view of it
+is README, "Operations" (Lifecycle).
 
 One run, in this order, each step in bounded batches (one short write transaction per batch,
 yielding the writer to API requests in between):

@@ -1,4 +1,5 @@
-"""Presigned uploads (SPEC §3): reserve with upload-url → PUT the bytes → complete.
+"""Presigned uploads: reserve with upload-url → PUT the bytes → complete (the three operations
+are described in the OpenAPI document, GET /openapi.json).
 
 - `reserve_upload` creates a `pending` artifact row (content_hash NULL, `upload_expires_at` =
   the end of the upload window). No session row and no metadata index rows yet: the artifact

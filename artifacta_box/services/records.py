@@ -1,5 +1,5 @@
-"""The artifact record as the API returns it, and loading one artifact with SPEC §1's
-404/410 precedence. Shared by every route that names an artifact."""
+"""The artifact record as the API returns it, and loading one artifact with the 404/410
+precedence of `check_live`. Shared by every route that names an artifact."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from artifacta_box.services.validation import is_artifact_id
 
 
 def artifact_record(row: Any) -> dict[str, Any]:
-    """SPEC §2: the public record. Never exposes tenant ids or paths."""
+    """The public record (the `Artifact` schema of the OpenAPI document, GET /openapi.json).
+    Never exposes tenant ids or paths."""
     return {
         "artifact_id": row["artifact_id"],
         "filename": row["filename"],

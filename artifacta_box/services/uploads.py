@@ -51,7 +51,8 @@ class ArtifactSpec:
     ttl_raw: str | None          # as sent, for idempotency comparison
 
     def request_hash(self, content_hash: str) -> str:
-        """Identity of an upload request for Idempotency-Key replay (SPEC §1)."""
+        """Identity of an upload request for Idempotency-Key replay (the `Idempotency-Key`
+        header of `POST /v1/artifacts` in the OpenAPI document)."""
         raw = json.dumps(
             [content_hash, self.filename, self.content_type, self.session_id, self.agent_id,
              sorted(self.metadata.items()), self.ttl_raw],

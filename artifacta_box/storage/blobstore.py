@@ -12,12 +12,13 @@ One fan-out level (256 directories per tenant, like git's objects/): a second le
 65,536 directories per tenant, so on a young store nearly every upload paid one or two mkdirs
 (inode allocation and a journalled directory fsync each), and gc paid rmdirs.
 
-Write order (durability, SPEC §8): stream to a staging file while hashing and counting, enforce
-the byte limit mid-stream, fsync the file, hard-link it into place and fsync the directory; only
-then does the caller commit the database row that makes it visible. A body small enough to stay
-in the first buffer (`INLINE_MAX`) skips the staging file: it is hashed in memory and written
-once, straight to its content address (an anonymous O_TMPFILE inode in the target directory,
-fsynced, then linked to its name), or not written at all when those bytes are already stored.
+Write order (durability: an acknowledged upload survives a crash, README "Operations"): stream
+to a staging file while hashing and counting, enforce the byte limit mid-stream, fsync the file,
+hard-link it into place and fsync the directory; only then does the caller commit the database
+row that makes it visible. A body small enough to stay in the first buffer (`INLINE_MAX`) skips
+the staging file: it is hashed in memory and written once, straight to its content address (an
+anonymous O_TMPFILE inode in the target directory, fsynced, then linked to its name), or not
+written at all when those bytes are already stored.
 A crash leaves at worst a staging file (removed on the next start) or an unreferenced blob
 (removed by gc after a grace period).
 

@@ -1,6 +1,6 @@
 """The box as an attacker meets it: hostile names and paths, header injection, forged and
 replayed signed URLs and cursors, other tenants' keys, key guessing, oversize and trickled
-bodies, malformed multipart and JSON. Every attack must get the SPEC error envelope with the
+bodies, malformed multipart and JSON. Every attack must get the error envelope with the
 right code and leave nothing behind (no row, no blob, no temp file, no usage change), and
 oversize bodies must not grow the server's memory.
 
