@@ -175,7 +175,7 @@ def _snapshot(src: Path, dest: Path) -> None:
         conn.close()
     # The copy needs only what it references: blob rows that no row uses any more would point
     # at files the backup does not carry.
-    copy = sqlite3.connect(str(dest), isolation_level=None)
+    copy = connect_sync(dest)
     try:
         copy.execute("DELETE FROM blobs WHERE refs = 0")
     finally:
@@ -277,6 +277,8 @@ def _restore_files(root: Path, src: Path, db_src: Path, manifest: dict[str, Any]
     try:
         staged_store = LocalBlobStore(staging)
         staged_store.prepare()
+        # Not connect_sync: the backup is only read, so its file (whose hash the manifest
+        # holds) is opened read-only and none of the recipe's pragmas may touch it.
         conn = sqlite3.connect(f"file:{db_src}?mode=ro", uri=True)
         try:
             blobs = _referenced_blobs(conn)
