@@ -158,7 +158,7 @@ def find_idempotent_replay(
 
 
 def record_session_use(conn: sqlite3.Connection, tenant_id: int, session_id: str | None,
-                            now_iso: str, count: int = 1) -> None:
+                       now_iso: str, count: int = 1) -> None:
     """Create the session on first use, bump its activity. Raises SessionSealed if sealed."""
     if session_id is None:
         return
@@ -183,7 +183,7 @@ def record_session_use(conn: sqlite3.Connection, tenant_id: int, session_id: str
 
 
 def insert_metadata_rows(conn: sqlite3.Connection, tenant_id: int, artifact_id: str,
-                              created_at: str, metadata: dict[str, str]) -> None:
+                         created_at: str, metadata: dict[str, str]) -> None:
     if metadata:
         conn.executemany(
             "INSERT OR IGNORE INTO artifact_metadata (tenant_id, key, value, created_at, artifact_id) "

@@ -21,7 +21,7 @@ from artifacta_box.db import fetchall, fetchone
 
 
 def add_reference(conn: sqlite3.Connection, tenant_id: int, sha256: str, size: int,
-                       now_iso: str) -> int:
+                  now_iso: str) -> int:
     """Reference a blob from a newly active artifact. Returns the bytes newly billed (0 on dedup)."""
     row = fetchone(
         conn, "SELECT live_refs FROM blobs WHERE tenant_id = ? AND sha256 = ?", (tenant_id, sha256)
@@ -86,7 +86,7 @@ def drop_reference(conn: sqlite3.Connection, tenant_id: int, sha256: str, now_is
 
 
 def expire_due(conn: sqlite3.Connection, now_iso: str, tenant_id: int | None = None,
-                    limit: int = 1000) -> int:
+               limit: int = 1000) -> int:
     """Process the expiry of active artifacts past expires_at: state `expired`, usage released.
 
     Bounded by `limit` per call so it never holds the writer for long. Returns rows processed.
