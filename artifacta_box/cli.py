@@ -17,7 +17,14 @@ from typing import Any
 import click
 
 from artifacta_box import __version__, errors
-from artifacta_box.config import ConfigError, Settings, effective_config, load_settings
+from artifacta_box.config import (
+    SETTING_OF,
+    ConfigError,
+    Settings,
+    config_toml,
+    effective_config,
+    load_settings,
+)
 from artifacta_box.context import Box
 from artifacta_box.datadir import DataDirError
 
@@ -30,6 +37,12 @@ def fail(message: str, code: int = EXIT_ERROR) -> None:
     sys.exit(code)
 
 
+def flag_help(attr: str, text: str) -> str:
+    """A flag's help, ending with the default and the environment variable of its setting."""
+    spec = SETTING_OF[attr]
+    return f"{text} (default {spec.default}, or ${spec.env})."
+
+
 def settings_options(fn: Callable) -> Callable:
     """--config and --data-dir, shared by every command that touches a data directory."""
 
@@ -39,8 +52,7 @@ def settings_options(fn: Callable) -> Callable:
     )
     @click.option(
         "--data-dir", type=click.Path(file_okay=False),
-        help="Data directory: database, blobs, secret (default ./artifacta-data, "
-        "or $ARTIFACTA_BOX_STORAGE_DATA_DIR).",
+        help=flag_help("data_dir", "Data directory: database, blobs, secret"),
     )
     @functools.wraps(fn)
     def wrapper(*args: Any, config_file: str | None, data_dir: str | None, **kwargs: Any) -> Any:
@@ -136,10 +148,11 @@ def version() -> None:
 
 
 @main.command()
-@click.option("--host", help="Address to listen on (default 127.0.0.1).")
-@click.option("--port", type=int, help="Port to listen on (default 8787).")
-@click.option("--public-url", help="Base of every URL the API returns, e.g. https://box.example.com.")
-@click.option("--workers", type=int, help="Worker processes (default 1).")
+@click.option("--host", help=flag_help("host", "Address to listen on"))
+@click.option("--port", type=int, help=flag_help("port", "Port to listen on"))
+@click.option("--public-url", help="Base of every URL the API returns, e.g. https://box.example.com "
+              f"(default: derived from each request, or ${SETTING_OF['public_url'].env}).")
+@click.option("--workers", type=int, help=flag_help("workers", "Worker processes"))
 @click.option("--no-bootstrap", is_flag=True, help="Do not create tenant 'default' and a key on a fresh box.")
 @settings_options
 def serve(settings: Settings, host: str | None, port: int | None, public_url: str | None,
@@ -497,11 +510,19 @@ def config_group() -> None:
 
 
 @config_group.command("show")
-@click.option("--show-secrets", is_flag=True, help="Do not mask secrets.")
+@click.option("--show-secrets", is_flag=True, help="Print secrets instead of masking them.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print JSON (the same sections and keys, plus config_file) instead of TOML.")
 @settings_options
-def config_show(settings: Settings, show_secrets: bool) -> None:
-    """Print the effective configuration as JSON (secrets masked)."""
-    print_json(effective_config(settings, mask_secrets=not show_secrets))
+def config_show(settings: Settings, show_secrets: bool, as_json: bool) -> None:
+    """Print the effective configuration (file < environment < flags) as TOML.
+
+    The output is a config file: `--config` reads it back to the same settings. Unset
+    settings and masked secrets are comments; with --show-secrets it carries the secrets too."""
+    if as_json:
+        print_json(effective_config(settings, mask_secrets=not show_secrets))
+    else:
+        click.echo(config_toml(settings, show_secrets=show_secrets), nl=False)
 
 
 def setup_logging(settings: Settings) -> None:

@@ -20,6 +20,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+pytest_plugins = ("tests.s3_server",)  # seaweedfs, s3_bucket, s3_settings fixtures
+
 KEY_RE = re.compile(r"ak_live_[A-Za-z0-9]{32}")
 
 

@@ -48,8 +48,8 @@ from urllib.parse import quote
 from sanic import Request
 from sanic.response import HTTPResponse
 
+from artifacta_box import errors
 from artifacta_box.http import sanic_seams
-from artifacta_box.http.errors import RangeNotSatisfiable
 from artifacta_box.services.downloads import Representation
 
 SMALL_BODY = 64 * 1024           # read in one go and sent as one response
@@ -243,7 +243,7 @@ def decide(method: str, request_headers: Mapping[str, str], rep: Representation)
     if is_get and if_range_allows(request_headers.get("if-range"), rep.etag):
         wanted = parse_range(request_headers.get("range"), rep.size)
     if wanted is UNSATISFIABLE:
-        raise RangeNotSatisfiable(
+        raise errors.RangeNotSatisfiable(
             f"The requested range is outside the {rep.size}-byte artifact; valid byte positions "
             f"are 0-{max(rep.size - 1, 0)}.",
             headers={"Content-Range": f"bytes */{rep.size}", **SECURITY_HEADERS},

@@ -16,7 +16,7 @@ from sanic.response import json as json_response
 from artifacta_box import errors
 from artifacta_box.clock import iso
 from artifacta_box.context import Box
-from artifacta_box.security.keys import parse_bearer
+from artifacta_box.security.keys import KEY_FORMAT, parse_bearer
 from artifacta_box.services import account, listing, tenants
 from artifacta_box.services.principal import Principal
 
@@ -148,7 +148,7 @@ async def authenticate_request(request: Request) -> None:
     if key is None or attempt is None:
         box.auth_failures.record_failure(addr)
         raise errors.Unauthorized(
-            "Missing or malformed API key: send 'Authorization: Bearer ak_live_<32 letters or digits>'."
+            f"Missing or malformed API key: send 'Authorization: Bearer {KEY_FORMAT}'."
         )
     box.auth_failures.begin(addr, attempt)
     try:

@@ -29,21 +29,6 @@ _BY_STATUS: dict[int, type[errors.ApiError]] = {
 }
 
 
-class RequestTimeout(errors.ApiError):
-    code = "request_timeout"
-    status = 408
-
-
-class RangeNotSatisfiable(errors.ApiError):
-    code = "range_not_satisfiable"
-    status = 416
-
-
-class HeadersTooLarge(errors.ApiError):
-    code = "invalid_request"
-    status = 431
-
-
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
@@ -97,7 +82,7 @@ def to_api_error(request: Request | None, exc: BaseException) -> errors.ApiError
             )
         if status == 413:
             if "header" in str(exc).lower():  # Sanic raises PayloadTooLarge for headers too
-                return HeadersTooLarge("The request headers are too large.")
+                return errors.HeadersTooLarge("The request headers are too large.")
             return errors.FileTooLarge(
                 "The request body is larger than this route accepts."
             )
@@ -105,11 +90,11 @@ def to_api_error(request: Request | None, exc: BaseException) -> errors.ApiError
             detail = str(exc)  # the deadline protocol says which part was late
             if not detail or detail == "Request Timeout":
                 detail = "The request was not received in time."
-            return RequestTimeout(detail)
+            return errors.RequestTimeout(detail)
         if status == 416:
-            return RangeNotSatisfiable(str(exc) or "Range not satisfiable.")
+            return errors.RangeNotSatisfiable(str(exc) or "Range not satisfiable.")
         if status == 431:
-            return HeadersTooLarge("The request headers are too large.")
+            return errors.HeadersTooLarge("The request headers are too large.")
         if status < 500:
             cls = _BY_STATUS.get(status, errors.InvalidRequest)
             message = str(exc) or "The request could not be understood."

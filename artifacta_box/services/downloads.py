@@ -99,11 +99,12 @@ async def describe_download(
 
 
 def parse_batch(body: dict[str, Any]) -> list[str]:
-    """`{"artifact_ids": [...]}`: 1-20 strings, else 400 (a malformed body fails the batch)."""
+    """`{"artifact_ids": [...]}`: 1-MAX_BATCH strings, else 400 (a malformed body fails the batch)."""
     ids = body.get("artifact_ids")
     if not isinstance(ids, list):
         raise errors.InvalidRequest(
-            'artifact_ids is required: a list of 1-20 artifact ids, e.g. {"artifact_ids": ["art_..."]}.'
+            f"artifact_ids is required: a list of 1-{MAX_BATCH} artifact ids, "
+            'e.g. {"artifact_ids": ["art_..."]}.'
         )
     if not 1 <= len(ids) <= MAX_BATCH:
         raise errors.InvalidRequest(f"artifact_ids must hold 1-{MAX_BATCH} ids (got {len(ids)}).")

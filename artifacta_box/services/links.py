@@ -20,7 +20,8 @@ from artifacta_box.services.audit import record_audit
 from artifacta_box.services.downloads import Grant
 from artifacta_box.services.records import load_artifact
 from artifacta_box.services.principal import Principal
-from artifacta_box.services.validation import human_seconds, is_link_id
+from artifacta_box.services.validation import is_link_id
+from artifacta_box.units import format_duration
 
 DEFAULT_LINK_SECONDS = 7 * 86400
 LINK_PREFIX = "/l/"
@@ -52,7 +53,7 @@ def parse_expires_in(body: dict[str, Any], max_seconds: int) -> int:
     if not 1 <= value <= max_seconds:
         raise errors.InvalidRequest(
             f"expires_in must be between 1 and {max_seconds} seconds "
-            f"({human_seconds(max_seconds)}, this plan's longest link); got {value}."
+            f"({format_duration(max_seconds)}, this plan's longest link); got {value}."
         )
     return value
 

@@ -158,8 +158,10 @@ def parse_artifact_query(pairs: list[tuple[str, str]], plan: Plan) -> ArtifactQu
     if filename is not None:
         filename = validation.filename(filename)
     content_type = params.get("content_type") or None
-    if content_type is not None and len(content_type) > 255:
-        raise errors.InvalidRequest("content_type must be at most 255 characters.")
+    if content_type is not None and len(content_type) > validation.MAX_CONTENT_TYPE:
+        raise errors.InvalidRequest(
+            f"content_type must be at most {validation.MAX_CONTENT_TYPE} characters."
+        )
     query = ArtifactQuery(
         session_id=validation.label("session_id", params.get("session_id")),
         agent_id=validation.label("agent_id", params.get("agent_id")),

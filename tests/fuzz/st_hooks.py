@@ -13,7 +13,8 @@ import re
 
 import schemathesis
 
-from artifacta_box.http.openapi import ERROR_CODES, HEADERS_TOO_LARGE
+from artifacta_box.errors import ERROR_CODES
+from artifacta_box.http.openapi import HEADERS_TOO_LARGE
 
 EXTRA_FIELDS = {"retry_after_seconds", "retry_after", "upgrade_url"}
 
