@@ -77,7 +77,7 @@ class InvalidRequest(ApiError):
 
 
 class HeadersTooLarge(InvalidRequest):
-    """431: Sanic refused the request headers. The SPEC has no code for it, so it answers
+    """431: Sanic refused the request headers. The error table has no code for it, so it answers
     `invalid_request` at its own status: the one code documented at two statuses."""
 
     status = 431

@@ -32,10 +32,10 @@ from multiprocessing.managers import SyncManager
 from types import FrameType
 from typing import Any
 
-import sanic.mixins.startup as sanic_startup
 from sanic import Sanic
 
 from artifacta_box import orphans
+from artifacta_box.http import sanic_seams
 
 log = logging.getLogger("artifacta_box")
 
@@ -98,11 +98,11 @@ def install_stop_once(app: Sanic) -> None:
             # wait itself: a thread lets the workers finish starting (for as long as Sanic
             # would wait for them), gives the wait a moment to notice, then stops them.
             def when_started() -> None:
-                deadline = time.monotonic() + manager.THRESHOLD / 10
-                while not manager._all_workers_ack() and time.monotonic() < deadline:
+                deadline = time.monotonic() + sanic_seams.worker_start_timeout(manager)
+                while not sanic_seams.all_workers_ready(manager) and time.monotonic() < deadline:
                     time.sleep(0.05)
                 time.sleep(0.3)  # > the 0.1 s poll interval of Sanic's wait for acks
-                manager.shutdown_signal(signal.SIGTERM, None)
+                sanic_seams.stop_workers(manager, signal.SIGTERM)
 
             threading.Thread(target=when_started, name="stop-workers", daemon=True).start()
 
@@ -126,7 +126,7 @@ def tie_helpers_to_main() -> None:
         manager.start(initializer=orphans.exit_with_parent)
         return manager
 
-    sanic_startup.Manager = manager_that_exits_with_main
+    sanic_seams.replace_shared_state_manager(manager_that_exits_with_main)
 
 
 def shield_helpers_from_sigterm() -> None:

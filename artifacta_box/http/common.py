@@ -162,8 +162,7 @@ async def authenticate_request(request: Request) -> None:
     charge_rate(request, principal.tenant_id, principal.plan.rate_sustained, principal.plan.rate_burst)
     used = account.requests_this_month(box, principal)
     if used >= principal.plan.requests_per_month:
-        raise quota_error(
-            box,
+        raise errors.QuotaExceeded(
             f"Monthly request quota of {principal.plan.requests_per_month:,} reached for plan "
             f"{principal.plan.name!r}; it resets at the start of next month (UTC).",
         )
@@ -183,8 +182,3 @@ def charge_rate(request: Request, tenant_id: int, sustained: float, burst: int) 
             headers={"Retry-After": str(decision.retry_after)},
             extra={"retry_after_seconds": decision.retry_after, "retry_after": decision.retry_after},
         )
-
-
-def quota_error(box: Box, message: str) -> errors.QuotaExceeded:
-    extra = {"upgrade_url": box.settings.upgrade_url} if box.settings.upgrade_url else None
-    return errors.QuotaExceeded(message, extra=extra)

@@ -1,5 +1,6 @@
 """Every error leaves through here: API errors, Sanic's own (404, 405, 413, bad bodies) and
-crashes all become the SPEC's envelope, with the request id and rate-limit headers attached."""
+crashes all become the error envelope (`ErrorEnvelope` in the OpenAPI document), with the
+request id and rate-limit headers attached."""
 
 from __future__ import annotations
 
@@ -125,6 +126,11 @@ def error_response(request: Request | None, exc: BaseException) -> HTTPResponse:
     if err.status >= 500 and not isinstance(exc, errors.ApiError | StorageFull | StorageUnwritable):
         rid = getattr(getattr(request, "ctx", None), "request_id", None) if request else None
         log.error("unhandled error (request id %s)", rid, exc_info=exc)
+    body = err.body()
+    if isinstance(err, errors.QuotaExceeded):
+        upgrade_url = _upgrade_url(request)
+        if upgrade_url:
+            body["error"].setdefault("upgrade_url", upgrade_url)
     headers = dict(err.headers)
     ctx = getattr(request, "ctx", None) if request is not None else None
     if ctx is not None:
@@ -133,7 +139,14 @@ def error_response(request: Request | None, exc: BaseException) -> HTTPResponse:
             headers["X-Request-Id"] = rid
         headers.update(getattr(ctx, "rate_headers", None) or {})
         ctx.error_code = err.code
-    return json(err.body(), status=err.status, headers=headers)
+    return json(body, status=err.status, headers=headers)
+
+
+def _upgrade_url(request: Request | None) -> str | None:
+    """`[tenants] upgrade_url`: every quota_exceeded answer carries it when one is configured
+    (whatever limit was hit: storage, monthly requests, links, keys, a plan-gated feature)."""
+    settings = getattr(getattr(getattr(request, "app", None), "ctx", None), "settings", None)
+    return getattr(settings, "upgrade_url", None)
 
 
 class EnvelopeErrorHandler(ErrorHandler):

@@ -11,11 +11,10 @@ from typing import Any
 from artifacta_box import errors
 from artifacta_box.clock import iso, parse_iso
 from artifacta_box.context import Box
-from artifacta_box.db import run_sync
 
 
-async def record_audit(
-    conn,
+def record_audit(
+    conn: sqlite3.Connection,
     at: str,
     actor: str,
     action: str,
@@ -23,14 +22,6 @@ async def record_audit(
     target: str | None,
     details: dict[str, Any] | None = None,
 ) -> None:
-    await run_sync(conn, record_audit_sync, at, actor, action, tenant, target, details)
-
-
-def record_audit_sync(conn: sqlite3.Connection, at: str, actor: str, action: str,
-                      tenant: str | None, target: str | None,
-                      details: dict[str, Any] | None = None) -> None:
-    """One audit row, inside the caller's transaction (a sync function of the writer's
-    sqlite3 connection, as `Database.group_write` runs them)."""
     conn.execute(
         "INSERT INTO audit_log (at, actor, action, tenant, target, details) VALUES (?, ?, ?, ?, ?, ?)",
         (at, actor, action, tenant, target, json.dumps(details or {}, separators=(",", ":"))),

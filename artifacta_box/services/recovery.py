@@ -18,7 +18,7 @@ Expired artifacts are not restored here: their lifetime ended as asked (extend-t
 before that). A presigned upload deleted before it completed has no bytes to restore.
 
 The write is one transaction, a synchronous function of the writer's sqlite3 connection run
-through `Database.group_write`.
+through `Database.execute_write_fn`.
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ from typing import Any
 from artifacta_box import errors
 from artifacta_box.clock import iso, iso_in, parse_iso
 from artifacta_box.context import Box
-from artifacta_box.db import fetchone_sync
+from artifacta_box.db import fetchone
 from artifacta_box.services import tenants, usage, validation
-from artifacta_box.services.audit import record_audit_sync
+from artifacta_box.services.audit import record_audit
 from artifacta_box.units import format_duration
 
 # Deleted rows that still have their bytes, newest delete first: the partial index
@@ -88,7 +88,7 @@ async def restore_artifact(box: Box, artifact_id: str, ttl: str | None = None,
         now_iso = iso(now)
         row = None
         if validation.is_artifact_id(artifact_id):
-            row = fetchone_sync(
+            row = fetchone(
                 conn,
                 "SELECT a.*, t.name AS tenant, t.plan AS plan_name FROM artifacts AS a "
                 "JOIN tenants AS t USING (tenant_id) WHERE a.artifact_id = ?",
@@ -132,23 +132,23 @@ async def restore_artifact(box: Box, artifact_id: str, ttl: str | None = None,
                 f"The bytes of {artifact_id} are missing from the blob store; run "
                 "`artifacta-box check` and restore them from a backup."
             )
-        usage.check_storage_sync(conn, tenant_id, plan, usage.billable_bytes_sync(
+        usage.check_storage(conn, tenant_id, plan, usage.billable_bytes(
             conn, tenant_id, sha256, size), now_iso, f"restoring {artifact_id}")
         conn.execute(
             "UPDATE artifacts SET state = 'active', deleted_at = NULL, expires_at = ? WHERE id = ?",
             (expires_at, row["id"]),
         )
-        billed = usage.restore_live_sync(conn, tenant_id, sha256)
+        billed = usage.restore_live(conn, tenant_id, sha256)
         if row["session_id"] is not None:
             conn.execute(
                 "UPDATE sessions SET artifact_count = artifact_count + 1 "
                 "WHERE tenant_id = ? AND session_id = ?", (tenant_id, row["session_id"]),
             )
-        record_audit_sync(conn, now_iso, actor, "artifact.restore", row["tenant"], artifact_id,
-                          {"deleted_at": row["deleted_at"], "size_bytes": size,
-                           "billed_bytes": billed, "expires_at": expires_at})
+        record_audit(conn, now_iso, actor, "artifact.restore", row["tenant"], artifact_id,
+                     {"deleted_at": row["deleted_at"], "size_bytes": size,
+                      "billed_bytes": billed, "expires_at": expires_at})
         return {"artifact_id": artifact_id, "tenant": row["tenant"], "filename": row["filename"],
                 "size_bytes": size, "billed_bytes": billed, "expires_at": expires_at,
                 "restored_at": now_iso}
 
-    return await box.db.group_write(restore)
+    return await box.db.execute_write_fn(restore)

@@ -337,7 +337,7 @@ def shared_schemas() -> dict[str, Any]:
         },
         "Artifact": {
             "type": "object",
-            "description": "An artifact (SPEC §2). Content and metadata are immutable.",
+            "description": "An artifact. Content and metadata are immutable.",
             "additionalProperties": False,
             "required": [
                 "artifact_id", "filename", "content_type", "size_bytes", "content_hash",
