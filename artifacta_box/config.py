@@ -171,7 +171,7 @@ def _one_of(*choices: str, fold: bool = False, quoted: bool = False) -> Check:
 
 
 def _http_url(v: str | None) -> str | None:
-    if v is None or re.match(r"^https?://[^\s/]+(/\S*)?$", v):
+    if v is None or re.fullmatch(r"^https?://[^\s/]+(/\S*)?$", v):
         return None
     return f"must be an absolute http(s) URL, got {v!r}"
 
@@ -446,7 +446,7 @@ def load_settings(
                 if not isinstance(table, dict):
                     raise ConfigError("plans: expected tables such as [plans.free]")
                 for name, raw in table.items():
-                    if not PLAN_NAME_RE.match(name):
+                    if not PLAN_NAME_RE.fullmatch(name):
                         raise ConfigError(f"plans.{name}: plan names are lowercase letters, digits, - and _")
                     base = BUILTIN_PLANS.get(name, Plan(name=name))
                     plans[name] = _build_plan(name, raw, base)

@@ -349,7 +349,7 @@ async def upload_url(request: Request):
     })
 
 
-@signed_bp.put("/u/<artifact_id:str>", stream=True)
+@signed_bp.put("/u/<artifact_id:str>", unquote=True, stream=True)
 async def put_upload(request: Request, artifact_id: str):
     return await refuse_after_draining(request, _put_upload, artifact_id)
 
@@ -394,7 +394,7 @@ async def _put_upload(request: Request, artifact_id: str):
     )
 
 
-@bp.post("/artifacts/<artifact_id:str>/complete")
+@bp.post("/artifacts/<artifact_id:str>/complete", unquote=True)
 async def complete(request: Request, artifact_id: str):
     box = box_of(request)
     return ok(await presigned.complete_upload(box, principal_of(request), artifact_id))

@@ -20,7 +20,7 @@ DEFAULT_TENANT = "default"
 
 
 def _check_tenant_name(name: str) -> None:
-    if not TENANT_NAME_RE.match(name or ""):
+    if not TENANT_NAME_RE.fullmatch(name or ""):
         raise errors.InvalidRequest(
             f"Tenant name {name!r} is invalid: use 1-64 letters, digits, '.', '_' or '-', "
             "starting with a letter or digit."
