@@ -331,7 +331,8 @@ class Settings:
                                      "failed authentications allowed per client address ...",
                                      check=_at_least(1))
     failed_auth_window_seconds: int = setting(
-        "security", 60, parse_duration, "... per this window; then 429 until the window passes",
+        "security", 60, parse_duration,
+        "... per this sliding window; failures past it get 429 (a correct key always passes)",
         key="failed_auth_window")
     # [retention]
     deleted_retention_seconds: int = setting(
