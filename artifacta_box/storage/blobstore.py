@@ -39,6 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from artifacta_box.storage.reserve import DiskReserve
+
 CHUNK = 1024 * 1024  # staging buffer flushed to disk (and hashed) in 1 MiB slices
 INLINE_MAX = 256 * 1024  # bodies up to this size never touch a staging file
 _INLINE_HASH_MAX = 64 * 1024  # hashed on the event loop below this (~40 us), else in a thread
@@ -269,12 +271,16 @@ class LocalBlobStore:
         root: str | Path,
         min_free_bytes: int = 0,
         free_space_probe: Callable[[str], int] | None = None,
+        reserve: DiskReserve | None = None,
     ) -> None:
         self.root = Path(root)
         self.blob_root = self.root / "blobs"
         self.tmp_root = self.root / "tmp"
-        self.min_free_bytes = min_free_bytes
-        self._free_space_probe = free_space_probe or _statvfs_free
+        self.reserve = reserve or DiskReserve(self.root, min_free_bytes, free_space_probe)
+
+    @property
+    def min_free_bytes(self) -> int:
+        return self.reserve.min_free_bytes
 
     # ------------------------------------------------------------------ setup
 
@@ -372,7 +378,8 @@ class LocalBlobStore:
     # ------------------------------------------------------------------ space
 
     def free_bytes(self) -> int:
-        return self._free_space_probe(str(self.root))
+        """Free bytes on the data directory's disk (the reserve's cached probe)."""
+        return self.reserve.free_bytes()
 
     def check_space(self, incoming_bytes: int = 0) -> None:
         """Raise StorageFull when writing `incoming_bytes` would dip into the reserve."""
@@ -560,11 +567,6 @@ def _write_all(fd: int, data: bytes | bytearray) -> None:
     while view:
         n = os.write(fd, view)
         view = view[n:]
-
-
-def _statvfs_free(path: str) -> int:
-    st = os.statvfs(path)
-    return st.f_bavail * st.f_frsize
 
 
 def hash_file(path: str | Path, copy_to: BinaryIO | None = None) -> tuple[str, int]:

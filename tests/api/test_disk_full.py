@@ -94,8 +94,16 @@ def test_uploads_503_below_the_reserve_while_reads_deletes_and_gc_work_then_reco
     keep = upload(api, os.urandom(2 * MB), filename="keep.bin")
     doomed = upload(api, os.urandom(MB), filename="doomed.bin")
     rows_before = sql(srv, "SELECT COUNT(*) FROM artifacts")[0][0]
+    healthy = httpx.get(srv.url + "/health")
+    assert healthy.status_code == 200 and healthy.json()["status"] == "ok"
+    assert "reason" not in healthy.json()
 
     small_disk.fill_until_free(6 * MB)  # below the 8 MB reserve
+    # Alive (200, keep routing here) but not all there: the status says so, and why.
+    health = httpx.get(srv.url + "/health")
+    assert health.status_code == 200
+    assert health.json()["status"] == "degraded", health.json()
+    assert "reserve" in health.json()["reason"] and "8000000" in health.json()["reason"]
     tmp_dir = srv.data_dir / "tmp"
     full = [
         api.post("/v1/artifacts", files={"file": ("x.bin", b"x" * 1000, "application/octet-stream")}),
@@ -116,10 +124,11 @@ def test_uploads_503_below_the_reserve_while_reads_deletes_and_gc_work_then_reco
     assert len(api.get("/v1/artifacts").json()["artifacts"]) == 2
     assert api.delete(f"/v1/artifacts/{doomed['artifact_id']}").status_code == 200
     assert api.get("/v1/whoami").status_code == 200
-    assert httpx.get(srv.url + "/health").status_code == 200
+    assert httpx.get(srv.url + "/health").json()["status"] == "degraded"
     assert admin_json(srv, "gc")["dry_run"] is False
 
     small_disk.release()
+    assert httpx.get(srv.url + "/health").json()["status"] == "ok"
     content = os.urandom(MB)
     back = upload(api, content, filename="after.bin")
     assert download(api, back["artifact_id"]) == content

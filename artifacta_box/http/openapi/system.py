@@ -12,8 +12,14 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["status", "version"],
         "properties": {
-            "status": {"const": "ok"},
+            "status": {"enum": ["ok", "degraded"],
+                       "description": "`degraded`: alive and serving, but part of the API is "
+                                      "refused; `reason` says what and why."},
+            "reason": {"type": "string",
+                       "description": "Only when `status` is `degraded`, e.g. free disk space "
+                                      "below `storage.min_free_bytes` (uploads refused)."},
             "version": {"type": "string", "pattern": r"^[0-9]+\.[0-9]+\.[0-9]+"},
+            "sqlite_version": {"type": "string"},
         },
     },
 }
@@ -22,11 +28,14 @@ PATHS: dict[str, Any] = {
     "/health": {
         "get": op(
             "Liveness and readiness", "health",
-            {"200": json_ok("Health", "The database answers and storage is writable.",
+            {"200": json_ok("Health", "Alive: the database answers and storage is writable "
+                                      "(`status` says whether all of the API is served).",
                             rate_headers=False),
              **error_responses(auth=False)},
             tags=["system"], public=True,
-            description="No auth, no rate limit. 503 `unavailable` names what failed.",
+            description="No auth, no rate limit. 503 `unavailable` names what failed; 200 with "
+                        "`status: degraded` and a `reason` while the box serves only part of "
+                        "its API (below the free-space reserve: uploads refused).",
         ),
     },
     "/openapi.json": {
