@@ -362,6 +362,17 @@ class Settings:
     metrics_token: str | None = setting(
         "metrics", None, parse_optional_str,
         'when set, GET /metrics needs "Authorization: Bearer <token>"', key="token", secret=True)
+    metrics_gauge_interval_seconds: int = setting(
+        "metrics", 15, parse_duration,
+        "store gauges (artifacts by state, blobs, bytes) are recomputed in the background at "
+        "most this often; a scrape reads the last figures", key="gauge_interval",
+        check=_at_least(1, "s"))
+    metrics_scrape_rate: float = setting("metrics", 1.0, parse_float,
+                                         "scrapes per second the whole server answers ...",
+                                         key="scrape_rate", check=_positive)
+    metrics_scrape_burst: int = setting("metrics", 10, parse_int,
+                                        "... with bursts of this many; then 429 with Retry-After",
+                                        key="scrape_burst", check=_at_least(1))
     # [tenants]
     default_plan: str = setting("tenants", "selfhosted", parse_str,
                                 "plan of new tenants (including the bootstrap tenant 'default')")

@@ -51,6 +51,11 @@ def _settle(tokens: float, stamp: float, now: float, wall: float, rate: float, b
     return tokens, Decision(allowed, rate, int(tokens), reset_at, retry_after)
 
 
+# Bucket keys: a tenant's API bucket is its tenant id (>= 1); the other buckets take negative
+# keys so that one table (`SharedTokenBuckets` under --workers) holds them all.
+METRICS_BUCKET = -2  # every /metrics scrape of the server
+
+
 class TokenBuckets:
     """One bucket per key (tenant id). `rate` tokens/s refill a bucket of `burst`."""
 

@@ -52,10 +52,13 @@ PATHS: dict[str, Any] = {
             "Prometheus metrics", "metrics",
             {"200": {"description": "Prometheus text exposition format.",
                      "content": {"text/plain": {"schema": {"type": "string"}}}},
-             **error_responses("unauthorized", auth=False)},
+             **error_responses("unauthorized", "rate_limited", auth=False)},
             tags=["system"], public=True,
             description="Open, unless `[metrics] token` is set: then it needs "
-                        "`Authorization: Bearer <token>` (401 otherwise).",
+                        "`Authorization: Bearer <token>` (401 otherwise). Store gauges are "
+                        "recomputed in the background at most every `metrics.gauge_interval`; "
+                        "scrapes past `metrics.scrape_rate` (whole server) get 429 with "
+                        "Retry-After.",
         ),
     },
 }
