@@ -208,6 +208,10 @@ class Plan:
     presigned_uploads: bool = plan_field(True, parse_bool, "whether upload-url is available")
     rate_sustained: float = plan_field(100.0, parse_float, "rate limit: tokens per second")
     rate_burst: int = plan_field(200, parse_int, "rate limit: bucket size")
+    anonymous_rate_sustained: float = plan_field(
+        100.0, parse_float, "anonymous byte routes (/d/, /l/): tokens per second, a bucket of "
+        "the tenant's own apart from its API's")
+    anonymous_rate_burst: int = plan_field(200, parse_int, "anonymous byte routes: bucket size")
     max_multipart_bytes: int = plan_field(500 * 10**6, parse_size, "largest multipart upload",
                                           key="max_multipart_size")
     max_json_bytes: int = plan_field(10 * 10**6, parse_size,

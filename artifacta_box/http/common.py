@@ -163,15 +163,17 @@ async def authenticate_request(request: Request) -> None:
     box.meter.count_request(principal.tenant_id, principal.key_id, iso(box.clock.now()))
 
 
-def charge_rate(request: Request, tenant_id: int, sustained: float, burst: int) -> None:
-    """Take one token from the tenant's bucket; sets the X-RateLimit-* headers; 429 when empty."""
+def charge_rate(request: Request, bucket: int, sustained: float, burst: int,
+                what: str = "Rate") -> None:
+    """Take one token from `bucket` (a tenant id, or a key from security.ratelimit); sets the
+    X-RateLimit-* headers; 429 when empty."""
     box = box_of(request)
-    decision = box.rate.take(tenant_id, sustained, burst)
+    decision = box.rate.take(bucket, sustained, burst)
     request.ctx.rate_headers = decision.headers()
     if not decision.allowed:
         request.app.ctx.metrics.rate_limited += 1
         raise errors.RateLimited(
-            f"Rate limit of {decision.headers()['X-RateLimit-Limit']} requests/s exceeded; "
+            f"{what} limit of {decision.headers()['X-RateLimit-Limit']} requests/s exceeded; "
             f"retry in {decision.retry_after}s.",
             headers={"Retry-After": str(decision.retry_after)},
             extra={"retry_after_seconds": decision.retry_after, "retry_after": decision.retry_after},

@@ -56,6 +56,12 @@ def _settle(tokens: float, stamp: float, now: float, wall: float, rate: float, b
 METRICS_BUCKET = -2  # every /metrics scrape of the server
 
 
+def anonymous_bucket(tenant_id: int) -> int:
+    """The bucket of a tenant's anonymous byte routes (/d/, /l/), apart from its API bucket, so
+    a leaked link drains this one and the tenant's own API calls keep answering."""
+    return -3 - int(tenant_id)
+
+
 class TokenBuckets:
     """One bucket per key (tenant id). `rate` tokens/s refill a bucket of `burst`."""
 
