@@ -19,6 +19,7 @@ from artifacta_box.clock import Clock
 from artifacta_box.config import Settings
 from artifacta_box.datadir import (
     DB_FILE,
+    KEYS_GENERATION_FILE,
     RATE_FILE,
     ensure_blob_layout,
     free_space_probe_from_env,
@@ -26,6 +27,7 @@ from artifacta_box.datadir import (
     prepare_data_dir,
 )
 from artifacta_box.db import Database
+from artifacta_box.security.keycache import KeyCache, SharedGeneration
 from artifacta_box.security.ratelimit import FailedAuthLimiter, SharedTokenBuckets, TokenBuckets
 from artifacta_box.security.signing import CursorCodec, UrlSigner
 from artifacta_box.services.metering import UsageMeter
@@ -57,6 +59,9 @@ class Box:
             settings.failed_auth_limit, settings.failed_auth_window_seconds
         )
         self.meter = UsageMeter()
+        # key lookups, shared-generation checked (services.tenants.authenticate)
+        self.keys = KeyCache(SharedGeneration(self.root / KEYS_GENERATION_FILE))
+        self.keys.generation()  # the file exists from the start, not from the first request
         self.shutting_down = False
         self._tasks: list[asyncio.Task] = []
 
@@ -95,6 +100,7 @@ class Box:
             log.exception("could not flush request counters at shutdown")
         if isinstance(self.rate, SharedTokenBuckets):
             self.rate.close()
+        self.keys.close()
         await self.db.close()
 
     def month(self) -> str:

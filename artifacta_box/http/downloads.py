@@ -43,7 +43,7 @@ async def batch_download_urls(request: Request):
 async def signed_download(request: Request, artifact_id: str):
     args = request.get_args(keep_blank_values=True)
     return await serve_grant(request, downloads.authorize_signed(
-        box_of(request), request.method, artifact_id, args.get("e"), args.get("s")))
+        box_of(request), request.method, artifact_id, args.get("e"), args.get("s"), args.get("k")))
 
 
 @bp.options("/d/<artifact_id:str>", unquote=True)

@@ -38,7 +38,7 @@ from artifacta_box.http.multipart import (
     boundary_from_content_type,
 )
 from artifacta_box.http.sanic_seams import body_bytes_declared_left, body_started
-from artifacta_box.services import presigned, validation
+from artifacta_box.services import presigned, tenants, validation
 from artifacta_box.services.uploads import (
     ArtifactSpec,
     check_fields,
@@ -332,9 +332,11 @@ async def upload_url(request: Request):
     spec = spec_from_fields(plan, body)
     reservation = await presigned.reserve_upload(box, principal, spec, size)
     record = reservation.record
+    # Bound to the minting key too: the URL dies with it (services.downloads.require_live_key).
     signature = box.signer.sign("PUT", record["artifact_id"], principal.tenant_id,
-                                reservation.expires, extra=str(size))
-    url = absolute_url(request, f"/u/{record['artifact_id']}?e={reservation.expires}&s={signature}")
+                                reservation.expires, extra=f"{size}|{principal.key_id}")
+    url = absolute_url(request, f"/u/{record['artifact_id']}?e={reservation.expires}"
+                                f"&k={principal.key_id}&s={signature}")
     return ok({
         "artifact_id": record["artifact_id"],
         "status": "pending",
@@ -361,8 +363,12 @@ async def _put_upload(request: Request, artifact_id: str):
         raise errors.InvalidSignature(
             "The upload URL is invalid: it was altered or its reservation no longer exists."
         )
+    key_id = request.args.get("k")  # absent from URLs minted before keys were bound
+    extra = str(target.size_bytes) if key_id is None else f"{target.size_bytes}|{key_id}"
     box.signer.verify("PUT", artifact_id, target.tenant_id, request.args.get("e"),
-                      request.args.get("s"), now=box.clock.time(), extra=str(target.size_bytes))
+                      request.args.get("s"), now=box.clock.time(), extra=extra)
+    if key_id is not None:
+        await tenants.require_live_key(box, key_id, target.tenant_id)
     plan = box.settings.plan(target.plan_name)
     charge_rate(request, target.tenant_id, plan.rate_sustained, plan.rate_burst)
     presigned.check_accepts_bytes(target.state, artifact_id, tenant_suspended=target.tenant_suspended)

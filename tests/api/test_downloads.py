@@ -94,7 +94,7 @@ def test_download_url_is_absolute_signed_and_describes_the_artifact(shared_serve
     url = body["download_url"]
     assert url.startswith(shared_server.url + f"/d/{small['artifact_id']}?")
     query = parse_qs(urlsplit(url).query)
-    assert set(query) == {"e", "s"}
+    assert set(query) == {"e", "k", "s"}  # k: the minting key (the URL dies with it)
     assert time.time() + 3500 < int(query["e"][0]) <= time.time() + 3601
 
 
