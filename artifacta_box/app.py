@@ -34,7 +34,7 @@ from artifacta_box.http.common import authenticate_request
 from artifacta_box.http.errors import EnvelopeErrorHandler
 from artifacta_box.http.sanic_seams import body_bytes_received, speed_up_header_sanitiser
 from artifacta_box.ids import new_request_id
-from artifacta_box.jobs import lifecycle_loop
+from artifacta_box.jobs import ballast_loop, lifecycle_loop
 from artifacta_box.metrics import UNMATCHED_ROUTE, Metrics, MetricsShare
 from artifacta_box.services.stats import StoreGauges
 
@@ -83,6 +83,8 @@ def create_app(settings: Settings, clock: Clock | None = None, name: str = "arti
         app.ctx.store_gauges.start()
         box.start_background(box.meter_loop())
         box.start_background(lifecycle_loop(box, app.ctx.metrics.observe_gc))
+        await asyncio.to_thread(box.blobs.reserve.ensure_ballast)  # before the first request
+        box.start_background(ballast_loop(box))
         if app.ctx.metrics_share is not None:
             box.start_background(_publish_metrics(app.ctx.metrics, app.ctx.metrics_share))
 

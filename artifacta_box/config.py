@@ -320,6 +320,10 @@ class Settings:
                             "database, blobs, secret; relative to the config file when set there")
     min_free_bytes: int = setting("storage", 100 * 10**6, parse_size,
                                   "uploads answer 503 when free disk space would drop below this")
+    ballast_bytes: int = setting(
+        "storage", 8 * 1024 * 1024, parse_size,
+        "preallocated file in the data directory, released when the disk is full so deletes "
+        "and gc can still write; 0 = none")
     # [security]
     secret_key: str | None = setting(
         "security", None, parse_optional_str,

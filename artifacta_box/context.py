@@ -46,7 +46,9 @@ class Box:
         self.root = settings.data_path
         self.db = db
         self.blobs = LocalBlobStore(self.root, min_free_bytes=settings.min_free_bytes,
-                                    free_space_probe=free_space_probe_from_env())
+                                    free_space_probe=free_space_probe_from_env(),
+                                    ballast_bytes=settings.ballast_bytes)
+        db.space_guard = self.blobs.reserve  # releases the ballast when the disk is full
         self.secret = secret
         self.signer = UrlSigner(secret)
         self.cursors = CursorCodec(secret)

@@ -10,6 +10,7 @@ Everything the box stores is under `storage.data_dir`:
     ratelimit.table               `serve --workers N` token buckets  RATE_FILE
     metrics.d/                    `serve --workers N` counters       METRICS_DIR
     keys.generation               bumped on revoke/suspend/plan      KEYS_GENERATION_FILE
+    reserve.ballast               free-space ballast (serve)         storage.reserve.BALLAST_FILE
                                   (every process's key cache)
 
 `prepare_data_dir` opens it (and creates it for `serve`), `load_secret` reads or creates the

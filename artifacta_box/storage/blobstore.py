@@ -135,9 +135,12 @@ class StagingFile:
     byte is hashed once and written once; the whole body is never in memory.
     """
 
-    def __init__(self, path: str, limit: int) -> None:
+    def __init__(self, path: str, limit: int, reserve: DiskReserve | None = None) -> None:
         self.path = path
         self.limit = limit
+        # The free-space reserve holds while bytes stream: each slice is refused (StorageFull)
+        # before it is written if writing it would dip into the reserve.
+        self._reserve = reserve
         self.size = 0
         self._hash = hashlib.sha256()
         self._buf = bytearray()
@@ -163,8 +166,24 @@ class StagingFile:
             while view:
                 n = os.write(fd, view)
                 view = view[n:]
+                if self._reserve is not None:
+                    self._reserve.note_written(n)
         except OSError as exc:
             raise _classify_oserror(exc) from exc
+
+    def _keep_reserve(self, incoming: int) -> None:
+        """StorageFull if writing `incoming` more bytes would dip into the reserve."""
+        if self._reserve is None or not incoming:
+            return
+        try:
+            short = self._reserve.shortfall(incoming)
+        except OSError as exc:
+            raise _classify_oserror(exc) from exc
+        if short:
+            raise StorageFull(
+                f"not enough free disk space to go on with this upload after {self.size - incoming} "
+                f"bytes ({self._reserve.min_free_bytes} bytes are kept in reserve)"
+            )
 
     async def _wait_pending(self) -> None:
         if self._pending is not None:
@@ -184,6 +203,11 @@ class StagingFile:
             # Hand the buffer itself to the worker (no copy); a fresh one takes the next bytes.
             data, self._buf = self._buf, bytearray()
             await self._wait_pending()
+            try:
+                self._keep_reserve(len(data))
+            except StorageFull:
+                await self.abort()
+                raise
             loop = asyncio.get_running_loop()
             self._pending = loop.run_in_executor(None, self._flush_sync, data)
             # Surface errors (disk full) promptly rather than at finish().
@@ -223,6 +247,7 @@ class StagingFile:
             await self._wait_pending()
             data, self._buf = self._buf, bytearray()
             self._closed = True
+            self._keep_reserve(len(data))
             work = loop.run_in_executor(None, self._finish_sync, data)
             await work
         except BaseException:
@@ -263,6 +288,8 @@ class StagingFile:
         self._buf = bytearray()
         # Unlinking a large file takes a while: keep it off the event loop.
         await asyncio.get_running_loop().run_in_executor(None, self._unlink)
+        if self._reserve is not None:
+            self._reserve.note_freed()
 
 
 class LocalBlobStore:
@@ -272,11 +299,13 @@ class LocalBlobStore:
         min_free_bytes: int = 0,
         free_space_probe: Callable[[str], int] | None = None,
         reserve: DiskReserve | None = None,
+        ballast_bytes: int = 0,
     ) -> None:
         self.root = Path(root)
         self.blob_root = self.root / "blobs"
         self.tmp_root = self.root / "tmp"
-        self.reserve = reserve or DiskReserve(self.root, min_free_bytes, free_space_probe)
+        self.reserve = reserve or DiskReserve(self.root, min_free_bytes, free_space_probe,
+                                              ballast_bytes=ballast_bytes)
 
     @property
     def min_free_bytes(self) -> int:
@@ -398,7 +427,7 @@ class LocalBlobStore:
     def staging(self, limit: int) -> StagingFile:
         """A new staging file that refuses more than `limit` bytes."""
         name = f"{int(time.time())}-{secrets.token_hex(8)}.part"
-        return StagingFile(str(self.tmp_root / name), limit)
+        return StagingFile(str(self.tmp_root / name), limit, self.reserve)
 
     def path(self, tenant_id: int, sha256: str) -> Path:
         if not is_sha256(sha256):
