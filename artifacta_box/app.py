@@ -83,7 +83,7 @@ def create_app(settings: Settings, clock: Clock | None = None, name: str = "arti
         app.ctx.store_gauges.start()
         box.start_background(box.meter_loop())
         box.start_background(lifecycle_loop(box, app.ctx.metrics.observe_gc))
-        await asyncio.to_thread(box.blobs.reserve.ensure_ballast)  # before the first request
+        await asyncio.to_thread(box.reserve.ensure_ballast)  # before the first request
         box.start_background(ballast_loop(box))
         if app.ctx.metrics_share is not None:
             box.start_background(_publish_metrics(app.ctx.metrics, app.ctx.metrics_share))

@@ -31,7 +31,8 @@ from artifacta_box.security.keycache import KeyCache, SharedGeneration
 from artifacta_box.security.ratelimit import FailedAuthLimiter, SharedTokenBuckets, TokenBuckets
 from artifacta_box.security.signing import CursorCodec, UrlSigner
 from artifacta_box.services.metering import UsageMeter
-from artifacta_box.storage import LocalBlobStore
+from artifacta_box.storage import BlobStores, LocalBlobStore
+from artifacta_box.storage.reserve import DiskReserve
 
 log = logging.getLogger("artifacta_box")
 
@@ -45,10 +46,13 @@ class Box:
         self.clock = clock
         self.root = settings.data_path
         self.db = db
-        self.blobs = LocalBlobStore(self.root, min_free_bytes=settings.min_free_bytes,
-                                    free_space_probe=free_space_probe_from_env(),
-                                    ballast_bytes=settings.ballast_bytes)
-        db.space_guard = self.blobs.reserve  # releases the ballast when the disk is full
+        # The free-space reserve of the data directory (uploads, /health, /metrics, and the
+        # ballast the database writer releases when the disk is full): storage/reserve.py.
+        self.reserve = DiskReserve(self.root, settings.min_free_bytes, free_space_probe_from_env(),
+                                   ballast_bytes=settings.ballast_bytes)
+        db.space_guard = self.reserve
+        # Every row is served by the store its location names (storage/blobs.py).
+        self.blobs = BlobStores(LocalBlobStore(self.root, reserve=self.reserve))
         self.secret = secret
         self.signer = UrlSigner(secret)
         self.cursors = CursorCodec(secret)
@@ -103,6 +107,7 @@ class Box:
         if isinstance(self.rate, SharedTokenBuckets):
             self.rate.close()
         self.keys.close()
+        await self.blobs.aclose()  # an S3 client's threads and sockets end before the loop
         await self.db.close()
 
     def month(self) -> str:

@@ -59,7 +59,7 @@ BALLAST_CHECK_SECONDS = 5.0
 async def ballast_loop(box: Box, interval: float = BALLAST_CHECK_SECONDS) -> None:
     """Keep the free-space ballast in place (storage.reserve): made at start-up, put back within
     `interval` once space returns after it was released."""
-    reserve = box.blobs.reserve
+    reserve = box.reserve
     while True:
         try:
             await asyncio.to_thread(reserve.ensure_ballast)

@@ -28,7 +28,8 @@ async def serve_grant(request: Request, authorize: Awaitable[Grant]):
         charge_rate(request, anonymous_bucket(grant.tenant_id), grant.plan.anonymous_rate_sustained,
                     grant.plan.anonymous_rate_burst, what="Anonymous download rate")
         rep = downloads.open_grant(box, grant)
-        return await byteserve.serve(request, rep, cors, use_sendfile=box.settings.sendfile)
+        return await byteserve.serve(request, rep, box.blobs, cors,
+                                     use_sendfile=box.settings.sendfile)
     except errors.ApiError as exc:
         exc.headers.update(cors)
         raise

@@ -56,7 +56,7 @@ async def metrics(request: Request):
             extra={"retry_after_seconds": decision.retry_after, "retry_after": decision.retry_after},
         )
     store = dict(await request.app.ctx.store_gauges.read())
-    reserve = box.blobs.reserve
+    reserve = box.reserve
     try:
         store["disk_free_bytes"] = reserve.free_bytes()
     except OSError:
