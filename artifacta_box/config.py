@@ -309,6 +309,11 @@ class Settings:
     response_timeout: float = setting("server", 3600.0, parse_float,
                                       "seconds a request may take end to end (large uploads!)",
                                       check=_positive)
+    body_idle_timeout: float = setting(
+        "server", 30.0, parse_float,
+        "an upload body that makes no progress for this many seconds is cut off with 408 and "
+        "leaves nothing (a stalled client, or one upload URL used to pin the server's memory)",
+        check=_positive)
     keep_alive_timeout: float = setting("server", 15.0, parse_float,
                                         "seconds an idle keep-alive connection stays open",
                                         check=_positive)

@@ -73,12 +73,24 @@ ACCEPTED_ENCODINGS = (
 
 
 async def body_chunks(request: Request) -> AsyncIterator[bytes]:
-    """The request body as it arrives (Content-Length or chunked)."""
+    """The request body as it arrives (Content-Length or chunked). A body that makes no
+    progress for `server.body_idle_timeout` is cut off with 408 (the handler's cleanup drops
+    what it staged): a stalled client must not hold a staging file and its buffers until
+    `response_timeout`, and a presigned PUT needs no key, so one URL could otherwise open any
+    number of them."""
     stream = request.stream
     if stream is None:
         return
+    idle = box_of(request).settings.body_idle_timeout
     while True:
-        chunk = await stream.read()
+        try:
+            chunk = await asyncio.wait_for(stream.read(), idle)
+        except TimeoutError:
+            request.ctx.body_stalled = True  # nothing to drain: answer at once
+            raise errors.RequestTimeout(
+                f"The request body made no progress for {idle:g}s (server.body_idle_timeout); "
+                "nothing was stored. Retry the upload."
+            ) from None
         if chunk is None:
             return
         if chunk:
@@ -107,7 +119,7 @@ DRAIN_IDLE_SECONDS = 0.5
 
 
 async def drain_unread_body(request: Request) -> None:
-    if not body_started(request):
+    if not body_started(request) or getattr(request.ctx, "body_stalled", False):
         # Refused before reading any of the body (declared too large, sealed session, bad
         # fields): answer at once; reading now would send `100 Continue` and invite the body.
         return
