@@ -314,6 +314,13 @@ class Settings:
         "an upload body that makes no progress for this many seconds is cut off with 408 and "
         "leaves nothing (a stalled client, or one upload URL used to pin the server's memory)",
         check=_positive)
+    upload_memory_bytes: int = setting(
+        "server", 256 * 10**6, parse_size,
+        "memory in-flight upload bodies may hold in one server process; past it new uploads get "
+        "503 with Retry-After", key="upload_memory")
+    upload_memory_per_tenant_bytes: int = setting(
+        "server", 64 * 10**6, parse_size, "... of which one tenant may hold at most this",
+        key="upload_memory_per_tenant")
     keep_alive_timeout: float = setting("server", 15.0, parse_float,
                                         "seconds an idle keep-alive connection stays open",
                                         check=_positive)

@@ -28,7 +28,12 @@ from artifacta_box.datadir import (
 )
 from artifacta_box.db import Database
 from artifacta_box.security.keycache import KeyCache, SharedGeneration
-from artifacta_box.security.ratelimit import FailedAuthLimiter, SharedTokenBuckets, TokenBuckets
+from artifacta_box.security.ratelimit import (
+    FailedAuthLimiter,
+    MemoryBudget,
+    SharedTokenBuckets,
+    TokenBuckets,
+)
 from artifacta_box.security.signing import CursorCodec, UrlSigner
 from artifacta_box.services.metering import UsageMeter
 from artifacta_box.storage import BlobStores, LocalBlobStore
@@ -65,6 +70,9 @@ class Box:
             settings.failed_auth_limit, settings.failed_auth_window_seconds
         )
         self.meter = UsageMeter()
+        # memory held by in-flight upload bodies (http/uploads.py holds and releases it)
+        self.upload_memory = MemoryBudget(settings.upload_memory_bytes,
+                                          settings.upload_memory_per_tenant_bytes)
         # key lookups, shared-generation checked (services.tenants.authenticate)
         self.keys = KeyCache(SharedGeneration(self.root / KEYS_GENERATION_FILE))
         self.keys.generation()  # the file exists from the start, not from the first request

@@ -251,6 +251,14 @@ def _store_families(store: Mapping[str, object]) -> Iterable[tuple[str, str, str
     yield ("artifacta_box_store_gauges_timestamp_seconds", "gauge",
            "When the store gauges above were computed (metrics.gauge_interval).",
            [({}, store["computed_at"])] if "computed_at" in store else [])
+    yield ("artifacta_box_upload_memory_bytes", "gauge",
+           "Memory held by in-flight upload bodies in the process that answered (its budget: "
+           "server.upload_memory).",
+           [({}, store["upload_memory_bytes"])] if "upload_memory_bytes" in store else [])
+    yield ("artifacta_box_upload_memory_limit_bytes", "gauge",
+           "server.upload_memory: past it new uploads get 503 with Retry-After.",
+           [({}, store["upload_memory_limit_bytes"])] if "upload_memory_limit_bytes" in store
+           else [])
     yield ("artifacta_box_disk_free_bytes", "gauge",
            "Free bytes on the disk holding the data directory (as uploads see it).",
            [({}, store["disk_free_bytes"])] if "disk_free_bytes" in store else [])

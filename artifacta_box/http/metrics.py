@@ -62,6 +62,8 @@ async def metrics(request: Request):
     except OSError:
         pass  # the gauge is left out; /health says why
     store["disk_reserve_bytes"] = reserve.min_free_bytes
+    store["upload_memory_bytes"] = box.upload_memory.used
+    store["upload_memory_limit_bytes"] = box.upload_memory.limit
     mine = metrics_of(request)
     share = request.app.ctx.metrics_share
     if share is not None:  # several workers: the whole server's counters

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import binascii
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sanic import Blueprint, Request
@@ -37,7 +38,11 @@ from artifacta_box.http.multipart import (
     PartData,
     boundary_from_content_type,
 )
-from artifacta_box.http.sanic_seams import body_bytes_declared_left, body_started
+from artifacta_box.http.sanic_seams import (
+    abandon_request_body,
+    body_bytes_declared_left,
+    body_started,
+)
 from artifacta_box.services import presigned, tenants, validation
 from artifacta_box.services.uploads import (
     ArtifactSpec,
@@ -119,12 +124,18 @@ DRAIN_IDLE_SECONDS = 0.5
 
 
 async def drain_unread_body(request: Request) -> None:
+    """Read what is left of a refused upload's body, within bounds; past them (or when none
+    of it was read yet) the answer goes out with `Connection: close` instead, so no refused
+    or stalled client keeps a connection and its buffers."""
     if not body_started(request) or getattr(request.ctx, "body_stalled", False):
         # Refused before reading any of the body (declared too large, sealed session, bad
-        # fields): answer at once; reading now would send `100 Continue` and invite the body.
+        # fields, no memory for it) or stalled: answer at once and close; reading now would
+        # send `100 Continue` and invite the body.
+        abandon_request_body(request)
         return
     left_declared = body_bytes_declared_left(request)
     if left_declared is not None and left_declared > DRAIN_MAX_BYTES:
+        abandon_request_body(request)
         return
     stream = request.stream
 
@@ -139,8 +150,8 @@ async def drain_unread_body(request: Request) -> None:
 
     try:
         await asyncio.wait_for(_drain(), DRAIN_MAX_SECONDS)
-    except Exception:  # noqa: BLE001 - timed out, over budget, malformed or gone: Sanic closes
-        pass
+    except Exception:  # noqa: BLE001 - timed out, over budget, malformed or gone: close
+        abandon_request_body(request)
 
 
 async def refuse_after_draining(request: Request, handler, *args: Any) -> Any:
@@ -157,6 +168,35 @@ async def abort_writer(writer: BlobWriter | None) -> None:
     cleanup."""
     if writer is not None:
         await asyncio.shield(writer.abort())
+
+
+# What one streamed upload body holds in memory at most: the staging slice being filled and the
+# one being written (1 MiB each) and the protocol's and multipart reader's buffers.
+STREAMED_BODY_MEMORY = 2 * 1024 * 1024
+BODY_MEMORY_RETRY_AFTER = 1
+
+
+@contextmanager
+def holding_body_memory(box: Box, tenant_id: int, nbytes: int) -> Iterator[None]:
+    """Hold `nbytes` of the in-flight upload budget (server.upload_memory) while the body is
+    read; 503 `unavailable` with Retry-After when the server's or the tenant's share is full."""
+    refused = box.upload_memory.try_hold(tenant_id, nbytes)
+    if refused is not None:
+        which = ("the server's (server.upload_memory)" if refused == "server"
+                 else "this tenant's share (server.upload_memory_per_tenant)")
+        raise errors.Unavailable(
+            f"Too many uploads in progress: the memory for upload bodies in flight, "
+            f"{which}, is taken; retry in {BODY_MEMORY_RETRY_AFTER}s.",
+            headers={"Retry-After": str(BODY_MEMORY_RETRY_AFTER)},
+        )
+    try:
+        yield
+    finally:
+        box.upload_memory.release(tenant_id, nbytes)
+
+
+def streamed_body_memory(declared: int | None) -> int:
+    return STREAMED_BODY_MEMORY if declared is None else min(declared, STREAMED_BODY_MEMORY)
 
 
 def _mb(n: int) -> str:
@@ -216,21 +256,22 @@ async def receive_multipart(
     staging: BlobWriter | None = None
     received = 0
     try:
-        async for chunk in body_chunks(request):
-            received += len(chunk)
-            if received > body_cap:
-                raise too_large(limit, "The upload", hint)
-            for event in reader.feed(chunk):
-                if type(event) is PartData:
-                    await staging.write(event.data)  # type: ignore[union-attr]
-                else:  # PartStart of the file: what arrived so far must already be valid
-                    check_fields(plan, reader.fields)
-                    await check_session_open(box, principal.tenant_id,
-                                             reader.fields.get("session_id") or None)
-                    staging = box.blobs.writer(principal.tenant_id, limit)
-        reader.close()
-        assert staging is not None  # close() raises without a file part
-        staged = await staging.finish()
+        with holding_body_memory(box, principal.tenant_id, streamed_body_memory(declared)):
+            async for chunk in body_chunks(request):
+                received += len(chunk)
+                if received > body_cap:
+                    raise too_large(limit, "The upload", hint)
+                for event in reader.feed(chunk):
+                    if type(event) is PartData:
+                        await staging.write(event.data)  # type: ignore[union-attr]
+                    else:  # PartStart of the file: what arrived so far must already be valid
+                        check_fields(plan, reader.fields)
+                        await check_session_open(box, principal.tenant_id,
+                                                 reader.fields.get("session_id") or None)
+                        staging = box.blobs.writer(principal.tenant_id, limit)
+            reader.close()
+            assert staging is not None  # close() raises without a file part
+            staged = await staging.finish()
     except BaseException as exc:
         await abort_writer(staging)
         if isinstance(exc, LimitExceeded):
@@ -269,13 +310,17 @@ async def receive_json(request: Request, box: Box, principal: Principal
     declared = declared_length(request)
     if declared is not None and declared > max_body:
         raise too_large(cap, f"The JSON upload ({declared:,} bytes declared)", hint)
-    raw = bytearray()
-    async for chunk in body_chunks(request):
-        if len(raw) + len(chunk) > max_body:
-            raise too_large(cap, "The JSON upload", hint)
-        raw += chunk
-    body = parse_json_object(raw)  # type: ignore[arg-type]  # bytearray: no extra copy
-    del raw
+    # The JSON body is read whole before it is parsed: it holds its size in memory (declared,
+    # or the most it may be), against the in-flight budget.
+    with holding_body_memory(box, principal.tenant_id,
+                             max_body if declared is None else min(declared, max_body)):
+        raw = bytearray()
+        async for chunk in body_chunks(request):
+            if len(raw) + len(chunk) > max_body:
+                raise too_large(cap, "The JSON upload", hint)
+            raw += chunk
+        body = parse_json_object(raw)  # type: ignore[arg-type]  # bytearray: no extra copy
+        del raw
     encoding = body.get("content_encoding", "base64")
     if encoding != "base64":
         raise errors.InvalidRequest(
@@ -393,9 +438,10 @@ async def _put_upload(request: Request, artifact_id: str):
     box.blobs.check_space(size)
     staging = box.blobs.writer(target.tenant_id, size)
     try:
-        async for chunk in body_chunks(request):
-            await staging.write(chunk)
-        staged = await staging.finish()
+        with holding_body_memory(box, target.tenant_id, streamed_body_memory(size)):
+            async for chunk in body_chunks(request):
+                await staging.write(chunk)
+            staged = await staging.finish()
     except BaseException as exc:
         await abort_writer(staging)
         if isinstance(exc, LimitExceeded):

@@ -213,3 +213,39 @@ class FailedAuthLimiter:
             self._failures.move_to_end(address)
         stamps.append(self._clock())
         return over
+
+
+class MemoryBudget:
+    """Memory held by in-flight upload bodies, bounded globally and per tenant (one process).
+
+    Each upload holds what it may buffer at most (a streamed body: its staging slices and the
+    readers' buffers; a body that must be parsed whole: its size) from the moment its body
+    starts to be read until it is on disk. `hold` refuses a new upload when either bound would
+    be passed, so a crowd of slow or stalled uploads cannot take the server's memory, and one
+    tenant (or one leaked upload URL) cannot take all of the budget.
+    """
+
+    def __init__(self, limit: int, per_tenant: int) -> None:
+        self.limit = limit
+        self.per_tenant = per_tenant
+        self.used = 0
+        self._by_tenant: dict[int, int] = {}
+
+    def try_hold(self, tenant_id: int, nbytes: int) -> str | None:
+        """Take `nbytes` for `tenant_id`; None when taken, else which bound refused it."""
+        mine = self._by_tenant.get(tenant_id, 0)
+        if self.used + nbytes > self.limit:
+            return "server"
+        if mine + nbytes > self.per_tenant:
+            return "tenant"
+        self.used += nbytes
+        self._by_tenant[tenant_id] = mine + nbytes
+        return None
+
+    def release(self, tenant_id: int, nbytes: int) -> None:
+        self.used -= nbytes
+        left = self._by_tenant.get(tenant_id, 0) - nbytes
+        if left > 0:
+            self._by_tenant[tenant_id] = left
+        else:
+            self._by_tenant.pop(tenant_id, None)
