@@ -15,8 +15,8 @@ import uuid
 import httpx
 import pytest
 
-from tests.conftest import BoxServer
-from tests.ops_helpers import DAY, admin_json, download, iso_ago, sql, upload
+from tests.helpers import BoxServer, download, sql, upload
+from tests.ops_helpers import DAY, admin_json, iso_ago
 
 TOKEN = "metrics-secret-token-0123456789"
 CONFIG = f"""
@@ -178,6 +178,7 @@ def test_streamed_downloads_count_their_bytes_out(box):
     assert after - before == len(content)
 
 
+@pytest.mark.serial  # worker processes publishing once a second
 def test_with_several_workers_every_scrape_counts_the_whole_server(tmp_path):
     # Each worker process answers part of the requests and part of the scrapes; every scrape
     # must show the sum over all workers (not the counters of whichever worker answered).

@@ -5,7 +5,7 @@ import subprocess
 
 import httpx
 
-from tests.conftest import box_command, clean_env
+from tests.helpers import box_command, clean_env
 
 
 def whoami(srv, key):
@@ -46,8 +46,8 @@ def test_key_lifecycle_create_works_revoke_refused(server):
 
 
 def test_keys_are_isolated_by_tenant(server):
-    a = server.new_tenant("alpha")
-    b = server.new_tenant("beta")
+    a = server.new_tenant_with_cli("alpha")
+    b = server.new_tenant_with_cli("beta")
     assert whoami(server, a).json()["tenant_name"] == "alpha"
     assert whoami(server, b).json()["tenant_name"] == "beta"
 

@@ -12,8 +12,13 @@ import threading
 import time
 
 import httpx
+import pytest
 
-from tests.ops_helpers import download
+from tests.helpers import download
+
+# Timing- and load-sensitive (kill -9 in the middle of a load of concurrent uploads):
+# one at a time, on one xdist worker.
+pytestmark = pytest.mark.serial
 
 WRITERS = 6
 SLOW_CHUNK = 32 * 1024
