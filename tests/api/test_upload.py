@@ -5,7 +5,6 @@ no blob, no temp file and no usage change behind."""
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import os
 import threading
@@ -29,6 +28,7 @@ from tests.helpers import (
     assert_error,
     key_of,
     new_client,
+    sha,
     sql,
     temp_files,
     wait_for,
@@ -85,7 +85,7 @@ def test_multipart_upload_returns_201_with_the_record(c):
     assert rec["filename"] == "model.bin"
     assert rec["content_type"] == "application/x-model"
     assert rec["size_bytes"] == len(content)
-    assert rec["content_hash"] == hashlib.sha256(content).hexdigest()
+    assert rec["content_hash"] == sha(content)
     assert (rec["session_id"], rec["agent_id"]) == ("sess-1", "agent.7")
     assert rec["metadata"] == {"run": "42", "stage": "train"}
     assert rec["status"] == "active"
@@ -183,7 +183,7 @@ def test_json_base64_upload(c):
     })
     assert r.status_code == 201, r.text
     rec = r.json()
-    assert rec["content_hash"] == hashlib.sha256(content).hexdigest()
+    assert rec["content_hash"] == sha(content)
     assert rec["size_bytes"] == len(content)
     assert (rec["filename"], rec["session_id"], rec["metadata"]) == ("data.bin", "json-s", {"via": "json"})
     assert rec["content_type"] == "application/octet-stream"

@@ -11,7 +11,6 @@ left anywhere), the exit code 0 and the log free of tracebacks.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -29,7 +28,7 @@ import httpx
 import pytest
 
 from artifacta_box import __version__
-from tests.helpers import KEY_RE, BoxServer, artifacta_cli, box_command, clean_env
+from tests.helpers import KEY_RE, BoxServer, artifacta_cli, box_command, clean_env, sha
 
 # Timing- and load-sensitive (signals, restarts and worker processes against shutdown
 # deadlines): one at a time, on one xdist worker.
@@ -112,9 +111,9 @@ def test_official_cli_round_trip_survives_sigterm_and_restart(start_box, tmp_pat
                       "--meta", "stage=final")
     presigned = cli_json(srv, key, "push", str(tmp_path / "dataset.bin"), "--session", "smoke",
                          "--presigned")
-    assert pushed["content_hash"] == hashlib.sha256(small).hexdigest()
+    assert pushed["content_hash"] == sha(small)
     assert presigned["status"] == "active"
-    assert presigned["content_hash"] == hashlib.sha256(large).hexdigest()
+    assert presigned["content_hash"] == sha(large)
     ids = {pushed["artifact_id"], presigned["artifact_id"]}
 
     listed = cli_json(srv, key, "ls", "--session", "smoke")
@@ -230,7 +229,7 @@ def test_repeated_sigterm_and_ctrl_c_stop_once_and_let_the_upload_finish(start_b
     assert_stopped_cleanly(srv, tmpdir, code)
     response = result["response"]
     assert response.status_code == 201, response.text
-    assert response.json()["content_hash"] == hashlib.sha256(bytes(body)).hexdigest()
+    assert response.json()["content_hash"] == sha(bytes(body))
 
     conn = sqlite3.connect(srv.data_dir / "artifacta.db")
     try:

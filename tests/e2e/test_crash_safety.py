@@ -5,7 +5,6 @@ temporary leftovers, and `check` is clean."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import random
 import threading
@@ -14,7 +13,7 @@ import time
 import httpx
 import pytest
 
-from tests.helpers import download
+from tests.helpers import download, sha
 
 # Timing- and load-sensitive (kill -9 in the middle of a load of concurrent uploads):
 # one at a time, on one xdist worker.
@@ -135,6 +134,6 @@ def test_kill_9_during_concurrent_uploads_loses_nothing_acknowledged(make_server
         for art in listed:
             data = download(c, art["artifact_id"])
             assert len(data) == art["size_bytes"]
-            assert hashlib.sha256(data).hexdigest() == art["content_hash"]
+            assert sha(data) == art["content_hash"]
     res = srv.admin("check")
     assert res.returncode == 0, res.stdout
