@@ -31,13 +31,23 @@ LONGEST_GROUPS = (SERIAL_GROUP, "tests.fuzz.test_schemathesis")
 def pytest_cmdline_main(config: pytest.Config) -> None:
     """The default run is parallel: `-n auto --dist loadgroup` unless `-n` or `--dist` is given
     (`-n 0` runs in one process; so does `-p no:xdist`, which an addopts `-n` would break)."""
-    if not config.pluginmanager.hasplugin("xdist") or hasattr(config, "workerinput"):
+    if not config.pluginmanager.hasplugin("xdist"):
         return
     option = config.option
+    if hasattr(config, "workerinput"):
+        # A worker parses the command line again, without the defaults set here: it learns
+        # that it groups from the controller (pytest_configure_node).
+        option.loadgroup = option.loadgroup or config.workerinput.get("loadgroup", False)
+        return
     if option.numprocesses is None and option.dist == "no" and not option.usepdb:
         option.numprocesses = "auto"
         option.dist = "loadgroup"
         option.loadscopereorder = False  # keep the order pytest_collection_modifyitems makes
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node) -> None:  # noqa: ANN001 - an xdist WorkerController
+    node.workerinput["loadgroup"] = node.config.option.dist == "loadgroup"
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook turns the group into the node id
@@ -54,6 +64,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if hasattr(config, "workerinput"):  # every worker sorts alike, so collections still match
         items.sort(key=lambda item: LONGEST_GROUPS.index(groups[item])
                    if groups[item] in LONGEST_GROUPS else len(LONGEST_GROUPS))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node, ids: list[str]) -> None:  # noqa: ANN001
+    """Fail the run if the workers' node ids carry no group: the serial tests would run side by
+    side (pytest 9.2 broke this silently: pytest-dev/pytest-xdist#1386)."""
+    if node.config.option.dist == "loadgroup" and ids and "@" not in ids[0]:
+        pytest.exit("pytest-xdist did not group the tests (`--dist loadgroup`); install the test "
+                    "extra's pytest (pyproject.toml), or run with -n 0", returncode=4)
 
 
 @pytest.fixture
