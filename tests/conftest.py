@@ -14,6 +14,7 @@ and never beside each other.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,12 +26,25 @@ from tests.helpers import BoxServer
 SERIAL_GROUP = "serial"
 # The longest groups go first, so that no worker is left running one of them at the end.
 LONGEST_GROUPS = (SERIAL_GROUP, "tests.fuzz.test_schemathesis")
+SYSTEM_CERT_DIR = "/etc/ssl/certs"  # OpenSSL's hashed directory of the system's CA certificates
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Every httpx client (each `httpx.get`, each SDK client, each run of the official CLI) builds
+    # an SSL context; from a CA bundle file (SSL_CERT_FILE, or certifi's) that costs 50-90 ms of
+    # CPU, a few minutes over the suite. The same system certificates as a directory are read
+    # only when a TLS handshake needs one (1.6 ms): the trust is the same, the tests talk plain
+    # HTTP on loopback anyway. The subprocesses inherit it through clean_env.
+    if Path(SYSTEM_CERT_DIR).is_dir() and any(Path(SYSTEM_CERT_DIR).glob("*.0")):
+        os.environ.pop("SSL_CERT_FILE", None)
+        os.environ["SSL_CERT_DIR"] = SYSTEM_CERT_DIR
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_cmdline_main(config: pytest.Config) -> None:
-    """The default run is parallel: `-n auto --dist loadgroup` unless `-n` or `--dist` is given
-    (`-n 0` runs in one process; so does `-p no:xdist`, which an addopts `-n` would break)."""
+    """The default run is parallel: `-n auto --dist loadgroup`; `-n N` alone groups too, an
+    explicit `--dist` is kept. `-n 0` runs in one process; so does `-p no:xdist` (which an
+    addopts `-n` would break)."""
     if not config.pluginmanager.hasplugin("xdist"):
         return
     option = config.option
@@ -39,8 +53,9 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
         # that it groups from the controller (pytest_configure_node).
         option.loadgroup = option.loadgroup or config.workerinput.get("loadgroup", False)
         return
-    if option.numprocesses is None and option.dist == "no" and not option.usepdb:
-        option.numprocesses = "auto"
+    if option.dist == "no" and option.numprocesses != 0 and not option.usepdb:
+        if option.numprocesses is None:
+            option.numprocesses = "auto"
         option.dist = "loadgroup"
         option.loadscopereorder = False  # keep the order pytest_collection_modifyitems makes
 
