@@ -10,16 +10,25 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
 
 import click
 
-from artifacta_box import __version__, errors
-from artifacta_box.config import ConfigError, Settings, effective_config, load_settings
+from artifacta_box import __version__, errors, orphans
+from artifacta_box.config import (
+    SETTING_OF,
+    ConfigError,
+    Settings,
+    config_toml,
+    effective_config,
+    load_settings,
+    unknown_env_vars,
+)
 from artifacta_box.context import Box
-from artifacta_box.datadir import DataDirError
+from artifacta_box.datadir import TEST_FREE_BYTES_ENV, UMASK, DataDirError
 
 EXIT_ERROR = 1
 EXIT_CONFIG = 2
@@ -28,6 +37,12 @@ EXIT_CONFIG = 2
 def fail(message: str, code: int = EXIT_ERROR) -> None:
     click.echo(f"error: {message}", err=True)
     sys.exit(code)
+
+
+def flag_help(attr: str, text: str) -> str:
+    """A flag's help, ending with the default and the environment variable of its setting."""
+    spec = SETTING_OF[attr]
+    return f"{text} (default {spec.default}, or ${spec.env})."
 
 
 def settings_options(fn: Callable) -> Callable:
@@ -39,8 +54,8 @@ def settings_options(fn: Callable) -> Callable:
     )
     @click.option(
         "--data-dir", type=click.Path(file_okay=False),
-        help="Data directory: database, blobs, secret (default ./artifacta-data, "
-        "or $ARTIFACTA_BOX_STORAGE_DATA_DIR).",
+        help=flag_help("data_dir", "Data directory: database, blobs, secret")
+        + " Only serve and restore create one.",
     )
     @functools.wraps(fn)
     def wrapper(*args: Any, config_file: str | None, data_dir: str | None, **kwargs: Any) -> Any:
@@ -50,7 +65,14 @@ def settings_options(fn: Callable) -> Callable:
     return wrapper
 
 
+# ARTIFACTA_BOX_* names that are not settings but are expected: the test hook, and the database
+# path packaging/litestream.yml reads (the Litestream unit sets it for the server's process too).
+EXPECTED_ENV = (TEST_FREE_BYTES_ENV, "ARTIFACTA_BOX_DB")
+
+
 def load_cli_settings(config_file: str | None, overrides: dict[str, Any]) -> Settings:
+    for name in unknown_env_vars(dict(os.environ), also_known=EXPECTED_ENV):
+        click.echo(f"warning: ignoring environment variable {name}: no such setting", err=True)
     try:
         return load_settings(config_file, overrides)
     except ConfigError as exc:
@@ -59,20 +81,27 @@ def load_cli_settings(config_file: str | None, overrides: dict[str, Any]) -> Set
 
 
 def run_admin(settings: Settings, action: Callable[[Box], Any]) -> Any:
-    """Open the box on the data directory, run `action(box)`, close it; map errors to one line."""
+    """Open the box on the data directory, run `action(box)`, close it; map errors to one line.
+    On success, say on stderr which data directory it was (stdout stays the command's own)."""
 
     async def _run() -> Any:
         async with Box.opened(settings) as box:
             return await action(box)
 
     try:
-        return asyncio.run(_run())
+        result = asyncio.run(_run())
+        say_data_dir(settings)
+        return result
     except errors.ApiError as exc:
         fail(exc.message)
     except (DataDirError, ConfigError) as exc:
         fail(str(exc), EXIT_CONFIG)
     except OSError as exc:
         fail(f"{exc.strerror or exc}: {getattr(exc, 'filename', '') or ''}".rstrip(": "))
+
+
+def say_data_dir(settings: Settings) -> None:
+    click.echo(f"data directory: {settings.data_path}", err=True)
 
 
 def print_json(value: Any) -> None:
@@ -118,8 +147,13 @@ def main() -> None:
       artifacta whoami
 
     Settings come from flags > ARTIFACTA_BOX_<SECTION>_<KEY> environment variables >
-    the --config TOML file > built-in defaults (see config.example.toml).
+    the --config TOML file > built-in defaults (see config.example.toml). Only `serve` (and
+    `restore`, into a new directory) creates a data directory; every other command refuses a
+    directory that holds no box, and says on stderr which data directory it used. Everything
+    the box writes is readable by its own user only (umask 077).
     """
+    os.umask(UMASK)
+    orphans.die_with_bootloader()
 
 
 @main.command()
@@ -136,15 +170,24 @@ def version() -> None:
 
 
 @main.command()
-@click.option("--host", help="Address to listen on (default 127.0.0.1).")
-@click.option("--port", type=int, help="Port to listen on (default 8787).")
-@click.option("--public-url", help="Base of every URL the API returns, e.g. https://box.example.com.")
-@click.option("--workers", type=int, help="Worker processes (default 1).")
+@click.option("--host", help=flag_help("host", "Address to listen on")
+              + " 0.0.0.0 is every IPv4 address: then protect /metrics with [metrics] token.")
+@click.option("--port", type=int, help=flag_help("port", "Port to listen on"))
+@click.option("--public-url", help="Base of every URL the API returns, e.g. https://box.example.com "
+              f"(default: derived from each request, or ${SETTING_OF['public_url'].env}).")
+@click.option("--workers", type=int, help=flag_help("workers", "Worker processes"))
 @click.option("--no-bootstrap", is_flag=True, help="Do not create tenant 'default' and a key on a fresh box.")
 @settings_options
 def serve(settings: Settings, host: str | None, port: int | None, public_url: str | None,
           workers: int | None, no_bootstrap: bool) -> None:
-    """Run the API server (graceful on SIGTERM/SIGINT)."""
+    """Run the API server (graceful on SIGTERM/SIGINT).
+
+    Binds the port first: a port in use or an unknown host is one line and exit 2, before
+    anything is created. Then it creates the data directory if there is none, locks it (one
+    server per directory; with --workers N every worker holds the lock too, and workers stop
+    when their main process dies), makes its files private, bootstraps tenant 'default' on a
+    new box and prints the address it listens on.
+    """
     from artifacta_box import server
 
     try:
@@ -157,7 +200,7 @@ def serve(settings: Settings, host: str | None, port: int | None, public_url: st
         fail(str(exc), EXIT_CONFIG)
     try:
         sys.exit(server.serve(settings, bootstrap=not no_bootstrap))
-    except (DataDirError, ConfigError) as exc:
+    except (DataDirError, ConfigError, server.ListenError) as exc:
         fail(str(exc), EXIT_CONFIG)
 
 
@@ -171,7 +214,8 @@ def tenants() -> None:
 
 @tenants.command("create")
 @click.argument("name")
-@click.option("--plan", help="Plan name from the config (default: tenants.default_plan).")
+@click.option("--plan", help="Plan name from the config (default: tenants.default_plan; "
+              "an empty name is an error).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @settings_options
 def tenants_create(settings: Settings, name: str, plan: str | None, as_json: bool) -> None:
@@ -219,11 +263,13 @@ def tenants_set_plan(settings: Settings, name: str, plan: str) -> None:
 @click.argument("name")
 @settings_options
 def tenants_suspend(settings: Settings, name: str) -> None:
-    """Suspend tenant NAME: its keys are refused (401) until it is resumed."""
+    """Suspend tenant NAME: its keys are refused (401) until it is resumed. Suspending a
+    suspended tenant changes nothing (and writes no audit entry)."""
     from artifacta_box.services import tenants as svc
 
-    run_admin(settings, lambda box: svc.set_suspended(box, name, True))
-    click.echo(f"Tenant {name} is suspended.")
+    result = run_admin(settings, lambda box: svc.set_suspended(box, name, True))
+    click.echo(f"Tenant {name} is suspended." if result["changed"]
+               else f"Tenant {name} was already suspended; nothing changed.")
 
 
 @tenants.command("resume")
@@ -233,8 +279,9 @@ def tenants_resume(settings: Settings, name: str) -> None:
     """Resume a suspended tenant NAME."""
     from artifacta_box.services import tenants as svc
 
-    run_admin(settings, lambda box: svc.set_suspended(box, name, False))
-    click.echo(f"Tenant {name} is active again.")
+    result = run_admin(settings, lambda box: svc.set_suspended(box, name, False))
+    click.echo(f"Tenant {name} is active again." if result["changed"]
+               else f"Tenant {name} was not suspended; nothing changed.")
 
 
 # ============================================================================ keys
@@ -248,17 +295,28 @@ def keys() -> None:
 @keys.command("create")
 @click.option("--tenant", required=True, help="Tenant the key belongs to.")
 @click.option("--name", help="A label for the key (e.g. the agent or pipeline using it).")
+@click.option("--export", "as_export", is_flag=True,
+              help="Print `export ARTIFACTA_API_KEY=...` and `export ARTIFACTA_API_URL=...` lines "
+              "for a shell (the URL: server.public_url, else server.host and server.port).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @settings_options
-def keys_create(settings: Settings, tenant: str, name: str | None, as_json: bool) -> None:
-    """Create a key for TENANT. The full key is printed once and never stored."""
+def keys_create(settings: Settings, tenant: str, name: str | None, as_export: bool,
+                as_json: bool) -> None:
+    """Create a key for TENANT. The full key is printed once and never stored.
+
+    \b
+    Into the current shell:  eval "$(artifacta-box keys create --tenant T --export)"
+    """
+    from artifacta_box.client_env import api_url, export_lines
     from artifacta_box.services import tenants as svc
 
+    if as_export and as_json:
+        fail("--export and --json print the key differently; choose one", EXIT_CONFIG)
     result = run_admin(settings, lambda box: svc.create_key(box, tenant, name))
     if as_json:
         print_json(result)
         return
-    click.echo(result["key"])
+    click.echo(export_lines(result["key"], api_url(settings)) if as_export else result["key"])
     click.echo(
         f"Created key {result['key_id']} for tenant {tenant}. It is shown only now; store it safely.",
         err=True,
@@ -438,8 +496,9 @@ def backup(settings: Settings, dest: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @settings_options
 def restore(settings: Settings, src: str, force: bool, as_json: bool) -> None:
-    """Restore the backup in SRC into the data directory. Refuses a directory a server is
-    running on, and a non-empty one unless --force."""
+    """Restore the backup in SRC into the data directory (created if new). Refuses a
+    directory any process of a server still runs on, and one holding a box unless --force;
+    a restore that fails leaves the directory as it was (a new one is removed again)."""
     from pathlib import Path
 
     from artifacta_box.services import backup as svc
@@ -474,9 +533,14 @@ def audit(settings: Settings, tenant: str | None, action: str | None, since: str
     """Show the audit trail (newest first): key and tenant changes, deletes, seals, gc runs,
     repairs, backups and restores."""
     from artifacta_box.services.audit import query_audit
+    from artifacta_box.services.tenants import require_tenant
 
-    rows = run_admin(settings, lambda box: query_audit(box, tenant=tenant, action=action,
-                                                       since=since, limit=limit))
+    async def run(box: Box) -> list[dict[str, Any]]:
+        if tenant is not None:
+            await require_tenant(box, tenant)
+        return await query_audit(box, tenant=tenant, action=action, since=since, limit=limit)
+
+    rows = run_admin(settings, run)
     if as_json:
         print_json(rows)
         return
@@ -485,6 +549,63 @@ def audit(settings: Settings, tenant: str | None, action: str | None, since: str
          for r in rows],
         [("at", "AT"), ("actor", "ACTOR"), ("action", "ACTION"), ("tenant", "TENANT"),
          ("target", "TARGET"), ("details", "DETAILS")],
+    )
+
+
+# ============================================================================ artifacts
+
+
+@main.group()
+def artifacts() -> None:
+    """Recover deleted artifacts while retention.deleted (30 days) keeps their bytes."""
+
+
+@artifacts.command("list")
+@click.option("--deleted", is_flag=True,
+              help="Deleted artifacts that can still be restored (required: live artifacts are "
+              "listed through the API, e.g. `artifacta ls` with the tenant's key).")
+@click.option("--tenant", help="Only this tenant's artifacts.")
+@click.option("--limit", type=int, default=100, show_default=True, help="At most this many.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@settings_options
+def artifacts_list(settings: Settings, deleted: bool, tenant: str | None, limit: int,
+                   as_json: bool) -> None:
+    """List deleted artifacts, newest delete first, with the time gc may purge each."""
+    from artifacta_box.services.recovery import list_deleted
+
+    if not deleted:
+        fail("artifacts list shows deleted artifacts: pass --deleted (live artifacts are "
+             "listed through the API, e.g. `artifacta ls` with the tenant's key)", EXIT_CONFIG)
+    rows = run_admin(settings, lambda box: list_deleted(box, tenant=tenant, limit=limit))
+    if as_json:
+        print_json(rows)
+        return
+    print_table(rows, [("artifact_id", "ARTIFACT ID"), ("tenant", "TENANT"),
+                       ("filename", "FILENAME"), ("size_bytes", "BYTES"),
+                       ("deleted_at", "DELETED"), ("purge_after", "PURGED AFTER")])
+
+
+@artifacts.command("restore")
+@click.argument("artifact_id")
+@click.option("--ttl", help="A new lifetime from now (e.g. 7d, or never); needed when the "
+              "artifact's expiry passed while it was deleted.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@settings_options
+def artifacts_restore(settings: Settings, artifact_id: str, ttl: str | None, as_json: bool) -> None:
+    """Undelete ARTIFACT_ID within retention.deleted: same id, metadata, session and expiry;
+    its unexpired links work again. The tenant is charged for its bytes again (unless it holds
+    the same content in a live artifact) and refused if that exceeds its plan. Audited."""
+    from artifacta_box.services.recovery import restore_artifact
+
+    result = run_admin(settings, lambda box: restore_artifact(box, artifact_id, ttl=ttl))
+    if as_json:
+        print_json(result)
+        return
+    expiry = result["expires_at"] or "never"
+    click.echo(
+        f"Restored {result['artifact_id']} ({result['filename']}, {result['size_bytes']:,} bytes) "
+        f"of tenant {result['tenant']}: {result['billed_bytes']:,} bytes charged again; "
+        f"expires {expiry}."
     )
 
 
@@ -497,11 +618,19 @@ def config_group() -> None:
 
 
 @config_group.command("show")
-@click.option("--show-secrets", is_flag=True, help="Do not mask secrets.")
+@click.option("--show-secrets", is_flag=True, help="Print secrets instead of masking them.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print JSON (the same sections and keys, plus config_file) instead of TOML.")
 @settings_options
-def config_show(settings: Settings, show_secrets: bool) -> None:
-    """Print the effective configuration as JSON (secrets masked)."""
-    print_json(effective_config(settings, mask_secrets=not show_secrets))
+def config_show(settings: Settings, show_secrets: bool, as_json: bool) -> None:
+    """Print the effective configuration (file < environment < flags) as TOML.
+
+    The output is a config file: `--config` reads it back to the same settings. Unset
+    settings and masked secrets are comments; with --show-secrets it carries the secrets too."""
+    if as_json:
+        print_json(effective_config(settings, mask_secrets=not show_secrets))
+    else:
+        click.echo(config_toml(settings, show_secrets=show_secrets), nl=False)
 
 
 def setup_logging(settings: Settings) -> None:

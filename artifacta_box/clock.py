@@ -19,6 +19,10 @@ class Clock:
         return datetime.fromtimestamp(self.time(), UTC)
 
 
+# What iso() renders, as a regular expression (the OpenAPI document's timestamp pattern).
+ISO_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z$"
+
+
 def iso(dt: datetime) -> str:
     """`2026-11-28T15:54:40.123456Z`: fixed width, so strings sort like the instants they name."""
     return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

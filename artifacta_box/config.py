@@ -3,16 +3,30 @@
 Every setting has a built-in default, so a box starts with no file at all. A bad file or value
 raises ConfigError whose message names the setting (`server.port: ...`); the CLI prints that one
 line and exits non-zero.
+
+Each setting is declared once, as a field of `Settings` made by `setting()`: its TOML section
+and key, parser, default, help and whether it is a secret (Datasette's `SETTINGS` list, kept on
+the dataclass so the field and its declaration cannot drift). Likewise each plan field is a
+field of `Plan` made by `plan_field()`. Everything else derives from those declarations:
+`SETTINGS` and `PLAN_FIELDS` (the file schema), the environment variable names
+(`ARTIFACTA_BOX_<SECTION>_<KEY>`), the range checks and their messages, `config show`
+(`config_toml`, TOML that `--config` reads back to the same Settings) and the test that
+`config.example.toml` documents every one.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import textwrap
 import tomllib
-from dataclasses import dataclass, field, fields, replace
+from collections.abc import Callable
+from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+
+from artifacta_box.units import format_duration, format_size, parse_duration, parse_size
 
 ENV_PREFIX = "ARTIFACTA_BOX_"
 CONFIG_ENV = "ARTIFACTA_BOX_CONFIG"
@@ -23,46 +37,6 @@ class ConfigError(Exception):
 
 
 # --------------------------------------------------------------------------- value parsers
-
-_SIZE_RE = re.compile(r"^\s*(\d+)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
-_SIZE_UNITS = {
-    "": 1, "b": 1,
-    "k": 10**3, "kb": 10**3, "kib": 2**10, "ki": 2**10,
-    "m": 10**6, "mb": 10**6, "mib": 2**20, "mi": 2**20,
-    "g": 10**9, "gb": 10**9, "gib": 2**30, "gi": 2**30,
-    "t": 10**12, "tb": 10**12, "tib": 2**40, "ti": 2**40,
-}
-_DURATION_RE = re.compile(r"^([1-9][0-9]{0,9})([smhdw])$")
-DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def parse_size(value: Any) -> int:
-    """Bytes from an int or a string such as `500MB` (decimal) or `1GiB` (binary)."""
-    if isinstance(value, bool):
-        raise ValueError("expected a size such as 500MB")
-    if isinstance(value, int):
-        if value < 0:
-            raise ValueError("must not be negative")
-        return value
-    m = _SIZE_RE.match(str(value))
-    if not m:
-        raise ValueError(f"expected a size such as 500MB or 1GiB, got {value!r}")
-    return int(m.group(1)) * _SIZE_UNITS[(m.group(2) or "").lower()]
-
-
-def parse_duration(value: Any) -> int:
-    """Seconds from an int or a duration such as `30d`, `12h`, `90m`, `45s`, `2w`."""
-    if isinstance(value, bool):
-        raise ValueError("expected a duration such as 30d")
-    if isinstance(value, int):
-        if value < 0:
-            raise ValueError("must not be negative")
-        return value
-    m = _DURATION_RE.match(str(value).strip())
-    if not m:
-        raise ValueError(f"expected a duration such as 30d, 12h or 3600s, got {value!r}")
-    return int(m.group(1)) * DURATION_UNITS[m.group(2)]
-
 
 def parse_bool(value: Any) -> bool:
     if isinstance(value, bool):
@@ -119,6 +93,98 @@ def parse_optional_str(value: Any) -> str | None:
     return text or None
 
 
+# --------------------------------------------------------------------------- declarations
+
+# A check returns None when the value is fine, else what is wrong ("must be at least 1, got 0").
+Check = Callable[[Any], str | None]
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting of the file/environment: where it lives, how it is read and what it means."""
+
+    attr: str        # the Settings attribute
+    section: str     # [section] of the TOML file
+    key: str         # key within the section
+    parse: Callable[[Any], Any]
+    default: Any
+    help: str
+    secret: bool = False
+    check: Check | None = None
+
+    @property
+    def name(self) -> str:
+        """`section.key`, as every message about this setting names it."""
+        return f"{self.section}.{self.key}"
+
+    @property
+    def env(self) -> str:
+        return env_name(self.section, self.key)
+
+
+@dataclass(frozen=True)
+class PlanField:
+    """One field of a `[plans.<name>]` table."""
+
+    attr: str        # the Plan attribute
+    key: str         # key within the plan's table
+    parse: Callable[[Any], Any]
+    help: str
+
+
+def setting(section: str, default: Any, parse: Callable[[Any], Any], help: str, *,
+            key: str | None = None, secret: bool = False, check: Check | None = None) -> Any:
+    """A Settings field declared with everything the file, environment and docs need."""
+    return field(default=default, metadata={
+        "setting": {"section": section, "key": key, "parse": parse, "help": help,
+                    "secret": secret, "check": check},
+    })
+
+
+def plan_field(default: Any, parse: Callable[[Any], Any], help: str, *,
+               key: str | None = None) -> Any:
+    """A Plan field with the key and parser of its `[plans.<name>]` entry."""
+    return field(default=default, metadata={"plan": {"key": key, "parse": parse, "help": help}})
+
+
+def _at_least(minimum: int, unit: str = "") -> Check:
+    return lambda v: None if v >= minimum else f"must be at least {minimum}{unit}, got {v}{unit}"
+
+
+def _positive(v: float) -> str | None:
+    return None if v > 0 else f"must be positive, got {v}"
+
+
+def _port(v: int) -> str | None:
+    return None if 0 < v < 65536 else f"must be 1-65535, got {v}"
+
+
+def _one_of(*choices: str, fold: bool = False, quoted: bool = False) -> Check:
+    """The value is one of `choices` (compared upper-cased when `fold`)."""
+    names = [repr(c) if quoted else c for c in choices]
+    shown = " or ".join(", ".join(names).rsplit(", ", 1))
+
+    def check(v: str) -> str | None:
+        return None if (v.upper() if fold else v) in choices else f"must be {shown}, got {v!r}"
+
+    return check
+
+
+def _http_url(v: str | None) -> str | None:
+    if v is None or re.match(r"^https?://[^\s/]+(/\S*)?$", v):
+        return None
+    return f"must be an absolute http(s) URL, got {v!r}"
+
+
+MIN_SECRET_KEY = 32
+
+
+def _secret_key(v: str | None) -> str | None:
+    if v is None or len(v) >= MIN_SECRET_KEY:
+        return None
+    return f"must be at least {MIN_SECRET_KEY} characters"
+
+
 # --------------------------------------------------------------------------- plans
 
 
@@ -127,49 +193,35 @@ class Plan:
     """What a tenant may do. Defined in `[plans.<name>]`; set per tenant by the admin."""
 
     name: str
-    storage_bytes: int = 100 * 10**9
-    requests_per_month: int = 100_000_000
-    max_ttl_seconds: int = 3650 * 86400
-    allow_never_ttl: bool = True
-    default_ttl_seconds: int = 30 * 86400
-    max_link_seconds: int = 365 * 86400
-    max_active_links: int = 100_000
-    max_active_keys: int = 1000
-    max_metadata_filters: int = 10
-    presigned_uploads: bool = True
-    rate_sustained: float = 100.0
-    rate_burst: int = 200
-    max_multipart_bytes: int = 500 * 10**6
-    max_json_bytes: int = 10 * 10**6
-    max_presigned_bytes: int = 5 * 10**9
+    storage_bytes: int = plan_field(100 * 10**9, parse_size, "bytes of artifacts a tenant may keep")
+    requests_per_month: int = plan_field(100_000_000, parse_int, "API requests per calendar month")
+    max_ttl_seconds: int = plan_field(3650 * 86400, parse_duration, "longest ttl an artifact may have",
+                                      key="max_ttl")
+    allow_never_ttl: bool = plan_field(True, parse_bool, "whether ttl 'never' is allowed")
+    default_ttl_seconds: int = plan_field(30 * 86400, parse_duration,
+                                          "ttl of an upload that names none", key="default_ttl")
+    max_link_seconds: int = plan_field(365 * 86400, parse_duration, "longest share link",
+                                       key="max_link_expiry")
+    max_active_links: int = plan_field(100_000, parse_int, "share links alive at once")
+    max_active_keys: int = plan_field(1000, parse_int, "API keys not revoked at once")
+    max_metadata_filters: int = plan_field(10, parse_int, "metadata.<key> filters per list query")
+    presigned_uploads: bool = plan_field(True, parse_bool, "whether upload-url is available")
+    rate_sustained: float = plan_field(100.0, parse_float, "rate limit: tokens per second")
+    rate_burst: int = plan_field(200, parse_int, "rate limit: bucket size")
+    max_multipart_bytes: int = plan_field(500 * 10**6, parse_size, "largest multipart upload",
+                                          key="max_multipart_size")
+    max_json_bytes: int = plan_field(10 * 10**6, parse_size,
+                                     "largest base64 JSON upload, decoded", key="max_json_size")
+    max_presigned_bytes: int = plan_field(5 * 10**9, parse_size, "largest presigned upload",
+                                          key="max_presigned_size")
 
 
-_PLAN_PARSERS = {
-    "storage_bytes": parse_size,
-    "requests_per_month": parse_int,
-    "max_ttl": parse_duration,
-    "allow_never_ttl": parse_bool,
-    "default_ttl": parse_duration,
-    "max_link_expiry": parse_duration,
-    "max_active_links": parse_int,
-    "max_active_keys": parse_int,
-    "max_metadata_filters": parse_int,
-    "presigned_uploads": parse_bool,
-    "rate_sustained": parse_float,
-    "rate_burst": parse_int,
-    "max_multipart_size": parse_size,
-    "max_json_size": parse_size,
-    "max_presigned_size": parse_size,
-}
-# config-file key -> Plan attribute
-_PLAN_ATTR = {
-    "max_ttl": "max_ttl_seconds",
-    "default_ttl": "default_ttl_seconds",
-    "max_link_expiry": "max_link_seconds",
-    "max_multipart_size": "max_multipart_bytes",
-    "max_json_size": "max_json_bytes",
-    "max_presigned_size": "max_presigned_bytes",
-}
+PLAN_FIELDS: tuple[PlanField, ...] = tuple(
+    PlanField(attr=f.name, key=f.metadata["plan"]["key"] or f.name,
+              parse=f.metadata["plan"]["parse"], help=f.metadata["plan"]["help"])
+    for f in fields(Plan) if "plan" in f.metadata
+)
+_PLAN_FIELD_BY_KEY = {pf.key: pf for pf in PLAN_FIELDS}
 
 BUILTIN_PLANS: dict[str, Plan] = {
     # Generous enough that a fresh box never gets in the way.
@@ -197,6 +249,7 @@ BUILTIN_PLANS: dict[str, Plan] = {
         max_metadata_filters=5,
     ),
 }
+PLAN_NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 
 
 def _build_plan(name: str, raw: Any, base: Plan) -> Plan:
@@ -204,17 +257,17 @@ def _build_plan(name: str, raw: Any, base: Plan) -> Plan:
         raise ConfigError(f"plans.{name}: expected a table of settings")
     changes: dict[str, Any] = {}
     for key, value in raw.items():
-        parser = _PLAN_PARSERS.get(key)
-        if parser is None:
-            known = ", ".join(sorted(_PLAN_PARSERS))
+        pf = _PLAN_FIELD_BY_KEY.get(key)
+        if pf is None:
+            known = ", ".join(sorted(_PLAN_FIELD_BY_KEY))
             raise ConfigError(f"plans.{name}.{key}: unknown plan setting (known: {known})")
         try:
-            parsed = parser(value)
+            parsed = pf.parse(value)
         except ValueError as exc:
             raise ConfigError(f"plans.{name}.{key}: {exc}") from None
         if isinstance(parsed, int | float) and not isinstance(parsed, bool) and parsed < 0:
             raise ConfigError(f"plans.{name}.{key}: must not be negative")
-        changes[_PLAN_ATTR.get(key, key)] = parsed
+        changes[pf.attr] = parsed
     plan = replace(base, name=name, **changes)
     if plan.default_ttl_seconds > plan.max_ttl_seconds:
         raise ConfigError(f"plans.{name}.default_ttl: longer than max_ttl")
@@ -229,41 +282,90 @@ def _build_plan(name: str, raw: Any, base: Plan) -> Plan:
 @dataclass(frozen=True)
 class Settings:
     # [server]
-    host: str = "127.0.0.1"
-    port: int = 8787
-    public_url: str | None = None
-    workers: int = 1
-    trusted_proxies: tuple[str, ...] = ()
-    cors_origins: tuple[str, ...] = ()
-    shutdown_timeout: float = 30.0
-    request_timeout: float = 60.0
-    response_timeout: float = 3600.0
-    keep_alive_timeout: float = 15.0
-    sendfile: bool = True  # zero-copy downloads (os.sendfile); false = chunked reads
+    host: str = setting("server", "127.0.0.1", parse_str,
+                        "listen address; 0.0.0.0 to listen on every interface")
+    port: int = setting("server", 8787, parse_int, "listen port", check=_port)
+    public_url: str | None = setting(
+        "server", None, parse_optional_str,
+        "base of every absolute URL the API returns (download, upload and share links); when "
+        "unset it is derived from each request (X-Forwarded-Proto/-Host honoured only from "
+        "trusted_proxies)", check=_http_url)
+    workers: int = setting("server", 1, parse_int,
+                           "worker processes (rate limits and /metrics shared; failed-auth limit "
+                           "per process)", check=_at_least(1))
+    trusted_proxies: tuple[str, ...] = setting(
+        "server", (), parse_list, "addresses/CIDRs whose X-Forwarded-* headers are believed")
+    cors_origins: tuple[str, ...] = setting(
+        "server", (), parse_list, "origins allowed to fetch signed URLs and links from a browser")
+    shutdown_timeout: float = setting("server", 30.0, parse_float,
+                                      "seconds in-flight requests get to finish on SIGTERM",
+                                      check=_positive)
+    request_timeout: float = setting("server", 60.0, parse_float,
+                                     "seconds to receive a request's headers", check=_positive)
+    response_timeout: float = setting("server", 3600.0, parse_float,
+                                      "seconds a request may take end to end (large uploads!)",
+                                      check=_positive)
+    keep_alive_timeout: float = setting("server", 15.0, parse_float,
+                                        "seconds an idle keep-alive connection stays open",
+                                        check=_positive)
+    sendfile: bool = setting("server", True, parse_bool,
+                             "downloads go disk -> socket with zero-copy sendfile; false = 1 MiB "
+                             "reads")
     # [storage]
-    data_dir: str = "./artifacta-data"
-    min_free_bytes: int = 100 * 10**6
+    data_dir: str = setting("storage", "./artifacta-data", parse_str,
+                            "database, blobs, secret; relative to the config file when set there")
+    min_free_bytes: int = setting("storage", 100 * 10**6, parse_size,
+                                  "uploads answer 503 when free disk space would drop below this")
     # [security]
-    secret_key: str | None = None
-    max_signed_url_seconds: int = 7 * 86400
-    upload_url_seconds: int = 3600
-    failed_auth_limit: int = 20
-    failed_auth_window_seconds: int = 60
+    secret_key: str | None = setting(
+        "security", None, parse_optional_str,
+        f"HMAC secret for signed URLs and cursors (at least {MIN_SECRET_KEY} characters); when "
+        "unset it is generated on first start into <data_dir>/secret.key (mode 0600); changing "
+        "it invalidates every outstanding signed URL and cursor", secret=True, check=_secret_key)
+    max_signed_url_seconds: int = setting("security", 7 * 86400, parse_duration,
+                                          "cap on the lifetime of any signed download URL",
+                                          check=_at_least(1, "s"))
+    upload_url_seconds: int = setting("security", 3600, parse_duration,
+                                      "lifetime of a presigned upload URL", check=_at_least(1, "s"))
+    failed_auth_limit: int = setting("security", 20, parse_int,
+                                     "failed authentications allowed per client address ...",
+                                     check=_at_least(1))
+    failed_auth_window_seconds: int = setting(
+        "security", 60, parse_duration, "... per this window; then 429 until the window passes",
+        key="failed_auth_window")
     # [retention]
-    deleted_retention_seconds: int = 30 * 86400
-    pending_grace_seconds: int = 3600
-    orphan_grace_seconds: int = 3600
-    idempotency_seconds: int = 86400
-    gc_interval_seconds: int = 300
+    deleted_retention_seconds: int = setting(
+        "retention", 30 * 86400, parse_duration,
+        "deleted/expired artifacts are purged (404) after this", key="deleted")
+    pending_grace_seconds: int = setting(
+        "retention", 3600, parse_duration,
+        "unfinished presigned uploads are removed this long after their URL expires",
+        key="pending_grace")
+    orphan_grace_seconds: int = setting(
+        "retention", 3600, parse_duration, "unreferenced blobs are deleted only after this long",
+        key="orphan_grace")
+    idempotency_seconds: int = setting(
+        "retention", 86400, parse_duration, "how long an Idempotency-Key is remembered",
+        key="idempotency")
+    gc_interval_seconds: int = setting(
+        "retention", 300, parse_duration, "how often the server runs lifecycle work by itself",
+        key="gc_interval", check=_at_least(1, "s"))
     # [logging]
-    log_level: str = "INFO"
-    access_log: bool = True
-    log_format: str = "text"
+    log_level: str = setting("logging", "INFO", parse_str, "DEBUG, INFO, WARNING or ERROR",
+                             key="level", check=_one_of("DEBUG", "INFO", "WARNING", "ERROR",
+                                                        fold=True))
+    access_log: bool = setting("logging", True, parse_bool, "one line per request")
+    log_format: str = setting("logging", "text", parse_str, "'text' or 'json' (JSON lines)",
+                              key="format", check=_one_of("text", "json", quoted=True))
     # [metrics]
-    metrics_token: str | None = None
+    metrics_token: str | None = setting(
+        "metrics", None, parse_optional_str,
+        'when set, GET /metrics needs "Authorization: Bearer <token>"', key="token", secret=True)
     # [tenants]
-    default_plan: str = "selfhosted"
-    upgrade_url: str | None = None
+    default_plan: str = setting("tenants", "selfhosted", parse_str,
+                                "plan of new tenants (including the bootstrap tenant 'default')")
+    upgrade_url: str | None = setting("tenants", None, parse_optional_str,
+                                      "added to quota_exceeded errors when set")
     # [plans.*]
     plans: dict[str, Plan] = field(default_factory=lambda: dict(BUILTIN_PLANS))
     # where the file came from, for `config show`
@@ -278,73 +380,40 @@ class Settings:
         return self.plans.get(name) or self.plans[self.default_plan]
 
 
-# (section, key) -> (Settings attribute, parser)
-SETTINGS_SCHEMA: dict[tuple[str, str], tuple[str, Any]] = {
-    ("server", "host"): ("host", parse_str),
-    ("server", "port"): ("port", parse_int),
-    ("server", "public_url"): ("public_url", parse_optional_str),
-    ("server", "workers"): ("workers", parse_int),
-    ("server", "trusted_proxies"): ("trusted_proxies", parse_list),
-    ("server", "cors_origins"): ("cors_origins", parse_list),
-    ("server", "shutdown_timeout"): ("shutdown_timeout", parse_float),
-    ("server", "request_timeout"): ("request_timeout", parse_float),
-    ("server", "response_timeout"): ("response_timeout", parse_float),
-    ("server", "keep_alive_timeout"): ("keep_alive_timeout", parse_float),
-    ("server", "sendfile"): ("sendfile", parse_bool),
-    ("storage", "data_dir"): ("data_dir", parse_str),
-    ("storage", "min_free_bytes"): ("min_free_bytes", parse_size),
-    ("security", "secret_key"): ("secret_key", parse_optional_str),
-    ("security", "max_signed_url_seconds"): ("max_signed_url_seconds", parse_duration),
-    ("security", "upload_url_seconds"): ("upload_url_seconds", parse_duration),
-    ("security", "failed_auth_limit"): ("failed_auth_limit", parse_int),
-    ("security", "failed_auth_window"): ("failed_auth_window_seconds", parse_duration),
-    ("retention", "deleted"): ("deleted_retention_seconds", parse_duration),
-    ("retention", "pending_grace"): ("pending_grace_seconds", parse_duration),
-    ("retention", "orphan_grace"): ("orphan_grace_seconds", parse_duration),
-    ("retention", "idempotency"): ("idempotency_seconds", parse_duration),
-    ("retention", "gc_interval"): ("gc_interval_seconds", parse_duration),
-    ("logging", "level"): ("log_level", parse_str),
-    ("logging", "access_log"): ("access_log", parse_bool),
-    ("logging", "format"): ("log_format", parse_str),
-    ("metrics", "token"): ("metrics_token", parse_optional_str),
-    ("tenants", "default_plan"): ("default_plan", parse_str),
-    ("tenants", "upgrade_url"): ("upgrade_url", parse_optional_str),
-}
-
-SECRET_ATTRS = {"secret_key", "metrics_token"}
-
-
 def env_name(section: str, key: str) -> str:
     return f"{ENV_PREFIX}{section.upper()}_{key.upper()}"
 
 
+def _settings_table() -> tuple[Setting, ...]:
+    out = []
+    for f in fields(Settings):
+        spec = f.metadata.get("setting")
+        if spec is None:
+            continue
+        assert f.default is not MISSING, f.name
+        out.append(Setting(attr=f.name, section=spec["section"], key=spec["key"] or f.name,
+                           parse=spec["parse"], default=f.default, help=spec["help"],
+                           secret=spec["secret"], check=spec["check"]))
+    return tuple(out)
+
+
+# Every setting, in file order (the order of the Settings fields).
+SETTINGS: tuple[Setting, ...] = _settings_table()
+SETTING_OF: dict[str, Setting] = {s.attr: s for s in SETTINGS}  # by Settings attribute
+_SETTING_BY_KEY: dict[tuple[str, str], Setting] = {(s.section, s.key): s for s in SETTINGS}
+_SETTING_BY_ENV: dict[str, Setting] = {s.env: s for s in SETTINGS}
+SECTIONS: tuple[str, ...] = tuple(dict.fromkeys(s.section for s in SETTINGS))
+
+
 def _validate(s: Settings) -> None:
-    if not 0 < s.port < 65536:
-        raise ConfigError(f"server.port: must be 1-65535, got {s.port}")
-    if s.workers < 1:
-        raise ConfigError(f"server.workers: must be at least 1, got {s.workers}")
-    if s.public_url is not None and not re.match(r"^https?://[^\s/]+(/\S*)?$", s.public_url):
-        raise ConfigError(f"server.public_url: must be an absolute http(s) URL, got {s.public_url!r}")
-    if s.log_format not in ("text", "json"):
-        raise ConfigError(f"logging.format: must be 'text' or 'json', got {s.log_format!r}")
-    if s.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-        raise ConfigError(f"logging.level: must be DEBUG, INFO, WARNING or ERROR, got {s.log_level!r}")
+    for spec in SETTINGS:
+        if spec.check is not None and (problem := spec.check(getattr(s, spec.attr))):
+            raise ConfigError(f"{spec.name}: {problem}")
     if s.default_plan not in s.plans:
         raise ConfigError(
             f"tenants.default_plan: no plan named {s.default_plan!r} "
             f"(defined: {', '.join(sorted(s.plans))})"
         )
-    if s.secret_key is not None and len(s.secret_key) < 32:
-        raise ConfigError("security.secret_key: must be at least 32 characters")
-    if s.max_signed_url_seconds < 1 or s.upload_url_seconds < 1:
-        raise ConfigError("security.max_signed_url_seconds: must be at least 1s")
-    if s.failed_auth_limit < 1:
-        raise ConfigError("security.failed_auth_limit: must be at least 1")
-    for attr in ("shutdown_timeout", "request_timeout", "response_timeout", "keep_alive_timeout"):
-        if getattr(s, attr) <= 0:
-            raise ConfigError(f"server.{attr}: must be positive")
-    if s.gc_interval_seconds < 1:
-        raise ConfigError("retention.gc_interval: must be at least 1s")
 
 
 def load_settings(
@@ -377,7 +446,7 @@ def load_settings(
                 if not isinstance(table, dict):
                     raise ConfigError("plans: expected tables such as [plans.free]")
                 for name, raw in table.items():
-                    if not re.match(r"^[a-z][a-z0-9_-]{0,31}$", name):
+                    if not PLAN_NAME_RE.match(name):
                         raise ConfigError(f"plans.{name}: plan names are lowercase letters, digits, - and _")
                     base = BUILTIN_PLANS.get(name, Plan(name=name))
                     plans[name] = _build_plan(name, raw, base)
@@ -385,30 +454,27 @@ def load_settings(
             if not isinstance(table, dict):
                 raise ConfigError(f"{section}: expected a [{section}] table")
             for key, value in table.items():
-                spec = SETTINGS_SCHEMA.get((section, key))
+                spec = _SETTING_BY_KEY.get((section, key))
                 if spec is None:
                     raise ConfigError(f"{section}.{key}: unknown setting")
-                attr, parser = spec
                 try:
-                    values[attr] = parser(value)
+                    values[spec.attr] = spec.parse(value)
                 except ValueError as exc:
-                    raise ConfigError(f"{section}.{key}: {exc}") from None
+                    raise ConfigError(f"{spec.name}: {exc}") from None
         # A relative data_dir in a file is relative to the file, not to the working directory.
         if "data_dir" in values and not os.path.isabs(os.path.expanduser(values["data_dir"])):
             values["data_dir"] = str(Path(path).resolve().parent / values["data_dir"])
 
-    known_env = {env_name(sec, key): (sec, key) for sec, key in SETTINGS_SCHEMA}
     for name, raw_value in env.items():
         if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
             continue
-        if name not in known_env:
+        spec = _SETTING_BY_ENV.get(name)
+        if spec is None:
             continue  # other tools may share the prefix; only known names are read
-        section, key = known_env[name]
-        attr, parser = SETTINGS_SCHEMA[(section, key)]
         try:
-            values[attr] = parser(raw_value)
+            values[spec.attr] = spec.parse(raw_value)
         except ValueError as exc:
-            raise ConfigError(f"{section}.{key} (from {name}): {exc}") from None
+            raise ConfigError(f"{spec.name} (from {name}): {exc}") from None
 
     for attr, value in (overrides or {}).items():
         if value is not None:
@@ -421,19 +487,101 @@ def load_settings(
     return settings
 
 
+def unknown_env_vars(environ: dict[str, str], also_known: tuple[str, ...] = ()) -> list[str]:
+    """`ARTIFACTA_BOX_*` variables that name no setting (a typo is otherwise ignored in
+    silence), each with the closest known name when there is one: for a warning at start."""
+    import difflib
+
+    known = {spec.env for spec in SETTINGS}
+    known |= {CONFIG_ENV, *also_known}
+    out = []
+    for name in sorted(environ):
+        if name.startswith(ENV_PREFIX) and name not in known:
+            close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.8)
+            out.append(f"{name} (did you mean {close[0]}?)" if close else name)
+    return out
+
+
+# --------------------------------------------------------------------------- config show
+
+MASK = "********"
+
+
+def _file_value(parse: Callable[[Any], Any], value: Any) -> Any:
+    """A parsed value as the file writes it; `parse` reads it back to the same value."""
+    if value is None:
+        return None
+    if parse is parse_duration:
+        return format_duration(value) if value > 0 else 0
+    if parse is parse_size:
+        return format_size(value)
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+def _plan_table(plan: Plan) -> dict[str, Any]:
+    return {pf.key: _file_value(pf.parse, getattr(plan, pf.attr)) for pf in PLAN_FIELDS}
+
+
 def effective_config(settings: Settings, mask_secrets: bool = True) -> dict[str, Any]:
-    """The effective configuration as nested sections, for `config show`."""
-    out: dict[str, Any] = {}
-    for (section, key), (attr, _parser) in SETTINGS_SCHEMA.items():
-        value = getattr(settings, attr)
-        if mask_secrets and attr in SECRET_ATTRS and value:
-            value = "********"
-        if isinstance(value, tuple):
-            value = list(value)
-        out.setdefault(section, {})[key] = value
-    plans: dict[str, Any] = {}
-    for name, plan in sorted(settings.plans.items()):
-        plans[name] = {f.name: getattr(plan, f.name) for f in fields(plan) if f.name != "name"}
-    out["plans"] = plans
+    """The effective configuration in the config file's own shape (sections, keys, value forms):
+    what `config show --json` prints. Unset values are None; set secrets are masked."""
+    out: dict[str, Any] = {section: {} for section in SECTIONS}
+    for spec in SETTINGS:
+        value = getattr(settings, spec.attr)
+        if spec.attr == "data_dir":  # absolute, so the output means the same from anywhere
+            value = os.path.abspath(os.path.expanduser(value))
+        if mask_secrets and spec.secret and value:
+            value = MASK
+        out[spec.section][spec.key] = _file_value(spec.parse, value)
+    # built-in plans first, then the file's, as loaded
+    out["plans"] = {name: _plan_table(plan) for name, plan in settings.plans.items()}
     out["config_file"] = settings.config_file
     return out
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # ASCII-only JSON strings are valid TOML basic strings
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"no TOML form for {value!r}")
+
+
+def config_toml(settings: Settings, show_secrets: bool = False) -> str:
+    """The effective configuration as TOML that `--config` reads back to the same Settings.
+
+    Unset settings and masked secrets are comments, so the output loads as it is."""
+    shown = effective_config(settings, mask_secrets=not show_secrets)
+    source = settings.config_file or "no file (built-in defaults, environment, flags)"
+    lines = [
+        "# Effective configuration of artifacta-box (`artifacta-box config show`).",
+        f"# Read from: {source}.",
+        "# Every value is the one in force; pass this file to --config to run with exactly these.",
+    ]
+    by_section: dict[str, list[Setting]] = {}
+    for spec in SETTINGS:
+        by_section.setdefault(spec.section, []).append(spec)
+    for section, specs in by_section.items():
+        lines += ["", f"[{section}]"]
+        for spec in specs:
+            value = shown[section][spec.key]
+            lines += textwrap.wrap(spec.help, width=98, initial_indent="# ",
+                                   subsequent_indent="# ")
+            if value is None:
+                lines.append(f"# {spec.key} =   (unset)")
+            elif value == MASK and spec.secret:
+                lines.append(f"# {spec.key} = {_toml_value(MASK)}   (set; --show-secrets prints it)")
+            else:
+                lines.append(f"{spec.key} = {_toml_value(value)}")
+    for i, (name, table) in enumerate(shown["plans"].items()):
+        lines += ["", f"[plans.{name}]"]
+        for pf in PLAN_FIELDS:
+            comment = f"   # {pf.help}" if i == 0 else ""
+            lines.append(f"{pf.key} = {_toml_value(table[pf.key])}{comment}")
+    return "\n".join(lines) + "\n"

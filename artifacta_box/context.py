@@ -38,7 +38,7 @@ class Box:
     """Everything a request or an admin command needs, opened on one data directory."""
 
     def __init__(self, settings: Settings, clock: Clock, db: Database, secret: bytes) -> None:
-        """Use `Box.open` / `Box.opened`: they prepare the data directory and open `db`."""
+        """Use `Box.open` / `Box.opened`: they open the data directory and `db`."""
         self.settings = settings
         self.clock = clock
         self.root = settings.data_path
@@ -62,8 +62,9 @@ class Box:
 
     @classmethod
     async def open(cls, settings: Settings, clock: Clock | None = None) -> Box:
-        """Prepare the data directory (created and migrated if needed), then open the box."""
-        root = await asyncio.to_thread(prepare_data_dir, settings)
+        """Open the box on an existing data directory (migrated if needed). Only `serve` creates
+        one (datadir.prepare_data_dir); a directory without a database is refused here."""
+        root = await asyncio.to_thread(prepare_data_dir, settings, create=False)
         await asyncio.to_thread(ensure_blob_layout, root)
         secret = await asyncio.to_thread(load_secret, settings)
         db = Database(root / DB_FILE)

@@ -4,6 +4,10 @@ import os
 import string
 
 ALNUM = string.ascii_letters + string.digits
+# The public identifiers: a prefix and this many characters of ALNUM (validation builds the
+# patterns the API checks and documents from these).
+ARTIFACT_ID_PREFIX, ARTIFACT_ID_CHARS = "art_", 16
+LINK_ID_PREFIX, LINK_ID_CHARS = "lnk_", 20
 _UNBIASED = 256 - 256 % len(ALNUM)  # 248: bytes at or above it would favour some characters
 
 
@@ -21,11 +25,11 @@ def random_alnum(n: int) -> str:
 
 
 def new_artifact_id() -> str:
-    return "art_" + random_alnum(16)
+    return ARTIFACT_ID_PREFIX + random_alnum(ARTIFACT_ID_CHARS)
 
 
 def new_link_id() -> str:
-    return "lnk_" + random_alnum(20)
+    return LINK_ID_PREFIX + random_alnum(LINK_ID_CHARS)
 
 
 def new_key_id() -> str:

@@ -40,4 +40,3 @@ def configure(settings: Settings) -> None:
     for name in ("sanic.root", "sanic.error", "sanic.server"):
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
     logging.getLogger("sanic.access").disabled = True
-    logging.getLogger("aiosqlite").setLevel(logging.WARNING)

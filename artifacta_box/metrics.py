@@ -38,9 +38,25 @@ class _Histogram:
         self.n += 1
 
 
+# The lifecycle counters /metrics exports (artifacta_box_gc_<name>_total), with their help:
+# GcTotals has one field each, and `observe_gc` adds a run's report figures of the same names.
+GC_COUNTERS: dict[str, str] = {
+    "runs": "Lifecycle (gc) runs made by this server process.",
+    "failures": "Lifecycle runs that failed (see the server log).",
+    "expired": "Artifacts whose expiry the lifecycle runs processed.",
+    "purged_artifacts": "Deleted/expired artifacts purged after retention.",
+    "purged_pending": "Presigned uploads never completed, removed after their window.",
+    "deleted_blobs": "Unreferenced blob files deleted.",
+    "reclaimed_bytes": "Bytes of blob files deleted.",
+    "dropped_links": "Share links dropped after expiry plus retention.",
+    "temp_files": "Stale temporary upload files removed.",
+}
+_PER_RUN = [name for name in GC_COUNTERS if name not in ("runs", "failures")]
+
+
 @dataclass
 class GcTotals:
-    """Totals over the lifecycle runs this server process has made."""
+    """Totals over the lifecycle runs this server process has made (GC_COUNTERS)."""
 
     runs: int = 0
     failures: int = 0
@@ -86,13 +102,8 @@ class Metrics:
         if report is None:
             g.failures += 1
             return
-        g.expired += report.get("expired", 0)
-        g.purged_artifacts += report.get("purged_artifacts", 0)
-        g.purged_pending += report.get("purged_pending", 0)
-        g.deleted_blobs += report.get("deleted_blobs", 0)
-        g.reclaimed_bytes += report.get("reclaimed_bytes", 0)
-        g.dropped_links += report.get("dropped_links", 0)
-        g.temp_files += report.get("temp_files", 0)
+        for name in _PER_RUN:
+            setattr(g, name, getattr(g, name) + report.get(name, 0))
 
     # ------------------------------------------------------------------ several workers
 
@@ -174,17 +185,7 @@ class Metrics:
         out.sample("artifacta_box_rate_limited_total", {}, self.rate_limited)
 
         g = self.gc
-        for attr, help_text in (
-            ("runs", "Lifecycle (gc) runs made by this server process."),
-            ("failures", "Lifecycle runs that failed (see the server log)."),
-            ("expired", "Artifacts whose expiry the lifecycle runs processed."),
-            ("purged_artifacts", "Deleted/expired artifacts purged after retention."),
-            ("purged_pending", "Presigned uploads never completed, removed after their window."),
-            ("deleted_blobs", "Unreferenced blob files deleted."),
-            ("reclaimed_bytes", "Bytes of blob files deleted."),
-            ("dropped_links", "Share links dropped after expiry plus retention."),
-            ("temp_files", "Stale temporary upload files removed."),
-        ):
+        for attr, help_text in GC_COUNTERS.items():
             metric = f"artifacta_box_gc_{attr}_total"
             out.family(metric, "counter", help_text)
             out.sample(metric, {}, getattr(g, attr))

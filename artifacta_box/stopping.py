@@ -14,48 +14,61 @@ bootloader included, which then cannot remove its extraction directory.
 So in every serving process the first SIGTERM/SIGINT starts the graceful stop and the
 following ones are only logged. The drain stays bounded by `server.shutdown_timeout`; SIGKILL
 remains the way to end it sooner.
+
+A worker also stops, the same way, when the main process has exited without stopping it
+(SIGKILL, a crash): see orphans.py. Sanic's shared-state manager process exits then too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
 import signal
 import threading
 import time
 from collections.abc import Callable
-from functools import partial
+from multiprocessing.managers import SyncManager
 from types import FrameType
 from typing import Any
 
 from sanic import Sanic
 
+from artifacta_box import orphans
+from artifacta_box.http import sanic_seams
+
 log = logging.getLogger("artifacta_box")
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-SignalAction = Callable[[int, FrameType | None], Any]
 
-
-def stop_once(action: SignalAction) -> SignalAction:
-    """A signal handler that runs `action` for the first signal and ignores the rest."""
+def stop_once(action: Callable[[], Any]) -> Callable[[str], None]:
+    """`stop(reason)`: runs `action` the first time and only logs the later calls."""
     stopping = False
 
-    def handler(signum: int, frame: FrameType | None) -> None:
+    def stop(reason: str) -> None:
         nonlocal stopping
-        name = signal.Signals(signum).name
         if stopping:
-            log.info("received %s while already stopping; still draining", name)
+            log.info("%s while already stopping; still draining", reason)
             return
         stopping = True
-        log.info("received %s: stopping (in-flight requests may finish)", name)
-        action(signum, frame)
+        log.info("%s: stopping (in-flight requests may finish)", reason)
+        action()
 
-    return handler
+    return stop
+
+
+def _on_stop_signals(stop: Callable[[str], None]) -> None:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        stop(f"received {signal.Signals(signum).name}")
+
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, handler)
 
 
 def install_stop_once(app: Sanic) -> None:
-    """Make SIGTERM/SIGINT stop `app` once, in the serving process and in a worker manager.
+    """Make SIGTERM/SIGINT stop `app` once, in the serving process and in a worker manager;
+    and make a worker stop when its main process has exited.
 
     Handlers are set with `signal.signal`, not `loop.add_signal_handler`: Sanic removes the
     loop's handlers when the drain begins, which would restore the default (fatal) action.
@@ -63,41 +76,57 @@ def install_stop_once(app: Sanic) -> None:
 
     async def serving_process(app: Sanic) -> None:
         loop = asyncio.get_running_loop()
+        stop = stop_once(lambda: app.stop(terminate=False))
 
-        def stop(signum: int, frame: FrameType | None) -> None:
-            loop.call_soon_threadsafe(partial(app.stop, terminate=False))
+        def stop_soon(reason: str) -> None:  # from a signal handler or another thread
+            loop.call_soon_threadsafe(stop, reason)
 
-        handler = stop_once(stop)
         for sig in STOP_SIGNALS:
             loop.remove_signal_handler(sig)
-            signal.signal(sig, handler)
+        _on_stop_signals(stop_soon)
+        orphans.on_parent_exit(lambda: stop_soon("the main process has exited"))
 
     def manager_process(app: Sanic) -> None:
         # Only with workers > 1: the main process supervises the workers and, on its first
         # signal, asks each to stop (they then drain like a single server).
         manager = app.manager
 
-        def stop(signum: int, frame: FrameType | None) -> None:
+        def stop() -> None:
             # Sanic's manager spins forever when told to stop before it has seen every worker
             # report ready: it keeps re-queueing the stop message while waiting for acks that
             # stopped workers never send. This handler runs inside that wait, so it cannot
             # wait itself: a thread lets the workers finish starting (for as long as Sanic
             # would wait for them), gives the wait a moment to notice, then stops them.
             def when_started() -> None:
-                deadline = time.monotonic() + manager.THRESHOLD / 10
-                while not manager._all_workers_ack() and time.monotonic() < deadline:
+                deadline = time.monotonic() + sanic_seams.worker_start_timeout(manager)
+                while not sanic_seams.all_workers_ready(manager) and time.monotonic() < deadline:
                     time.sleep(0.05)
                 time.sleep(0.3)  # > the 0.1 s poll interval of Sanic's wait for acks
-                manager.shutdown_signal(signum, None)
+                sanic_seams.stop_workers(manager, signal.SIGTERM)
 
             threading.Thread(target=when_started, name="stop-workers", daemon=True).start()
 
-        handler = stop_once(stop)
-        for sig in STOP_SIGNALS:
-            signal.signal(sig, handler)
+        _on_stop_signals(stop_once(stop))
 
     app.register_listener(serving_process, "after_server_start")
     app.register_listener(manager_process, "main_process_ready")
+
+
+def tie_helpers_to_main() -> None:
+    """Call right before `Sanic.serve` with workers > 1: Sanic's shared-state manager process
+    (multiprocessing's SyncManager) then exits when the main process does, however it ends.
+
+    Sanic starts it with `multiprocessing.Manager()`, which takes no initializer; this starts
+    the same SyncManager with one (orphans.exit_with_parent). Without it the manager, which
+    ignores SIGTERM (below), outlived a SIGKILLed main process forever.
+    """
+
+    def manager_that_exits_with_main() -> SyncManager:
+        manager = SyncManager(ctx=multiprocessing.get_context())
+        manager.start(initializer=orphans.exit_with_parent)
+        return manager
+
+    sanic_seams.replace_shared_state_manager(manager_that_exits_with_main)
 
 
 def shield_helpers_from_sigterm() -> None:

@@ -23,6 +23,8 @@ import pytest
 
 from tests.helpers import BoxServer
 
+pytest_plugins = ("tests.s3_server",)  # seaweedfs, s3_bucket, s3_settings fixtures
+
 SERIAL_GROUP = "serial"
 # The longest groups go first, so that no worker is left running one of them at the end.
 LONGEST_GROUPS = (SERIAL_GROUP, "tests.fuzz.test_schemathesis")

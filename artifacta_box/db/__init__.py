@@ -1,17 +1,12 @@
-"""The database: one writer, a pool of readers, migrations keyed on PRAGMA user_version."""
+"""The database: one writer thread, a pool of readers, migrations keyed on PRAGMA user_version."""
 
 from artifacta_box.db.database import (
     Database,
     connect_sync,
+    execute,
     fetchall,
-    fetchall_sync,
     fetchone,
-    fetchone_sync,
     initialise,
-    run_sync,
 )
 
-__all__ = [
-    "Database", "connect_sync", "fetchall", "fetchall_sync", "fetchone", "fetchone_sync",
-    "initialise", "run_sync",
-]
+__all__ = ["Database", "connect_sync", "execute", "fetchall", "fetchone", "initialise"]

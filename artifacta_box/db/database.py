@@ -1,45 +1,91 @@
-"""SQLite access: one writer connection with explicit transactions, plus a pool of readers.
+"""SQLite access: every transaction is a plain synchronous function of a `sqlite3.Connection`.
 
-The writer is serialised in-process by an asyncio lock and across processes (the admin CLI
-runs beside the server) by SQLite's own write lock (`BEGIN IMMEDIATE` + busy_timeout). Readers
-run concurrently thanks to WAL.
+Writes (Datasette's `execute_write_fn` model): `await db.execute_write_fn(fn)` runs `fn(conn)`
+in the box's one writer thread, on the one writer connection, and returns what `fn` returned
+(or raises what it raised). Calls that arrive while a transaction is being written wait and
+then share the next one: group commit. Each job runs in its own SAVEPOINT, so one job's
+exception rolls back only its own changes and reaches only its own caller; every caller gets
+its answer only after the group's COMMIT returned, and with synchronous=FULL a returned COMMIT
+is on disk: nothing is acknowledged before it is durable. Under load this turns N WAL fsyncs
+and 2N thread hops into one of each per group (at most GROUP_MAX jobs).
+
+`own_transaction=True` runs `fn` alone in its own `BEGIN IMMEDIATE … COMMIT` (gc batches: their
+bounded work, file deletions included, neither delays nor can fail a group of uploads), and
+`rollback=True` undoes everything `fn` did once it returns, its result still returned (gc's dry
+run: the real path, nothing changed). Jobs are written in the order they were asked for.
+
+Reads: `await db.execute_fn(fn)` runs `fn(conn)` on a pooled reader connection in that reader's
+thread (one thread hop for a whole sequence of statements); `fetchone`/`fetchall` for a single
+statement; `fetchone_point` for the hot paths' indexed point reads, inline on the event loop.
+Readers are in autocommit mode, so each statement sees the latest commit; WAL lets them run
+while the writer writes. A rule that both reads and writes (load an artifact, count links) is
+one sync function, called from a read or from inside a write transaction alike.
+
+Across processes (the admin CLI beside the server, `serve --workers N`) SQLite's own write lock
+serialises writers: `BEGIN IMMEDIATE` waits up to BUSY_TIMEOUT_MS for it.
+
+Every connection — writer, readers, the inline point-reader, migrations, offline tools — is
+opened by `connect_sync`, the one pragma recipe.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
-
-import aiosqlite
+from typing import Any, Generic, TypeVar
 
 from artifacta_box.db.migrations import migrate
 
 BUSY_TIMEOUT_MS = 15000
-GROUP_MAX = 128  # most callers sharing one group-commit transaction
+INLINE_BUSY_TIMEOUT_MS = 50  # the point-reader falls back to the pool rather than wait
+GROUP_MAX = 128  # most jobs sharing one group-commit transaction
 T = TypeVar("T")
 
 
-def _pragmas(conn: sqlite3.Connection) -> None:
-    # busy_timeout first: switching to WAL itself needs the lock another process may hold.
-    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    _switch_to_wal(conn)
-    # FULL: a commit is on disk when it returns, so an acknowledged upload survives power loss.
-    conn.execute("PRAGMA synchronous = FULL")
-    conn.execute("PRAGMA foreign_keys = OFF")
-    conn.execute("PRAGMA temp_store = MEMORY")
-    conn.execute("PRAGMA cache_size = -32000")
+def connect_sync(
+    path: str | Path,
+    *,
+    read_only: bool = False,
+    busy_timeout_ms: int = BUSY_TIMEOUT_MS,
+    check_same_thread: bool = True,
+) -> sqlite3.Connection:
+    """A plain sqlite3 connection to a box database with the box's pragmas: the one recipe.
+
+    Autocommit (`isolation_level=None`: transactions are explicit, `BEGIN IMMEDIATE`), rows as
+    `sqlite3.Row`. `read_only` sets `query_only`, so a stray write on a reader fails loudly
+    instead of taking the write lock.
+    """
+    conn = sqlite3.connect(str(path), isolation_level=None, timeout=busy_timeout_ms / 1000,
+                           check_same_thread=check_same_thread)
+    try:
+        conn.row_factory = sqlite3.Row
+        # busy_timeout first: switching to WAL itself needs the lock another process may hold.
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        _switch_to_wal(conn, busy_timeout_ms)
+        # FULL: a commit is on disk when it returns, so an acknowledged upload survives power loss.
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA foreign_keys = OFF")
+        conn.execute("PRAGMA temp_store = MEMORY")
+        conn.execute("PRAGMA cache_size = -32000")
+        if read_only:
+            conn.execute("PRAGMA query_only = 1")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
 
 
-def _switch_to_wal(conn: sqlite3.Connection) -> None:
+def _switch_to_wal(conn: sqlite3.Connection, busy_timeout_ms: int) -> None:
     """`PRAGMA journal_mode = WAL`, retried: while several processes open a brand-new database
     at once, SQLite can answer "database is locked" at once, without calling the busy handler
     (measured: 28 of 300 four-way first starts failed before this retry)."""
-    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    deadline = time.monotonic() + busy_timeout_ms / 1000
     delay = 0.005
     while True:
         try:
@@ -52,14 +98,6 @@ def _switch_to_wal(conn: sqlite3.Connection) -> None:
         delay = min(delay * 2, 0.1)
 
 
-def connect_sync(path: str | Path) -> sqlite3.Connection:
-    """A plain sqlite3 connection with the box's pragmas (for migrations and offline tools)."""
-    conn = sqlite3.connect(str(path), isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
-    conn.row_factory = sqlite3.Row
-    _pragmas(conn)
-    return conn
-
-
 def initialise(path: str | Path) -> int:
     """Create the database if needed and run pending migrations. Returns how many ran."""
     conn = connect_sync(path)
@@ -69,51 +107,65 @@ def initialise(path: str | Path) -> int:
         conn.close()
 
 
+@dataclass(eq=False)
+class _WriteJob(Generic[T]):
+    fn: Callable[[sqlite3.Connection], T]
+    future: asyncio.Future[T]
+    own_transaction: bool
+    rollback: bool
+
+
 class Database:
-    """The box's database: `async with db.write() as conn` and `async with db.read() as conn`."""
+    """The box's database: `execute_write_fn` for writes, `execute_fn` (and `fetchone`,
+    `fetchall`, `fetchone_point`) for reads. Open with `await db.open()`."""
 
     def __init__(self, path: str | Path, readers: int = 4) -> None:
         self.path = str(path)
         self._reader_count = readers
-        self._writer: aiosqlite.Connection | None = None
-        self._write_lock = asyncio.Lock()
-        self._readers: asyncio.Queue[aiosqlite.Connection] | None = None
-        self._all_readers: list[aiosqlite.Connection] = []
+        self._writer_thread: ThreadPoolExecutor | None = None
+        self._writer: sqlite3.Connection | None = None
+        self._reader_threads: ThreadPoolExecutor | None = None
+        self._reader_local = threading.local()
+        self._reader_conns: list[sqlite3.Connection] = []
+        self._reader_conns_lock = threading.Lock()
         self._inline: sqlite3.Connection | None = None
-        self._group_queue: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future]] = []
-        self._group_flusher: asyncio.Task | None = None
+        self._queue: list[_WriteJob[Any]] = []
+        self._flusher: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
+        loop = asyncio.get_running_loop()
         await asyncio.to_thread(initialise, self.path)
-        self._writer = await self._connect()
-        self._readers = asyncio.Queue()
-        for _ in range(self._reader_count):
-            conn = await self._connect()
-            self._all_readers.append(conn)
-            self._readers.put_nowait(conn)
-
-    async def _connect(self) -> aiosqlite.Connection:
-        conn = await aiosqlite.connect(self.path, isolation_level=None)
-        conn.row_factory = sqlite3.Row
-        await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        await conn.execute("PRAGMA journal_mode = WAL")
-        await conn.execute("PRAGMA synchronous = FULL")
-        await conn.execute("PRAGMA temp_store = MEMORY")
-        await conn.execute("PRAGMA cache_size = -32000")
-        return conn
+        self._writer_thread = ThreadPoolExecutor(1, thread_name_prefix="db-writer")
+        # Opened in the writer's thread, the only thread that ever uses it.
+        self._writer = await loop.run_in_executor(self._writer_thread, connect_sync, self.path)
+        self._reader_threads = ThreadPoolExecutor(self._reader_count,
+                                                  thread_name_prefix="db-reader")
 
     async def close(self) -> None:
-        conns = ([self._writer] if self._writer else []) + self._all_readers
+        """Close every connection once the jobs already running are done (idempotent)."""
+        loop = asyncio.get_running_loop()
+        if self._flusher is not None and not self._flusher.done():
+            try:
+                await self._flusher
+            except BaseException:  # noqa: BLE001 - its callers got the error; closing goes on
+                pass
+        if self._writer_thread is not None:
+            writer, self._writer = self._writer, None
+            if writer is not None:
+                # Runs after whatever the writer thread is still doing: it is one thread.
+                await loop.run_in_executor(self._writer_thread, writer.close)
+            self._writer_thread.shutdown(wait=False)
+            self._writer_thread = None
+        if self._reader_threads is not None:
+            await asyncio.to_thread(self._reader_threads.shutdown, wait=True)
+            self._reader_threads = None
+        with self._reader_conns_lock:
+            conns, self._reader_conns = self._reader_conns, []
+        for conn in conns:
+            conn.close()
         if self._inline is not None:
             self._inline.close()
             self._inline = None
-        self._writer = None
-        self._all_readers = []
-        for conn in conns:
-            try:
-                await conn.close()
-            except Exception:  # noqa: BLE001 - closing is best effort at shutdown
-                pass
 
     async def __aenter__(self) -> Database:
         await self.open()
@@ -122,83 +174,109 @@ class Database:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    @asynccontextmanager
-    async def write(self) -> AsyncIterator[aiosqlite.Connection]:
-        """One write transaction (`BEGIN IMMEDIATE` … `COMMIT`, rolled back on any exception)."""
-        assert self._writer is not None, "database is not open"
-        async with self._write_lock:
-            conn = self._writer
-            await conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                await conn.execute("ROLLBACK")
-                raise
-            else:
-                await conn.execute("COMMIT")
+    # ------------------------------------------------------------------ writes
 
-    async def group_write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `fn(conn)` (synchronous) in the writer's thread, inside a write transaction shared
-        with other concurrent callers: group commit.
+    async def execute_write_fn(
+        self,
+        fn: Callable[[sqlite3.Connection], T],
+        *,
+        own_transaction: bool = False,
+        rollback: bool = False,
+    ) -> T:
+        """Run `fn(conn)` in the writer's thread inside a write transaction; its result (or
+        exception) arrives only after that transaction has committed (see the module docstring).
 
-        Callers that arrive while a group is being written form the next group; each runs in its
-        own SAVEPOINT, so one caller's exception rolls back only its own changes and is raised to
-        that caller alone. Every caller gets its result only after the group's COMMIT returned
-        (durable with synchronous=FULL): nothing is acknowledged before it is on disk. Under load
-        this turns N fsyncs of the WAL and 2N thread hops into one of each per group.
+        `fn` must not open or end transactions itself. By default it is one job of a group
+        commit, in its own SAVEPOINT; `own_transaction` gives it a transaction of its own;
+        `rollback` undoes its changes after it returned.
         """
-        assert self._writer is not None, "database is not open"
+        if self._writer is None:
+            raise RuntimeError("database is not open")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._group_queue.append((fn, future))
-        if self._group_flusher is None or self._group_flusher.done():
-            self._group_flusher = asyncio.create_task(self._flush_groups())
+        self._queue.append(_WriteJob(fn, future, own_transaction, rollback))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
         return await future
 
-    async def _flush_groups(self) -> None:
-        while self._group_queue:
-            async with self._write_lock:
-                jobs = self._group_queue[:GROUP_MAX]
-                del self._group_queue[:GROUP_MAX]
-                jobs = [(fn, fut) for fn, fut in jobs if not fut.cancelled()]
-                if not jobs:
-                    continue
-                try:
-                    outcomes = await run_sync(self._writer, _run_group, [fn for fn, _ in jobs])
-                except BaseException as exc:  # the group's COMMIT (or BEGIN) failed: all fail
-                    for _fn, fut in jobs:
-                        if not fut.done():
-                            fut.set_exception(exc)
-                    if isinstance(exc, asyncio.CancelledError):
-                        raise
-                    continue
-            for (_fn, fut), (ok, value) in zip(jobs, outcomes, strict=True):
-                if fut.done():
-                    continue
-                if ok:
-                    fut.set_result(value)
-                else:
-                    fut.set_exception(value)
+    def _next_batch(self) -> list[_WriteJob[Any]]:
+        """The jobs of the next transaction, in arrival order: one own-transaction job, or up to
+        GROUP_MAX group jobs (stopping before an own-transaction job)."""
+        if self._queue[0].own_transaction:
+            return [self._queue.pop(0)]
+        n = 0
+        while n < len(self._queue) and n < GROUP_MAX and not self._queue[n].own_transaction:
+            n += 1
+        batch = self._queue[:n]
+        del self._queue[:n]
+        return batch
 
-    @asynccontextmanager
-    async def read(self) -> AsyncIterator[aiosqlite.Connection]:
-        """A reader connection from the pool (autocommit: each statement sees the latest commit)."""
-        assert self._readers is not None, "database is not open"
-        conn = await self._readers.get()
+    async def _flush(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._queue:
+            batch = [job for job in self._next_batch() if not job.future.cancelled()]
+            if not batch:
+                continue
+            try:
+                outcomes = await loop.run_in_executor(
+                    self._writer_thread, _run_transaction, self._writer, batch)
+            except BaseException as exc:  # BEGIN or COMMIT failed: the whole transaction did
+                for job in batch:
+                    if job.future.done():
+                        continue
+                    if isinstance(exc, asyncio.CancelledError):
+                        job.future.cancel()
+                    else:
+                        job.future.set_exception(exc)
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                continue
+            for job, (ok, value) in zip(batch, outcomes, strict=True):
+                if job.future.done():
+                    continue  # its caller stopped waiting (e.g. the client went away)
+                if ok:
+                    job.future.set_result(value)
+                else:
+                    job.future.set_exception(value)
+
+    # ------------------------------------------------------------------ reads
+
+    def _reader(self) -> sqlite3.Connection:
+        """This reader thread's connection, opened on its first read."""
+        conn = getattr(self._reader_local, "conn", None)
+        if conn is None:
+            # check_same_thread off only so that close() can close it from the loop's thread.
+            conn = connect_sync(self.path, read_only=True, check_same_thread=False)
+            self._reader_local.conn = conn
+            with self._reader_conns_lock:
+                self._reader_conns.append(conn)
+        return conn
+
+    def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        conn = self._reader()
         try:
-            yield conn
+            return fn(conn)
         finally:
             if conn.in_transaction:
-                await conn.execute("ROLLBACK")
-            self._readers.put_nowait(conn)
+                conn.execute("ROLLBACK")
+
+    async def execute_fn(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn(conn)` on a reader connection in its own thread; returns its result."""
+        if self._reader_threads is None:
+            raise RuntimeError("database is not open")
+        return await asyncio.get_running_loop().run_in_executor(
+            self._reader_threads, self._read, fn)
 
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None:
-        async with self.read() as conn:
-            async with conn.execute(sql, tuple(params)) as cur:
-                return await cur.fetchone()
+        args = tuple(params)
+        return await self.execute_fn(lambda conn: fetchone(conn, sql, args))
+
+    async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        args = tuple(params)
+        return await self.execute_fn(lambda conn: fetchall(conn, sql, args))
 
     async def fetchone_point(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None:
-        """An indexed point read for a hot path (auth, signed downloads): inline on the event
-        loop (see fetchone_inline), through the pool if SQLite is busy."""
+        """An indexed point read for a hot path (auth, signed downloads, share links): inline on
+        the event loop (see fetchone_inline), through the pool if SQLite is busy."""
         try:
             return self.fetchone_inline(sql, params)
         except sqlite3.OperationalError:
@@ -206,49 +284,40 @@ class Database:
 
     def fetchone_inline(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None:
         """One indexed point read on the calling (event-loop) thread, for hot paths whose whole
-        database cost is that read (signed downloads, share links).
+        database cost is that read.
 
-        A pooled read hops to an aiosqlite thread and back (about 4x the cost of the lookup
+        A pooled read hops to a reader thread and back (several times the cost of the lookup
         itself); a WAL reader never waits for the writer, so reading inline does not stall the
         loop. The busy timeout is short: if it ever trips, sqlite3.OperationalError is raised
-        and the caller retries through `read()`.
+        and `fetchone_point` retries through the pool.
         """
         conn = self._inline
         if conn is None:
-            conn = sqlite3.connect(self.path, isolation_level=None)
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA busy_timeout = 50")
-            conn.execute("PRAGMA query_only = 1")
-            self._inline = conn
-        cur = conn.execute(sql, tuple(params))
-        try:
-            return cur.fetchone()
-        finally:
-            cur.close()
-
-    async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
-        async with self.read() as conn:
-            async with conn.execute(sql, tuple(params)) as cur:
-                return list(await cur.fetchall())
+            conn = self._inline = connect_sync(
+                self.path, read_only=True, busy_timeout_ms=INLINE_BUSY_TIMEOUT_MS)
+        return fetchone(conn, sql, params)
 
 
-def _run_group(conn: sqlite3.Connection, fns: list[Callable[[sqlite3.Connection], Any]]
-               ) -> list[tuple[bool, Any]]:
-    """One transaction, one SAVEPOINT per job. Runs in the writer's thread."""
+def _run_transaction(conn: sqlite3.Connection, jobs: list[_WriteJob[Any]]
+                     ) -> list[tuple[bool, Any]]:
+    """One write transaction for `jobs`, each in its own SAVEPOINT. Runs in the writer's
+    thread. Returns (ok, result-or-exception) per job; raises if BEGIN or COMMIT fails."""
     outcomes: list[tuple[bool, Any]] = []
     conn.execute("BEGIN IMMEDIATE")
     try:
-        for fn in fns:
+        for job in jobs:
             conn.execute("SAVEPOINT job")
             try:
-                result = fn(conn)
+                result = job.fn(conn)
             except BaseException as exc:  # noqa: BLE001 - handed to that job's caller
                 conn.execute("ROLLBACK TO job")
                 conn.execute("RELEASE job")
                 outcomes.append((False, exc))
-            else:
-                conn.execute("RELEASE job")
-                outcomes.append((True, result))
+                continue
+            if job.rollback:
+                conn.execute("ROLLBACK TO job")
+            conn.execute("RELEASE job")
+            outcomes.append((True, result))
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
@@ -257,14 +326,11 @@ def _run_group(conn: sqlite3.Connection, fns: list[Callable[[sqlite3.Connection]
     return outcomes
 
 
-async def run_sync(conn: aiosqlite.Connection, fn: Callable[..., T], *args: Any) -> T:
-    """Run `fn(sqlite3_connection, *args)` in the aiosqlite connection's own thread: a whole
-    sequence of statements for the price of one thread hop. (aiosqlite's `_execute` is the
-    documented-in-source way it runs its own calls; stable since 0.17.)"""
-    return await conn._execute(fn, conn._conn, *args)
+# ---------------------------------------------------------------------- statements on a connection
 
 
-def fetchone_sync(conn: sqlite3.Connection, sql: str, params: Iterable[Any] = ()) -> Any:
+def fetchone(conn: sqlite3.Connection, sql: str, params: Iterable[Any] = ()) -> Any:
+    """The first row of `sql` (None if none), the cursor closed."""
     cur = conn.execute(sql, tuple(params))
     try:
         return cur.fetchone()
@@ -272,7 +338,8 @@ def fetchone_sync(conn: sqlite3.Connection, sql: str, params: Iterable[Any] = ()
         cur.close()
 
 
-def fetchall_sync(conn: sqlite3.Connection, sql: str, params: Iterable[Any] = ()) -> list[Any]:
+def fetchall(conn: sqlite3.Connection, sql: str, params: Iterable[Any] = ()) -> list[Any]:
+    """Every row of `sql`, the cursor closed."""
     cur = conn.execute(sql, tuple(params))
     try:
         return cur.fetchall()
@@ -280,11 +347,10 @@ def fetchall_sync(conn: sqlite3.Connection, sql: str, params: Iterable[Any] = ()
         cur.close()
 
 
-async def fetchone(conn: aiosqlite.Connection, sql: str, params: Iterable[Any] = ()) -> Any:
-    async with conn.execute(sql, tuple(params)) as cur:
-        return await cur.fetchone()
-
-
-async def fetchall(conn: aiosqlite.Connection, sql: str, params: Iterable[Any] = ()) -> list[Any]:
-    async with conn.execute(sql, tuple(params)) as cur:
-        return list(await cur.fetchall())
+def execute(conn: sqlite3.Connection, sql: str, params: Iterable[Any] = ()) -> int:
+    """Run one data-changing statement; returns the rows it changed."""
+    cur = conn.execute(sql, tuple(params))
+    try:
+        return max(cur.rowcount, 0)
+    finally:
+        cur.close()

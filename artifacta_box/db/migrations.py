@@ -26,7 +26,7 @@ import sqlite3
 # deletable only when refs = 0 (and its grace has passed).
 
 MIGRATIONS: list[str] = [
-    # 1: the initial schema, designed for the access paths of SPEC §3.
+    # 1: the initial schema, designed for the access paths of the API's routes.
     """
     CREATE TABLE tenants (
         tenant_id      INTEGER PRIMARY KEY,

@@ -1,6 +1,6 @@
 """Serving stored bytes over HTTP, written once for signed download URLs and share links.
 
-What a response carries (SPEC §5): the artifact's `Content-Type`, `Content-Length`,
+What a response carries (README, "Downloads and share links"): the artifact's `Content-Type`, `Content-Length`,
 `Accept-Ranges: bytes`, a strong `ETag` (`"<sha256>"`), `Content-Disposition: attachment` with
 an ASCII fallback and an RFC 5987 `filename*` that is safe for any stored filename, and headers
 that stop a browser from ever rendering the bytes as part of an origin (`nosniff`, a sandbox
@@ -38,7 +38,6 @@ import asyncio
 import os
 import re
 import select
-import time
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -49,7 +48,9 @@ from urllib.parse import quote
 from sanic import Request
 from sanic.response import HTTPResponse
 
-from artifacta_box.http.errors import RangeNotSatisfiable
+from artifacta_box import errors
+from artifacta_box.http import sanic_seams
+from artifacta_box.services.downloads import Representation
 
 SMALL_BODY = 64 * 1024           # read in one go and sent as one response
 READ_CHUNK = 1024 * 1024         # fallback path: bytes read per worker-thread call
@@ -71,21 +72,6 @@ _SUFFIX_RANGE_RE = re.compile(r"^-([0-9]+)$")
 
 
 # ------------------------------------------------------------------------------ the bytes
-
-
-@dataclass(frozen=True)
-class Representation:
-    """One stored artifact as the byte routes serve it."""
-
-    path: str
-    size: int
-    sha256: str
-    content_type: str
-    filename: str
-
-    @property
-    def etag(self) -> str:
-        return f'"{self.sha256}"'
 
 
 @dataclass(frozen=True)
@@ -257,7 +243,7 @@ def decide(method: str, request_headers: Mapping[str, str], rep: Representation)
     if is_get and if_range_allows(request_headers.get("if-range"), rep.etag):
         wanted = parse_range(request_headers.get("range"), rep.size)
     if wanted is UNSATISFIABLE:
-        raise RangeNotSatisfiable(
+        raise errors.RangeNotSatisfiable(
             f"The requested range is outside the {rep.size}-byte artifact; valid byte positions "
             f"are 0-{max(rep.size - 1, 0)}.",
             headers={"Content-Range": f"bytes */{rep.size}", **SECURITY_HEADERS},
@@ -424,7 +410,7 @@ async def _stream(
             sent = await _send_with_sendfile(request, owner, decision.start, decision.length)
         except EOFError:
             raise _corrupt(rep) from None  # the file shrank under us: abort the connection
-        request.stream.response_bytes_left -= sent  # tell Sanic's framing what went past it
+        sanic_seams.account_bytes_sent(request, sent)  # tell Sanic's framing what went past it
     offset, remaining = decision.start + sent, decision.length - sent
     while remaining > 0:
         data = await owner.run(os.pread, fd, min(READ_CHUNK, remaining), offset)
@@ -441,8 +427,7 @@ def _sendfile_possible(request: Request) -> bool:
     if not hasattr(os, "sendfile"):
         return False
     transport = request.transport
-    stream = request.stream
-    if transport is None or stream is None or not hasattr(stream, "response_bytes_left"):
+    if transport is None or not sanic_seams.can_account_bytes_sent(request):
         return False
     if transport.get_extra_info("sslcontext") is not None or transport.get_extra_info("ssl_object"):
         return False
@@ -494,7 +479,6 @@ async def _send_with_sendfile(request: Request, owner: _FdOwner, start: int, len
     """
     loop = asyncio.get_running_loop()
     transport = request.transport
-    protocol = getattr(request.stream, "protocol", None)
     # A private duplicate of the socket descriptor: if the client vanishes and the event loop
     # closes its own descriptor, ours still names the same socket (never a reused number).
     out_fd = os.dup(transport.get_extra_info("socket").fileno())
@@ -511,8 +495,7 @@ async def _send_with_sendfile(request: Request, owner: _FdOwner, start: int, len
                 return 0  # e.g. EINVAL/ENOSYS on this filesystem: use reads instead
             raise
         sent += n
-        if protocol is not None:
-            protocol._time = time.monotonic()  # progress: keeps Sanic's response timeout idle-based
+        sanic_seams.mark_progress(request)  # keeps Sanic's response timeout idle-based
         if blocked:
             await _writable(loop, out_fd)
     return sent

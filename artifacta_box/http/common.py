@@ -16,7 +16,7 @@ from sanic.response import json as json_response
 from artifacta_box import errors
 from artifacta_box.clock import iso
 from artifacta_box.context import Box
-from artifacta_box.security.keys import parse_bearer
+from artifacta_box.security.keys import KEY_FORMAT, parse_bearer
 from artifacta_box.services import account, listing, tenants
 from artifacta_box.services.principal import Principal
 
@@ -148,7 +148,7 @@ async def authenticate_request(request: Request) -> None:
     if key is None or attempt is None:
         box.auth_failures.record_failure(addr)
         raise errors.Unauthorized(
-            "Missing or malformed API key: send 'Authorization: Bearer ak_live_<32 letters or digits>'."
+            f"Missing or malformed API key: send 'Authorization: Bearer {KEY_FORMAT}'."
         )
     box.auth_failures.begin(addr, attempt)
     try:
@@ -162,8 +162,7 @@ async def authenticate_request(request: Request) -> None:
     charge_rate(request, principal.tenant_id, principal.plan.rate_sustained, principal.plan.rate_burst)
     used = account.requests_this_month(box, principal)
     if used >= principal.plan.requests_per_month:
-        raise quota_error(
-            box,
+        raise errors.QuotaExceeded(
             f"Monthly request quota of {principal.plan.requests_per_month:,} reached for plan "
             f"{principal.plan.name!r}; it resets at the start of next month (UTC).",
         )
@@ -183,8 +182,3 @@ def charge_rate(request: Request, tenant_id: int, sustained: float, burst: int) 
             headers={"Retry-After": str(decision.retry_after)},
             extra={"retry_after_seconds": decision.retry_after, "retry_after": decision.retry_after},
         )
-
-
-def quota_error(box: Box, message: str) -> errors.QuotaExceeded:
-    extra = {"upgrade_url": box.settings.upgrade_url} if box.settings.upgrade_url else None
-    return errors.QuotaExceeded(message, extra=extra)

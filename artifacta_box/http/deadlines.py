@@ -15,65 +15,33 @@ protocol:
 Sending a response stays idle-timed (a slow but steady download of a large file must not be
 cut), and so does the keep-alive wait between requests. Deadlines are checked on Sanic's
 timeout tick (half the smallest of the three timeouts), so they hold to within that tick.
+
+`overdue` is the policy, a pure function of where the request is; the Sanic internals that
+report that and cancel the request are in `http.sanic_seams` (`HttpProtocolWithDeadlines`).
 """
 
 from __future__ import annotations
 
-import sys
-from time import monotonic, perf_counter
-
 from sanic.exceptions import RequestTimeout, ServiceUnavailable
-from sanic.http import Http, Stage
-from sanic.server.protocols.http_protocol import HttpProtocol
+
+from artifacta_box.http.sanic_seams import HttpProtocolWithDeadlines, RequestProgress
 
 
-class DeadlineHttp(Http):
-    """Http/1.1 that remembers when the current request's headers began to arrive."""
+def overdue(progress: RequestProgress, request_timeout: float,
+            response_timeout: float) -> Exception | None:
+    """The error that ends the request now, or None while it is within its deadlines."""
+    if (progress.reading_headers and progress.headers_for is not None
+            and progress.headers_for > request_timeout):
+        return RequestTimeout(f"The request headers did not arrive within {request_timeout:g}s.")
+    if (progress.in_handler and progress.handler_for is not None
+            and progress.handler_for > response_timeout):
+        if progress.body_arriving:
+            return RequestTimeout(f"The request body did not arrive within {response_timeout:g}s.")
+        return ServiceUnavailable("Response Timeout")
+    return None
 
-    __slots__ = ("headers_started",)
 
-    def init_for_request(self) -> None:
-        super().init_for_request()
-        self.headers_started: float | None = None
+class DeadlineHttpProtocol(HttpProtocolWithDeadlines):
+    """The protocol `serve` runs: Sanic's, with the deadlines above."""
 
-    async def http1_request_header(self) -> None:
-        # Called once the first bytes of a request are in (after the keep-alive wait).
-        self.headers_started = monotonic()
-        await super().http1_request_header()
-
-
-class DeadlineHttpProtocol(HttpProtocol):
-    HTTP_CLASS = DeadlineHttp
-
-    def check_timeouts(self) -> None:
-        if not self._enforce_deadlines():
-            super().check_timeouts()
-
-    def _enforce_deadlines(self) -> bool:
-        """Cancel the connection's task when a deadline has passed; True if it did."""
-        http = getattr(self, "_http", None)
-        if not self._task or http is None:
-            return False
-        exception: Exception | None = None
-        if http.stage is Stage.REQUEST:
-            started = getattr(http, "headers_started", None)
-            if started is not None and monotonic() - started > self.request_timeout:
-                exception = RequestTimeout(
-                    f"The request headers did not arrive within {self.request_timeout:g}s."
-                )
-        elif (http.stage is Stage.HANDLER and not http.upgrade_websocket and http.perft0
-              and perf_counter() - http.perft0 > self.response_timeout):
-            if http.request_body:  # the body is still arriving
-                exception = RequestTimeout(
-                    f"The request body did not arrive within {self.response_timeout:g}s."
-                )
-            else:
-                exception = ServiceUnavailable("Response Timeout")
-        if exception is None:
-            return False
-        http.exception = exception
-        if sys.version_info < (3, 14):
-            self._task.cancel("request deadline passed")
-        else:
-            self._task.cancel()
-        return True
+    overdue = staticmethod(overdue)

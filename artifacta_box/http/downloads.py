@@ -16,9 +16,8 @@ from __future__ import annotations
 
 from sanic import Blueprint, Request
 
-from artifacta_box import errors
 from artifacta_box.http.common import absolute_url, box_of, ok, parse_json_object, principal_of
-from artifacta_box.http.grants import cors_for, preflight, serve_grant
+from artifacta_box.http.grants import preflight, serve_grant
 from artifacta_box.services import downloads
 
 bp = Blueprint("downloads")
@@ -42,16 +41,9 @@ async def batch_download_urls(request: Request):
 
 @bp.route("/d/<artifact_id:str>", methods=["GET", "HEAD"])
 async def signed_download(request: Request, artifact_id: str):
-    cors = cors_for(request)
-    try:
-        args = request.get_args(keep_blank_values=True)
-        grant = await downloads.authorize_signed(
-            box_of(request), request.method, artifact_id, args.get("e"), args.get("s")
-        )
-        return await serve_grant(request, grant, cors)
-    except errors.ApiError as exc:
-        exc.headers.update(cors)  # a browser caller may read why
-        raise
+    args = request.get_args(keep_blank_values=True)
+    return await serve_grant(request, downloads.authorize_signed(
+        box_of(request), request.method, artifact_id, args.get("e"), args.get("s")))
 
 
 @bp.options("/d/<artifact_id:str>")

@@ -1,5 +1,6 @@
 """Every error leaves through here: API errors, Sanic's own (404, 405, 413, bad bodies) and
-crashes all become the SPEC's envelope, with the request id and rate-limit headers attached."""
+crashes all become the error envelope (`ErrorEnvelope` in the OpenAPI document), with the
+request id and rate-limit headers attached."""
 
 from __future__ import annotations
 
@@ -26,21 +27,6 @@ _BY_STATUS: dict[int, type[errors.ApiError]] = {
     429: errors.RateLimited,
     503: errors.Unavailable,
 }
-
-
-class RequestTimeout(errors.ApiError):
-    code = "request_timeout"
-    status = 408
-
-
-class RangeNotSatisfiable(errors.ApiError):
-    code = "range_not_satisfiable"
-    status = 416
-
-
-class HeadersTooLarge(errors.ApiError):
-    code = "invalid_request"
-    status = 431
 
 
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
@@ -96,7 +82,7 @@ def to_api_error(request: Request | None, exc: BaseException) -> errors.ApiError
             )
         if status == 413:
             if "header" in str(exc).lower():  # Sanic raises PayloadTooLarge for headers too
-                return HeadersTooLarge("The request headers are too large.")
+                return errors.HeadersTooLarge("The request headers are too large.")
             return errors.FileTooLarge(
                 "The request body is larger than this route accepts."
             )
@@ -104,11 +90,11 @@ def to_api_error(request: Request | None, exc: BaseException) -> errors.ApiError
             detail = str(exc)  # the deadline protocol says which part was late
             if not detail or detail == "Request Timeout":
                 detail = "The request was not received in time."
-            return RequestTimeout(detail)
+            return errors.RequestTimeout(detail)
         if status == 416:
-            return RangeNotSatisfiable(str(exc) or "Range not satisfiable.")
+            return errors.RangeNotSatisfiable(str(exc) or "Range not satisfiable.")
         if status == 431:
-            return HeadersTooLarge("The request headers are too large.")
+            return errors.HeadersTooLarge("The request headers are too large.")
         if status < 500:
             cls = _BY_STATUS.get(status, errors.InvalidRequest)
             message = str(exc) or "The request could not be understood."
@@ -140,6 +126,11 @@ def error_response(request: Request | None, exc: BaseException) -> HTTPResponse:
     if err.status >= 500 and not isinstance(exc, errors.ApiError | StorageFull | StorageUnwritable):
         rid = getattr(getattr(request, "ctx", None), "request_id", None) if request else None
         log.error("unhandled error (request id %s)", rid, exc_info=exc)
+    body = err.body()
+    if isinstance(err, errors.QuotaExceeded):
+        upgrade_url = _upgrade_url(request)
+        if upgrade_url:
+            body["error"].setdefault("upgrade_url", upgrade_url)
     headers = dict(err.headers)
     ctx = getattr(request, "ctx", None) if request is not None else None
     if ctx is not None:
@@ -148,7 +139,14 @@ def error_response(request: Request | None, exc: BaseException) -> HTTPResponse:
             headers["X-Request-Id"] = rid
         headers.update(getattr(ctx, "rate_headers", None) or {})
         ctx.error_code = err.code
-    return json(err.body(), status=err.status, headers=headers)
+    return json(body, status=err.status, headers=headers)
+
+
+def _upgrade_url(request: Request | None) -> str | None:
+    """`[tenants] upgrade_url`: every quota_exceeded answer carries it when one is configured
+    (whatever limit was hit: storage, monthly requests, links, keys, a plan-gated feature)."""
+    settings = getattr(getattr(getattr(request, "app", None), "ctx", None), "settings", None)
+    return getattr(settings, "upgrade_url", None)
 
 
 class EnvelopeErrorHandler(ErrorHandler):

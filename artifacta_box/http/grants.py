@@ -4,20 +4,30 @@ headers, ranges and validators. Shared by `http/downloads.py` and `http/links.py
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 from sanic import Request
 
+from artifacta_box import errors
 from artifacta_box.http import byteserve
 from artifacta_box.http.common import box_of, charge_rate
 from artifacta_box.services import downloads
 from artifacta_box.services.downloads import Grant
 
 
-async def serve_grant(request: Request, grant: Grant, cors: dict[str, str]):
-    box = box_of(request)
-    charge_rate(request, grant.tenant_id, grant.plan.rate_sustained, grant.plan.rate_burst)
-    blob = downloads.open_grant(box, grant)
-    rep = byteserve.Representation(blob.path, blob.size, blob.sha256, blob.content_type, blob.filename)
-    return await byteserve.serve(request, rep, cors, use_sendfile=box.settings.sendfile)
+async def serve_grant(request: Request, authorize: Awaitable[Grant]):
+    """Answer a byte route: await its authorisation, charge the rate token, serve the bytes.
+    Every answer, errors included, carries the CORS headers (a browser caller may read why)."""
+    cors = cors_for(request)
+    try:
+        grant = await authorize
+        box = box_of(request)
+        charge_rate(request, grant.tenant_id, grant.plan.rate_sustained, grant.plan.rate_burst)
+        rep = downloads.open_grant(box, grant)
+        return await byteserve.serve(request, rep, cors, use_sendfile=box.settings.sendfile)
+    except errors.ApiError as exc:
+        exc.headers.update(cors)
+        raise
 
 
 def cors_for(request: Request) -> dict[str, str]:

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 from sanic import Blueprint, Request
 
-from artifacta_box import errors
 from artifacta_box.http.common import absolute_url, box_of, ok, parse_json_object, principal_of
-from artifacta_box.http.grants import cors_for, preflight, serve_grant
+from artifacta_box.http.grants import preflight, serve_grant
 from artifacta_box.services import links
 
 bp = Blueprint("links")
@@ -44,13 +43,7 @@ async def revoke_link(request: Request, link_id: str):
 
 @bp.route("/l/<link_id:str>", methods=["GET", "HEAD"])
 async def share_link(request: Request, link_id: str):
-    cors = cors_for(request)
-    try:
-        grant = await links.authorize_link(box_of(request), link_id)
-        return await serve_grant(request, grant, cors)
-    except errors.ApiError as exc:
-        exc.headers.update(cors)
-        raise
+    return await serve_grant(request, links.authorize_link(box_of(request), link_id))
 
 
 @bp.options("/l/<link_id:str>")

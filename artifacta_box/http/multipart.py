@@ -337,24 +337,15 @@ def _partial_delimiter_start(data: bytes, start: int, delim: bytes) -> int:
 # ---------------------------------------------------------------------------- upload form
 
 
-@dataclass(frozen=True)
-class FileStart:
-    part: Part
-
-
-@dataclass(frozen=True)
-class FileData:
-    data: memoryview
-
-
-FileEvent = FileStart | FileData
+# The file part's own parser events, passed through as the parser made them.
+FileEvent = PartStart | PartData
 
 
 class FormReader:
     """The upload form on top of the parser: text fields buffered (each at most
     `max_field_bytes`, at most `max_fields` of them), the `file_field` part streamed out.
 
-    `feed()` returns only FileStart/FileData events; text fields are in `fields` (decoded
+    `feed()` returns only the file part's PartStart/PartData events; text fields are in `fields` (decoded
     UTF-8) once complete. Exactly one file part is accepted.
     """
 
@@ -382,7 +373,7 @@ class FormReader:
         for ev in self.parser.feed(data):
             if isinstance(ev, PartData):
                 if self._in_file:
-                    out.append(FileData(ev.data))
+                    out.append(ev)
                 else:
                     if len(self._buf) + len(ev.data) > self.max_field_bytes:
                         raise FieldTooLarge(
@@ -399,7 +390,7 @@ class FormReader:
                         )
                     self.file_part = part
                     self._in_file = True
-                    out.append(FileStart(part))
+                    out.append(ev)
                 else:
                     if part.name in self.fields:
                         raise MultipartError(f"Form field {part.name!r} appears more than once.")

@@ -30,14 +30,14 @@ from artifacta_box.http.common import (
     ok,
     parse_json_object,
     principal_of,
-    quota_error,
 )
 from artifacta_box.http.multipart import (
-    FileData,
     FormReader,
     MultipartError,
+    PartData,
     boundary_from_content_type,
 )
+from artifacta_box.http.sanic_seams import body_bytes_declared_left, body_started
 from artifacta_box.services import presigned, validation
 from artifacta_box.services.uploads import (
     ArtifactSpec,
@@ -108,14 +108,14 @@ DRAIN_IDLE_SECONDS = 0.5
 
 
 async def drain_unread_body(request: Request) -> None:
-    stream = request.stream
-    if stream is None or not getattr(stream, "request_bytes", 0):
+    if not body_started(request):
         # Refused before reading any of the body (declared too large, sealed session, bad
         # fields): answer at once; reading now would send `100 Continue` and invite the body.
         return
-    left_declared = getattr(stream, "request_bytes_left", None)
-    if isinstance(left_declared, int) and left_declared > DRAIN_MAX_BYTES:
+    left_declared = body_bytes_declared_left(request)
+    if left_declared is not None and left_declared > DRAIN_MAX_BYTES:
         return
+    stream = request.stream
 
     async def _drain() -> None:
         left = DRAIN_MAX_BYTES
@@ -209,9 +209,9 @@ async def receive_multipart(
             if received > body_cap:
                 raise too_large(limit, "The upload", hint)
             for event in reader.feed(chunk):
-                if type(event) is FileData:
+                if type(event) is PartData:
                     await staging.write(event.data)  # type: ignore[union-attr]
-                else:  # FileStart: what arrived so far must already be valid
+                else:  # PartStart of the file: what arrived so far must already be valid
                     check_fields(plan, reader.fields)
                     await check_session_open(box, principal.tenant_id,
                                              reader.fields.get("session_id") or None)
@@ -322,8 +322,7 @@ async def upload_url(request: Request):
     principal = principal_of(request)
     plan = principal.plan
     if not plan.presigned_uploads:
-        raise quota_error(
-            box,
+        raise errors.QuotaExceeded(
             f"Presigned uploads are not available on plan {plan.name!r}; upload with "
             f"POST /v1/artifacts (up to {_mb(plan.max_multipart_bytes)}) or ask for another plan.",
         )

@@ -8,11 +8,13 @@ import re
 from artifacta_box.ids import random_alnum
 
 KEY_PREFIX = "ak_live_"
-KEY_RE = re.compile(r"^ak_live_[A-Za-z0-9]{32}$")
+KEY_CHARS = 32
+KEY_RE = re.compile(rf"^{KEY_PREFIX}[A-Za-z0-9]{{{KEY_CHARS}}}$")
+KEY_FORMAT = f"{KEY_PREFIX}<{KEY_CHARS} letters or digits>"  # as error messages and docs say it
 
 
 def generate_key() -> str:
-    return KEY_PREFIX + random_alnum(32)
+    return KEY_PREFIX + random_alnum(KEY_CHARS)
 
 
 def hash_key(key: str) -> str:

@@ -3,6 +3,8 @@ active share links. It reads across tenants, usage and links, so it lives above 
 
 from __future__ import annotations
 
+import sqlite3
+
 from artifacta_box.clock import iso
 from artifacta_box.context import Box
 from artifacta_box.db import fetchone
@@ -20,12 +22,14 @@ def requests_this_month(box: Box, principal: Principal) -> int:
 async def tenant_usage(box: Box, tenant_id: int) -> dict:
     """Storage usage and active links of a tenant, as whoami shows them."""
     now = iso(box.clock.now())
-    async with box.db.read() as conn:
-        due = await usage.has_due_expiry(conn, tenant_id, now)
-    if due:  # expired artifacts stop counting at once, not only when the sweep passes
-        async with box.db.write() as conn:
-            await usage.expire_due(conn, now, tenant_id=tenant_id, limit=100_000)
-    async with box.db.read() as conn:
-        t = await fetchone(conn, "SELECT storage_bytes FROM tenants WHERE tenant_id = ?", (tenant_id,))
-        links = await count_active_links(conn, tenant_id, now)
-    return {"storage_bytes": int(t["storage_bytes"]) if t else 0, "active_links": links}
+    if await box.db.execute_fn(lambda conn: usage.has_due_expiry(conn, tenant_id, now)):
+        # expired artifacts stop counting at once, not only when the sweep passes
+        await box.db.execute_write_fn(
+            lambda conn: usage.expire_due(conn, now, tenant_id=tenant_id, limit=100_000))
+
+    def read(conn: sqlite3.Connection) -> dict:
+        t = fetchone(conn, "SELECT storage_bytes FROM tenants WHERE tenant_id = ?", (tenant_id,))
+        links = count_active_links(conn, tenant_id, now)
+        return {"storage_bytes": int(t["storage_bytes"]) if t else 0, "active_links": links}
+
+    return await box.db.execute_fn(read)

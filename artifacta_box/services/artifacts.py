@@ -8,6 +8,7 @@ an artifact whose TTL passed a microsecond ago can no longer be extended.
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
 from artifacta_box import errors
@@ -23,8 +24,8 @@ from artifacta_box.services.principal import Principal
 async def get_artifact(box: Box, principal: Principal, artifact_id: str) -> dict[str, Any]:
     """The public record; pending artifacts too (status `pending`)."""
     now_iso = iso(box.clock.now())
-    async with box.db.read() as conn:
-        row = await load_artifact(conn, principal.tenant_id, artifact_id, now_iso, allow_pending=True)
+    row = await box.db.execute_fn(lambda conn: load_artifact(
+        conn, principal.tenant_id, artifact_id, now_iso, allow_pending=True))
     return artifact_record(row)
 
 
@@ -34,26 +35,29 @@ async def delete_artifact(box: Box, principal: Principal, artifact_id: str) -> d
     Its row and blob reference stay until the retention purge (the 410 holds until then).
     A pending reservation may be deleted too; it never held a live reference.
     """
-    async with box.db.write() as conn:
+    def delete(conn: sqlite3.Connection) -> str:
         now_iso = iso(box.clock.now())
-        row = await load_artifact(conn, principal.tenant_id, artifact_id, now_iso, allow_pending=True)
-        await conn.execute(
+        row = load_artifact(conn, principal.tenant_id, artifact_id, now_iso, allow_pending=True)
+        conn.execute(
             "UPDATE artifacts SET state = 'deleted', deleted_at = ? WHERE id = ?", (now_iso, row["id"])
         )
         released = 0
         if row["state"] == "active":
-            released = await usage.release_live(conn, principal.tenant_id, row["content_hash"])
+            released = usage.release_live(conn, principal.tenant_id, row["content_hash"])
             if row["session_id"] is not None:
-                await conn.execute(
+                conn.execute(
                     "UPDATE sessions SET artifact_count = MAX(0, artifact_count - 1) "
                     "WHERE tenant_id = ? AND session_id = ?",
                     (principal.tenant_id, row["session_id"]),
                 )
-        await record_audit(
+        record_audit(
             conn, now_iso, principal.actor, "artifact.delete", principal.tenant_name, artifact_id,
             {"state": row["state"], "size_bytes": int(row["size_bytes"]), "released_bytes": released},
         )
-    return {"artifact_id": artifact_id, "deleted": True, "deleted_at": now_iso}
+        return now_iso
+
+    deleted_at = await box.db.execute_write_fn(delete)
+    return {"artifact_id": artifact_id, "deleted": True, "deleted_at": deleted_at}
 
 
 async def extend_ttl(box: Box, principal: Principal, artifact_id: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -61,10 +65,11 @@ async def extend_ttl(box: Box, principal: Principal, artifact_id: str, body: dic
     if "ttl" not in body or body["ttl"] is None or body["ttl"] == "":
         raise errors.InvalidRequest("ttl is required, e.g. {\"ttl\": \"30d\"} or {\"ttl\": \"never\"}.")
     seconds = validation.ttl_seconds(body["ttl"], principal.plan)
-    async with box.db.write() as conn:
+
+    def extend(conn: sqlite3.Connection) -> Any:
         now = box.clock.now()
         now_iso = iso(now)
-        row = await load_artifact(conn, principal.tenant_id, artifact_id, now_iso)
+        row = load_artifact(conn, principal.tenant_id, artifact_id, now_iso)
         new_expiry = None if seconds is None else iso_in(now, seconds)
         current = row["expires_at"]
         if new_expiry is not None and (current is None or new_expiry < current):
@@ -74,10 +79,11 @@ async def extend_ttl(box: Box, principal: Principal, artifact_id: str, body: dic
                 f"(it expires {shown}); extend-ttl can only extend."
             )
         if new_expiry != current:
-            await conn.execute("UPDATE artifacts SET expires_at = ? WHERE id = ?", (new_expiry, row["id"]))
-            await record_audit(
+            conn.execute("UPDATE artifacts SET expires_at = ? WHERE id = ?", (new_expiry, row["id"]))
+            record_audit(
                 conn, now_iso, principal.actor, "artifact.extend_ttl", principal.tenant_name,
                 artifact_id, {"from": current, "to": new_expiry},
             )
-        row = await fetchone(conn, "SELECT * FROM artifacts WHERE id = ?", (row["id"],))
-    return artifact_record(row)
+        return fetchone(conn, "SELECT * FROM artifacts WHERE id = ?", (row["id"],))
+
+    return artifact_record(await box.db.execute_write_fn(extend))

@@ -5,6 +5,7 @@ transaction as the action it records; read with `artifacta-box audit`."""
 from __future__ import annotations
 
 import json
+import sqlite3
 from typing import Any
 
 from artifacta_box import errors
@@ -12,8 +13,8 @@ from artifacta_box.clock import iso, parse_iso
 from artifacta_box.context import Box
 
 
-async def record_audit(
-    conn,
+def record_audit(
+    conn: sqlite3.Connection,
     at: str,
     actor: str,
     action: str,
@@ -21,7 +22,7 @@ async def record_audit(
     target: str | None,
     details: dict[str, Any] | None = None,
 ) -> None:
-    await conn.execute(
+    conn.execute(
         "INSERT INTO audit_log (at, actor, action, tenant, target, details) VALUES (?, ?, ?, ?, ?, ?)",
         (at, actor, action, tenant, target, json.dumps(details or {}, separators=(",", ":"))),
     )

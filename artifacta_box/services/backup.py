@@ -21,7 +21,6 @@ and refuses a non-empty one unless told to replace it.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import os
 import shutil
@@ -33,12 +32,12 @@ from artifacta_box import __version__
 from artifacta_box.clock import iso
 from artifacta_box.config import Settings
 from artifacta_box.context import Box
-from artifacta_box.datadir import DB_FILE, SECRET_FILE, DataDirError, ServerLock
+from artifacta_box.datadir import DB_FILE, PRIVATE_DIR, SECRET_FILE, DataDirError, ServerLock
 from artifacta_box.db import connect_sync
 from artifacta_box.db.migrations import SCHEMA_VERSION, current_version
 from artifacta_box.services.audit import record_audit
 from artifacta_box.services.progress import NoProgress, Progress
-from artifacta_box.storage.blobstore import CHUNK, LocalBlobStore
+from artifacta_box.storage import LocalBlobStore, fsync_dir, hash_file, write_file_durably
 
 MANIFEST = "manifest.json"
 FORMAT = "artifacta-box-backup"
@@ -52,32 +51,19 @@ class BackupError(Exception):
 # ---------------------------------------------------------------------------- helpers
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _copy_verified(src: Path, dest: Path, sha256: str, size: int | None) -> int:
     """Copy src to dest (via a temp name, fsynced, renamed) while hashing; the content must
     hash to `sha256` (and have `size` bytes). Returns the bytes copied."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(dest.name + ".part")
-    h = hashlib.sha256()
-    n = 0
     try:
-        with open(src, "rb") as fin, open(tmp, "wb") as fout:
-            while chunk := fin.read(CHUNK):
-                h.update(chunk)
-                fout.write(chunk)
-                n += len(chunk)
+        with open(tmp, "wb") as fout:
+            digest, n = hash_file(src, copy_to=fout)
             fout.flush()
             os.fsync(fout.fileno())
-        if h.hexdigest() != sha256 or (size is not None and n != size):
+        if digest != sha256 or (size is not None and n != size):
             raise BackupError(
-                f"{src} is corrupt (SHA-256 {h.hexdigest()}, {n} bytes; expected {sha256}"
+                f"{src} is corrupt (SHA-256 {digest}, {n} bytes; expected {sha256}"
                 f"{'' if size is None else f', {size} bytes'}); run `artifacta-box check`"
             )
         os.replace(tmp, dest)
@@ -85,14 +71,6 @@ def _copy_verified(src: Path, dest: Path, sha256: str, size: int | None) -> int:
         tmp.unlink(missing_ok=True)
         raise
     return n
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _referenced_blobs(conn: sqlite3.Connection) -> list[tuple[int, str, int | None]]:
@@ -129,7 +107,8 @@ async def backup(box: Box, dest: Path, progress: Progress | None = None) -> dict
                           "choose a directory elsewhere (ideally on another disk)")
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise BackupError(f"the backup destination {dest} exists and is not an empty directory")
-    dest.mkdir(parents=True, exist_ok=True, mode=0o700)
+    dest.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)
+    os.chmod(dest, PRIVATE_DIR)  # an empty directory made beforehand: the backup is private too
 
     created_at = iso(box.clock.now())
     db_copy = dest / DB_FILE
@@ -176,16 +155,16 @@ async def backup(box: Box, dest: Path, progress: Progress | None = None) -> dict
         "created_at": created_at,
         "source_data_dir": str(root),
         "database": {"file": DB_FILE, "size": db_copy.stat().st_size,
-                     "sha256": await asyncio.to_thread(_file_sha256, db_copy)},
+                     "sha256": (await asyncio.to_thread(hash_file, db_copy))[0]},
         "blobs": {"count": len(blobs), "bytes": copied_bytes},
         "secret_key_included": secret_included,
         **counts,
     }
     await asyncio.to_thread(_write_manifest, dest, manifest)
-    async with box.db.write() as wconn:
-        await record_audit(wconn, iso(box.clock.now()), "cli", "box.backup", None, str(dest),
-                           {"blobs": len(blobs), "bytes": copied_bytes,
-                            "artifacts_active": counts["artifacts_active"]})
+    at = iso(box.clock.now())
+    await box.db.execute_write_fn(lambda conn: record_audit(
+        conn, at, "cli", "box.backup", None, str(dest),
+        {"blobs": len(blobs), "bytes": copied_bytes, "artifacts_active": counts["artifacts_active"]}))
     return {"destination": str(dest), **manifest}
 
 
@@ -197,7 +176,7 @@ def _snapshot(src: Path, dest: Path) -> None:
         conn.close()
     # The copy needs only what it references: blob rows that no row uses any more would point
     # at files the backup does not carry.
-    copy = sqlite3.connect(str(dest), isolation_level=None)
+    copy = connect_sync(dest)
     try:
         copy.execute("DELETE FROM blobs WHERE refs = 0")
     finally:
@@ -207,14 +186,7 @@ def _snapshot(src: Path, dest: Path) -> None:
 
 
 def _write_manifest(dest: Path, manifest: dict[str, Any]) -> None:
-    tmp = dest / (MANIFEST + ".part")
-    with open(tmp, "w") as fh:
-        json.dump(manifest, fh, indent=2)
-        fh.write("\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, dest / MANIFEST)
-    _fsync_dir(dest)
+    write_file_durably(dest / MANIFEST, json.dumps(manifest, indent=2) + "\n")
 
 
 # ---------------------------------------------------------------------------- restore
@@ -258,28 +230,39 @@ async def restore(settings: Settings, src: Path, force: bool = False,
     manifest = read_manifest(src)
     root = settings.data_path
     db_src = src / manifest["database"]["file"]
-    if not db_src.is_file() or await asyncio.to_thread(_file_sha256, db_src) != \
+    if not db_src.is_file() or (await asyncio.to_thread(hash_file, db_src))[0] != \
             manifest["database"]["sha256"]:
         raise BackupError(f"{db_src} is missing or does not match the manifest; the backup is "
                           "damaged")
+    made = _first_missing(root)  # removed again if the restore fails: nothing half-made stays
     try:
-        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        root.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)
     except OSError as exc:
         raise DataDirError(f"storage.data_dir: cannot create {root}: {exc.strerror}") from None
     lock = ServerLock(root)
+    lock_was_there = lock.path.exists()
     try:
         lock.acquire()
     except DataDirError:
         raise BackupError(f"{root} is live: a server is running on it; stop it before "
                           "restoring into it") from None
     try:
-        blobs, restored_bytes = await asyncio.to_thread(
-            _restore_files, root, src, db_src, manifest, force, progress)
+        try:
+            blobs, restored_bytes = await asyncio.to_thread(
+                _restore_files, root, src, db_src, manifest, force, progress)
+        except BaseException:
+            if made is not None:
+                shutil.rmtree(made, ignore_errors=True)
+            elif not lock_was_there:
+                lock.path.unlink(missing_ok=True)
+            raise
         # Opening the box migrates an older backup's schema and puts the database in WAL mode.
-        async with Box.opened(settings) as box, box.db.write() as conn:
-            await record_audit(conn, iso(box.clock.now()), "cli", "box.restore", None, str(src),
-                               {"backup_created_at": manifest.get("created_at"),
-                                "blobs": blobs, "bytes": restored_bytes})
+        async with Box.opened(settings) as box:
+            at = iso(box.clock.now())
+            await box.db.execute_write_fn(lambda conn: record_audit(
+                conn, at, "cli", "box.restore", None, str(src),
+                {"backup_created_at": manifest.get("created_at"), "blobs": blobs,
+                 "bytes": restored_bytes}))
     finally:
         lock.release()
     return {"source": str(src), "data_dir": str(root), "blobs": blobs, "bytes": restored_bytes,
@@ -288,6 +271,16 @@ async def restore(settings: Settings, src: Path, force: bool = False,
 
 
 STAGING = "restore.partial"
+
+
+def _first_missing(path: Path) -> Path | None:
+    """The outermost directory that `path.mkdir(parents=True)` would create (None: it exists)."""
+    missing = None
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            break
+        missing = candidate
+    return missing
 
 
 def _restore_files(root: Path, src: Path, db_src: Path, manifest: dict[str, Any], force: bool,
@@ -304,6 +297,8 @@ def _restore_files(root: Path, src: Path, db_src: Path, manifest: dict[str, Any]
     try:
         staged_store = LocalBlobStore(staging)
         staged_store.prepare()
+        # Not connect_sync: the backup is only read, so its file (whose hash the manifest
+        # holds) is opened read-only and none of the recipe's pragmas may touch it.
         conn = sqlite3.connect(f"file:{db_src}?mode=ro", uri=True)
         try:
             blobs = _referenced_blobs(conn)
@@ -343,7 +338,7 @@ def _restore_files(root: Path, src: Path, db_src: Path, manifest: dict[str, Any]
         if secret is not None:
             os.replace(secret, root / SECRET_FILE)
         os.replace(staged_db, root / DB_FILE)
-        _fsync_dir(root)
+        fsync_dir(root)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return len(blobs), restored_bytes

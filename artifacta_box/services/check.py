@@ -22,17 +22,18 @@ and a suspicious finding is re-read before it is reported.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from artifacta_box.clock import iso
 from artifacta_box.context import Box
-from artifacta_box.db import fetchone
+from artifacta_box.db import execute, fetchone
 from artifacta_box.services import lifecycle
 from artifacta_box.services.audit import record_audit
 from artifacta_box.services.progress import NoProgress, Progress
-from artifacta_box.storage import hash_file
+from artifacta_box.storage import hash_file, is_sha256
 
 PAGE = 500
 
@@ -134,8 +135,9 @@ class _Check:
 
     async def _fix_blob_counters(self, tenant_id: int, sha256: str) -> bool:
         now_iso = iso(self.box.clock.now())
-        async with self.box.db.write() as conn:
-            row = await fetchone(
+
+        def fix(conn: sqlite3.Connection) -> None:
+            row = fetchone(
                 conn,
                 "SELECT (SELECT COUNT(*) FROM artifacts a WHERE a.tenant_id = ? AND "
                 "a.content_hash = ? AND a.state != 'pending') AS want_refs, "
@@ -143,11 +145,13 @@ class _Check:
                 "AND a.state = 'active') AS want_live",
                 (tenant_id, sha256, tenant_id, sha256),
             )
-            await conn.execute(
+            conn.execute(
                 "UPDATE blobs SET refs = ?, live_refs = ?, unreferenced_at = CASE WHEN ? > 0 "
                 "THEN NULL ELSE COALESCE(unreferenced_at, ?) END WHERE tenant_id = ? AND sha256 = ?",
                 (row["want_refs"], row["want_live"], row["want_refs"], now_iso, tenant_id, sha256),
             )
+
+        await self.box.db.execute_write_fn(fix)
         return True
 
     async def _verify_file(self, tenant_id: int, sha256: str, size: int) -> None:
@@ -211,12 +215,9 @@ class _Check:
         if digest != sha256 or actual != size:
             return False
         now_iso = iso(self.box.clock.now())
-        async with self.box.db.write() as conn:
-            await conn.execute(
-                "INSERT OR IGNORE INTO blobs (tenant_id, sha256, size_bytes, refs, live_refs, "
-                "created_at) VALUES (?, ?, ?, 0, 0, ?)",
-                (tenant_id, sha256, size, now_iso),
-            )
+        await self.box.db.execute_write_fn(lambda conn: execute(
+            conn, "INSERT OR IGNORE INTO blobs (tenant_id, sha256, size_bytes, refs, live_refs, "
+            "created_at) VALUES (?, ?, ?, 0, 0, ?)", (tenant_id, sha256, size, now_iso)))
         # Counters (and the tenant's usage, below) are recomputed from the artifact rows.
         return await self._fix_blob_counters(tenant_id, sha256)
 
@@ -245,13 +246,10 @@ class _Check:
                       "its PUT must be repeated")
             repaired = False
             if self.repair:
-                async with self.box.db.write() as conn:
-                    cur = await conn.execute(
-                        "UPDATE artifacts SET upload_sha256 = NULL, upload_size = NULL "
-                        "WHERE artifact_id = ? AND state = 'pending' AND upload_sha256 = ?",
-                        (r["artifact_id"], sha))
-                    repaired = cur.rowcount > 0
-                    await cur.close()
+                repaired = await self.box.db.execute_write_fn(lambda conn, r=r, sha=sha: execute(
+                    conn, "UPDATE artifacts SET upload_sha256 = NULL, upload_size = NULL "
+                    "WHERE artifact_id = ? AND state = 'pending' AND upload_sha256 = ?",
+                    (r["artifact_id"], sha)) > 0)
                 if repaired:
                     detail += " (reset: complete now answers upload_not_found until it is)"
             self.report.add("missing_upload_bytes", detail, repaired)
@@ -269,10 +267,8 @@ class _Check:
                       f"adds up to {row['want']:,}")
             repaired = False
             if self.repair:
-                async with self.box.db.write() as conn:
-                    fixed = await fetchone(conn, _TENANT_USAGE_SQL, (t["tenant_id"], t["tenant_id"]))
-                    await conn.execute("UPDATE tenants SET storage_bytes = ? WHERE tenant_id = ?",
-                                       (fixed["want"], t["tenant_id"]))
+                await self.box.db.execute_write_fn(
+                    lambda conn, tenant_id=t["tenant_id"]: _fix_tenant_usage(conn, tenant_id))
                 repaired = True
             self.report.add("tenant_storage", detail, repaired)
 
@@ -289,7 +285,7 @@ class _Check:
         }
         sizes: dict[tuple[int, str], tuple[int, float]] = {}
         for info in files:
-            if not lifecycle.is_sha256(info.sha256):
+            if not is_sha256(info.sha256):
                 self.report.add("stray_file", f"{info.path} is not a blob (its name is not a "
                                 "SHA-256); move it out of the data directory")
                 continue
@@ -352,6 +348,13 @@ SELECT (SELECT storage_bytes FROM tenants WHERE tenant_id = ?) AS stored,
 """
 
 
+def _fix_tenant_usage(conn: sqlite3.Connection, tenant_id: int) -> None:
+    """storage_bytes := the distinct live content, as the write transaction sees it."""
+    fixed = fetchone(conn, _TENANT_USAGE_SQL, (tenant_id, tenant_id))
+    conn.execute("UPDATE tenants SET storage_bytes = ? WHERE tenant_id = ?",
+                 (fixed["want"], tenant_id))
+
+
 async def check_store(box: Box, repair: bool = False, progress: Progress | None = None) -> CheckReport:
     """Run every verification; with `repair`, fix counters, rows, orphans and temp files."""
     c = _Check(box, repair, progress or NoProgress())
@@ -363,9 +366,10 @@ async def check_store(box: Box, repair: bool = False, progress: Progress | None 
     await c.temp_files()
     fixed = [p for p in c.report.problems if p.repaired]
     if fixed:
-        async with box.db.write() as conn:
-            kinds: dict[str, int] = {}
-            for p in fixed:
-                kinds[p.kind] = kinds.get(p.kind, 0) + 1
-            await record_audit(conn, iso(box.clock.now()), "cli", "check.repair", None, None, kinds)
+        kinds: dict[str, int] = {}
+        for p in fixed:
+            kinds[p.kind] = kinds.get(p.kind, 0) + 1
+        at = iso(box.clock.now())
+        await box.db.execute_write_fn(
+            lambda conn: record_audit(conn, at, "cli", "check.repair", None, None, kinds))
     return c.report

@@ -1,7 +1,7 @@
 """Downloads: minting signed download URLs and authorising the unauthenticated byte routes.
 
 Minting (`describe_download`, `describe_downloads`) runs for an authenticated tenant and applies
-SPEC §1's 404/410 precedence. The byte routes (`/d/<artifact_id>` and, via services.links,
+the 404/410 precedence of `records.check_live`. The byte routes (`/d/<artifact_id>` and, via services.links,
 `/l/<link_id>`) authorise with one indexed read and no write: the signature is checked against
 the artifact row's tenant (which the URL never shows), then the route charges that tenant's
 rate bucket, then `open_grant` applies the artifact's live/deleted/expired state at that instant.
@@ -12,6 +12,7 @@ A URL is `<base>/d/<artifact_id>?e=<unix expiry>&s=<signature>`; the signature b
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -52,14 +53,20 @@ class Grant:
 
 
 @dataclass(frozen=True)
-class Servable:
-    """Everything byte serving needs (http.byteserve.Representation is built from it)."""
+class Representation:
+    """One stored artifact as the byte routes serve it: what `open_grant` hands to
+    http.byteserve (a file, its length and hash, and how to present it)."""
 
     path: str
     size: int
     sha256: str
     content_type: str
     filename: str
+
+    @property
+    def etag(self) -> str:
+        """The strong validator: the content hash, quoted."""
+        return f'"{self.sha256}"'
 
 
 def download_path(artifact_id: str, expires: int, signature: str) -> str:
@@ -83,19 +90,21 @@ def _mint(box: Box, tenant_id: int, row: Any, url_for: Callable[[str], str]) -> 
 async def describe_download(
     box: Box, principal: Principal, artifact_id: str, url_for: Callable[[str], str]
 ) -> dict[str, Any]:
-    """SPEC §3 download-url: `{download_url, expires_in, filename, content_type, size_bytes}`."""
+    """`GET /v1/artifacts/<id>/download-url` (README, "Downloads and share links"):
+    `{download_url, expires_in, filename, content_type, size_bytes}`."""
     now_iso = iso(box.clock.now())
-    async with box.db.read() as conn:
-        row = await load_artifact(conn, principal.tenant_id, artifact_id, now_iso)
+    row = await box.db.execute_fn(
+        lambda conn: load_artifact(conn, principal.tenant_id, artifact_id, now_iso))
     return _mint(box, principal.tenant_id, row, url_for)
 
 
 def parse_batch(body: dict[str, Any]) -> list[str]:
-    """`{"artifact_ids": [...]}`: 1-20 strings, else 400 (a malformed body fails the batch)."""
+    """`{"artifact_ids": [...]}`: 1-MAX_BATCH strings, else 400 (a malformed body fails the batch)."""
     ids = body.get("artifact_ids")
     if not isinstance(ids, list):
         raise errors.InvalidRequest(
-            'artifact_ids is required: a list of 1-20 artifact ids, e.g. {"artifact_ids": ["art_..."]}.'
+            f"artifact_ids is required: a list of 1-{MAX_BATCH} artifact ids, "
+            'e.g. {"artifact_ids": ["art_..."]}.'
         )
     if not 1 <= len(ids) <= MAX_BATCH:
         raise errors.InvalidRequest(f"artifact_ids must hold 1-{MAX_BATCH} ids (got {len(ids)}).")
@@ -110,24 +119,28 @@ async def describe_downloads(
 ) -> list[dict[str, Any]]:
     """One result per id, in request order; a bad id is an error entry, never a failed batch."""
     now_iso = iso(box.clock.now())
-    results: list[dict[str, Any]] = []
-    async with box.db.read() as conn:
+
+    def load_each(conn: sqlite3.Connection) -> list[Any]:
+        """Each id's row, or the ApiError that loading it raised."""
+        out: list[Any] = []
         for artifact_id in artifact_ids:
             try:
-                row = await load_artifact(conn, principal.tenant_id, artifact_id, now_iso)
+                out.append(load_artifact(conn, principal.tenant_id, artifact_id, now_iso))
             except errors.ApiError as exc:
-                results.append({"artifact_id": artifact_id, **exc.body()})
-                continue
-            results.append({"artifact_id": artifact_id, **_mint(box, principal.tenant_id, row, url_for)})
+                out.append(exc)
+        return out
+
+    results: list[dict[str, Any]] = []
+    for artifact_id, loaded in zip(artifact_ids, await box.db.execute_fn(load_each), strict=True):
+        if isinstance(loaded, errors.ApiError):
+            results.append({"artifact_id": artifact_id, **loaded.body()})
+        else:
+            results.append({"artifact_id": artifact_id,
+                            **_mint(box, principal.tenant_id, loaded, url_for)})
     return results
 
 
 # ------------------------------------------------------------------------------ byte routes
-
-
-async def read_inline(box: Box, sql: str, params: tuple) -> Any:
-    """The hot-path point read (see Database.fetchone_inline), via the pool if SQLite is busy."""
-    return await box.db.fetchone_point(sql, params)
 
 
 async def authorize_signed(
@@ -136,7 +149,7 @@ async def authorize_signed(
     """Check a signed URL: 403 invalid_signature (tampered, foreign, unknown id) or url_expired."""
     row = None
     if is_artifact_id(artifact_id):
-        row = await read_inline(box, _SIGNED_SQL, (artifact_id,))
+        row = await box.db.fetchone_point(_SIGNED_SQL, (artifact_id,))
     if row is None:
         # Without the row there is no tenant to verify against; say no more than "not valid",
         # so the route is no oracle for which artifact ids exist.
@@ -157,7 +170,7 @@ def _blob_path(blobs: LocalBlobStore, tenant_id: int, sha256: str) -> str:
     return str(blobs.path(tenant_id, sha256))
 
 
-def open_grant(box: Box, grant: Grant) -> Servable:
+def open_grant(box: Box, grant: Grant) -> Representation:
     """The bytes of a granted artifact, if it is live now: 410 deleted/expired, 404 purged,
     401 when its tenant is suspended (a suspended tenant shares nothing)."""
     row = grant.row
@@ -167,7 +180,7 @@ def open_grant(box: Box, grant: Grant) -> Servable:
         )
     check_live(row if row["state"] is not None else None, grant.artifact_id,
                iso(box.clock.now()), allow_pending=False)
-    return Servable(
+    return Representation(
         path=_blob_path(box.blobs, grant.tenant_id, row["content_hash"]),
         size=int(row["size_bytes"]),
         sha256=row["content_hash"],

@@ -1,4 +1,5 @@
-"""Lifecycle work (`artifacta-box gc`, and periodically inside `serve`): SPEC §4.
+"""Lifecycle work (`artifacta-box gc`, and periodically inside `serve`); the operator's view of it
+is README, "Operations" (Lifecycle).
 
 One run, in this order, each step in bounded batches (one short write transaction per batch,
 yielding the writer to API requests in between):
@@ -21,7 +22,8 @@ and that the file has not been touched (uploads refresh the mtime on a dedup hit
 period; an upload re-checks the file inside its own write transaction (`ensure_committed`) and
 re-links it from its staging file if it went missing, so the two can never interleave badly.
 
-`dry_run` runs the same selection and checks, but rolls back every batch and unlinks nothing.
+`dry_run` runs the same selection and checks, but rolls back every batch and unlinks nothing
+(`Database.execute_write_fn(..., rollback=True)`).
 """
 
 from __future__ import annotations
@@ -29,18 +31,20 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import logging
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from artifacta_box.clock import iso, iso_in
 from artifacta_box.context import Box
 from artifacta_box.datadir import GC_LOCK_FILE, ServerLock
-from artifacta_box.db import fetchall, fetchone
+from artifacta_box.db import execute, fetchall, fetchone
 from artifacta_box.services import usage
 from artifacta_box.services.audit import record_audit
+from artifacta_box.storage import is_sha256
 
 log = logging.getLogger("artifacta_box.lifecycle")
 
@@ -53,7 +57,7 @@ BATCH_SECONDS = 0.05      # ... and at most this much work while holding the wri
 PAUSE_SECONDS = 0.11
 EXPIRE_BATCH = 200
 GC_RUNS_KEEP_DAYS = 90    # history kept in gc_runs
-_HEX = frozenset("0123456789abcdef")
+T = TypeVar("T")
 
 
 # The lifecycle's selections, each served by a partial index (tests check the query plans).
@@ -111,14 +115,6 @@ class GcBusy(Exception):
     """Another gc run (the server's, or another `artifacta-box gc`) holds the gc lock."""
 
 
-class _Rollback(Exception):
-    """Raised at the end of a dry-run batch so its transaction rolls back."""
-
-
-def is_sha256(name: str) -> bool:
-    return len(name) == 64 and all(c in _HEX for c in name)
-
-
 @asynccontextmanager
 async def gc_lock(box: Box, wait: bool) -> AsyncIterator[None]:
     """One gc at a time per data directory (concurrent runs would be safe, only wasteful).
@@ -157,42 +153,41 @@ class _Run:
         self.mtime_cutoff = self.now_ts - s.orphan_grace_seconds
         self.report = GcReport(dry_run=dry_run, started_at=self.now_iso)
 
-    @asynccontextmanager
-    async def txn(self) -> AsyncIterator[Any]:
-        """One batch's write transaction; in a dry run it is rolled back at the end."""
-        try:
-            async with self.box.db.write() as conn:
-                yield conn
-                if self.dry_run:
-                    raise _Rollback
-        except _Rollback:
-            pass
+    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """One batch: `fn` in a write transaction of its own (a batch's bounded work, file
+        deletions included, never delays or fails a group of API writes); a dry run rolls it
+        back once `fn` returned."""
+        return await self.box.db.execute_write_fn(fn, own_transaction=True, rollback=self.dry_run)
 
     async def pause(self) -> None:
         """Between two batches of a step that has more to do: leave the writer to others."""
         await asyncio.sleep(PAUSE_SECONDS)
 
     async def keyset_batches(self, sql: str, params: tuple, start: tuple,
-                             key: Callable[[Any], tuple], handle: Callable[[Any, Any], Any]) -> int:
+                             key: Callable[[Any], tuple],
+                             handle: Callable[[sqlite3.Connection, Any], None]) -> int:
         """Run `handle(conn, row)` over the rows of `sql` (which takes `params`, then the keyset
         position, then a LIMIT) in write transactions of at most BATCH rows and BATCH_SECONDS
         of work. Rows are visited once, in key order, whether handled rows leave the table or
         not (dry runs, skipped rows). Returns the number of rows handled."""
         last, handled = start, 0
-        while True:
+
+        def batch(conn: sqlite3.Connection) -> tuple[tuple, int, bool]:
+            """(keyset position reached, rows handled, whether more may follow)."""
             began = time.monotonic()
-            more = False
-            async with self.txn() as conn:
-                rows = await fetchall(conn, sql, (*params, *last, self.batch))
-                for r in rows:
-                    await handle(conn, r)
-                    handled += 1
-                    last = key(r)
-                    if time.monotonic() - began > BATCH_SECONDS and r is not rows[-1]:
-                        more = True
-                        break
-                else:
-                    more = len(rows) == self.batch
+            position, n = last, 0
+            rows = fetchall(conn, sql, (*params, *last, self.batch))
+            for r in rows:
+                handle(conn, r)
+                n += 1
+                position = key(r)
+                if time.monotonic() - began > BATCH_SECONDS and r is not rows[-1]:
+                    return position, n, True
+            return position, n, len(rows) == self.batch
+
+        while True:
+            last, n, more = await self.write(batch)
+            handled += n
             if not more:
                 return handled
             await self.pause()
@@ -208,31 +203,31 @@ class _Run:
             return None
         return st.st_mtime <= self.mtime_cutoff
 
-    async def _unlink(self, tenant_id: int, sha256: str) -> int:
-        """Delete a blob file (the caller holds the writer); in a worker thread, so reads on
-        the event loop go on while the filesystem works."""
+    def _unlink(self, tenant_id: int, sha256: str) -> int:
+        """Delete a blob file (inside a write transaction, so in the writer's thread: reads on
+        the event loop go on while the filesystem works). A dry run only measures it."""
         if self.dry_run:
             try:
                 return self.box.blobs.size(tenant_id, sha256)
             except FileNotFoundError:
                 return 0
-        return await asyncio.to_thread(self.box.blobs.delete, tenant_id, sha256)
+        return self.box.blobs.delete(tenant_id, sha256)
 
-    async def _pending_holds(self, conn, tenant_id: int, sha256: str) -> bool:
+    def _pending_holds(self, conn: sqlite3.Connection, tenant_id: int, sha256: str) -> bool:
         """Is a presigned upload still waiting to be completed with these bytes?"""
-        return await fetchone(conn, PENDING_HOLDS_SQL, (tenant_id, sha256)) is not None
+        return fetchone(conn, PENDING_HOLDS_SQL, (tenant_id, sha256)) is not None
 
-    async def delete_unrowed_file(self, conn, tenant_id: int, sha256: str) -> bool:
+    def delete_unrowed_file(self, conn: sqlite3.Connection, tenant_id: int, sha256: str) -> bool:
         """Delete a store file that has no blob row, if nothing can still want it. Must run
         inside a write transaction (see the module docstring)."""
-        if await fetchone(conn, "SELECT 1 FROM blobs WHERE tenant_id = ? AND sha256 = ?",
-                          (tenant_id, sha256)):
+        if fetchone(conn, "SELECT 1 FROM blobs WHERE tenant_id = ? AND sha256 = ?",
+                    (tenant_id, sha256)):
             return False
         if self._file_is_stale(tenant_id, sha256) is not True:
             return False
-        if await self._pending_holds(conn, tenant_id, sha256):
+        if self._pending_holds(conn, tenant_id, sha256):
             return False
-        freed = await self._unlink(tenant_id, sha256)
+        freed = self._unlink(tenant_id, sha256)
         self.report.deleted_blobs += 1
         self.report.orphan_files += 1
         self.report.reclaimed_bytes += freed
@@ -248,8 +243,8 @@ class _Run:
             self.report.expired = int(row[0])
             return
         while True:
-            async with self.txn() as conn:
-                n = await usage.expire_due(conn, self.now_iso, limit=EXPIRE_BATCH)
+            n = await self.write(
+                lambda conn: usage.expire_due(conn, self.now_iso, limit=EXPIRE_BATCH))
             self.report.expired += n
             if n < EXPIRE_BATCH:
                 return
@@ -264,26 +259,25 @@ class _Run:
                 lambda r: (r["at"], r["id"]), self._purge_row,
             )
 
-    async def _purge_row(self, conn, r: Any) -> None:
-        await conn.execute("DELETE FROM artifact_metadata WHERE artifact_id = ?", (r["artifact_id"],))
-        cur = await conn.execute("DELETE FROM links WHERE artifact_id = ?", (r["artifact_id"],))
-        self.report.dropped_links += max(cur.rowcount, 0)
-        await cur.close()
-        await conn.execute("DELETE FROM artifacts WHERE id = ?", (r["id"],))
+    def _purge_row(self, conn: sqlite3.Connection, r: Any) -> None:
+        conn.execute("DELETE FROM artifact_metadata WHERE artifact_id = ?", (r["artifact_id"],))
+        self.report.dropped_links += execute(
+            conn, "DELETE FROM links WHERE artifact_id = ?", (r["artifact_id"],))
+        conn.execute("DELETE FROM artifacts WHERE id = ?", (r["id"],))
         if r["content_hash"] is not None:
-            await usage.drop_reference(conn, r["tenant_id"], r["content_hash"], self.now_iso)
+            usage.drop_reference(conn, r["tenant_id"], r["content_hash"], self.now_iso)
         elif r["upload_sha256"] is not None:
             # A presigned reservation deleted before completion: its bytes never had a row.
-            await self.delete_unrowed_file(conn, r["tenant_id"], r["upload_sha256"])
+            self.delete_unrowed_file(conn, r["tenant_id"], r["upload_sha256"])
 
     async def stale_pending(self) -> None:
-        async def remove(conn, r: Any) -> None:
-            await conn.execute("DELETE FROM artifact_metadata WHERE artifact_id = ?",
-                               (r["artifact_id"],))
-            await conn.execute("DELETE FROM links WHERE artifact_id = ?", (r["artifact_id"],))
-            await conn.execute("DELETE FROM artifacts WHERE id = ?", (r["id"],))
+        def remove(conn: sqlite3.Connection, r: Any) -> None:
+            conn.execute("DELETE FROM artifact_metadata WHERE artifact_id = ?",
+                         (r["artifact_id"],))
+            conn.execute("DELETE FROM links WHERE artifact_id = ?", (r["artifact_id"],))
+            conn.execute("DELETE FROM artifacts WHERE id = ?", (r["id"],))
             if r["upload_sha256"] is not None:
-                await self.delete_unrowed_file(conn, r["tenant_id"], r["upload_sha256"])
+                self.delete_unrowed_file(conn, r["tenant_id"], r["upload_sha256"])
 
         self.report.purged_pending += await self.keyset_batches(
             STALE_PENDING_SQL, (self.pending_cutoff,), ("", 0), lambda r: (r["at"], r["id"]),
@@ -291,15 +285,15 @@ class _Run:
         )
 
     async def unreferenced_blobs(self) -> None:
-        async def collect(conn, r: Any) -> None:
+        def collect(conn: sqlite3.Connection, r: Any) -> None:
             tenant_id, sha = r["tenant_id"], r["sha256"]
             if self._file_is_stale(tenant_id, sha) is False:
                 return  # touched recently: an upload is about to reference it
-            if await self._pending_holds(conn, tenant_id, sha):
+            if self._pending_holds(conn, tenant_id, sha):
                 return
-            await conn.execute("DELETE FROM blobs WHERE tenant_id = ? AND sha256 = ? AND refs = 0",
-                               (tenant_id, sha))
-            freed = await self._unlink(tenant_id, sha)
+            conn.execute("DELETE FROM blobs WHERE tenant_id = ? AND sha256 = ? AND refs = 0",
+                         (tenant_id, sha))
+            freed = self._unlink(tenant_id, sha)
             self.report.deleted_blobs += 1
             self.report.reclaimed_bytes += freed
 
@@ -318,17 +312,22 @@ class _Run:
 
     async def delete_unrowed_files(self, files: list[tuple[int, str]]) -> None:
         """`delete_unrowed_file` over a list, in bounded write transactions."""
+        def batch(conn: sqlite3.Connection, start: int) -> int:
+            """Handle files[start:] for at most BATCH files or BATCH_SECONDS; returns where
+            it stopped."""
+            began = time.monotonic()
+            i, end = start, min(start + self.batch, len(files))
+            while i < end:
+                tenant_id, sha = files[i]
+                i += 1
+                self.delete_unrowed_file(conn, tenant_id, sha)
+                if time.monotonic() - began > BATCH_SECONDS:
+                    break
+            return i
+
         i = 0
         while i < len(files):
-            began = time.monotonic()
-            async with self.txn() as conn:
-                end = min(i + self.batch, len(files))
-                while i < end:
-                    tenant_id, sha = files[i]
-                    i += 1
-                    await self.delete_unrowed_file(conn, tenant_id, sha)
-                    if time.monotonic() - began > BATCH_SECONDS:
-                        break
+            i = await self.write(lambda conn, start=i: batch(conn, start))
             if i < len(files):
                 await self.pause()
 
@@ -346,12 +345,9 @@ class _Run:
             self.report.dropped_links += int(row[0])
             return
         while True:
-            async with self.txn() as conn:
-                cur = await conn.execute(
-                    "DELETE FROM links WHERE link_id IN (SELECT link_id FROM links "
-                    "WHERE expires_at <= ? LIMIT ?)", (self.retention_cutoff, self.batch))
-                n = max(cur.rowcount, 0)
-                await cur.close()
+            n = await self.write(lambda conn: execute(
+                conn, "DELETE FROM links WHERE link_id IN (SELECT link_id FROM links "
+                "WHERE expires_at <= ? LIMIT ?)", (self.retention_cutoff, self.batch)))
             self.report.dropped_links += n
             if n < self.batch:
                 return
@@ -365,20 +361,17 @@ class _Run:
             self.report.idempotency_keys = int(row[0])
             return
         while True:
-            async with self.txn() as conn:
-                cur = await conn.execute(
-                    "DELETE FROM idempotency_keys WHERE (tenant_id, idem_key, request_hash) IN "
-                    "(SELECT tenant_id, idem_key, request_hash FROM idempotency_keys "
-                    "WHERE created_at <= ? LIMIT ?)", (cutoff, self.batch))
-                n = max(cur.rowcount, 0)
-                await cur.close()
+            n = await self.write(lambda conn: execute(
+                conn, "DELETE FROM idempotency_keys WHERE (tenant_id, idem_key, request_hash) IN "
+                "(SELECT tenant_id, idem_key, request_hash FROM idempotency_keys "
+                "WHERE created_at <= ? LIMIT ?)", (cutoff, self.batch)))
             self.report.idempotency_keys += n
             if n < self.batch:
                 break
             await self.pause()
-        async with self.txn() as conn:
-            await conn.execute("DELETE FROM gc_runs WHERE started_at <= ?",
-                               (iso_in(self.now, -GC_RUNS_KEEP_DAYS * 86400),))
+        await self.write(lambda conn: execute(
+            conn, "DELETE FROM gc_runs WHERE started_at <= ?",
+            (iso_in(self.now, -GC_RUNS_KEEP_DAYS * 86400),)))
 
     async def temp_files(self, min_age: float) -> None:
         blobs = self.box.blobs
@@ -421,10 +414,8 @@ async def run_gc(
         run = _Run(box, dry_run, batch)
         run_id = None
         if not dry_run:
-            async with box.db.write() as conn:
-                cur = await conn.execute("INSERT INTO gc_runs (started_at) VALUES (?)", (run.now_iso,))
-                run_id = cur.lastrowid
-                await cur.close()
+            run_id = await box.db.execute_write_fn(lambda conn: conn.execute(
+                "INSERT INTO gc_runs (started_at) VALUES (?)", (run.now_iso,)).lastrowid)
         await run.expire()
         await run.purge()
         await run.stale_pending()
@@ -437,8 +428,8 @@ async def run_gc(
         r = run.report
         r.finished_at = iso(box.clock.now())
         if not dry_run:
-            async with box.db.write() as conn:
-                await conn.execute(
+            def finish(conn: sqlite3.Connection) -> None:
+                conn.execute(
                     "UPDATE gc_runs SET finished_at = ?, expired = ?, purged_artifacts = ?, "
                     "purged_pending = ?, deleted_blobs = ?, reclaimed_bytes = ?, dropped_links = ? "
                     "WHERE id = ?",
@@ -446,9 +437,11 @@ async def run_gc(
                      r.reclaimed_bytes, r.dropped_links, run_id),
                 )
                 if actor is not None and r.did_anything:
-                    await record_audit(conn, r.finished_at, actor, "gc.run", None, None, {
+                    record_audit(conn, r.finished_at, actor, "gc.run", None, None, {
                         k: v for k, v in r.as_dict().items()
                         if isinstance(v, int) and not isinstance(v, bool) and v})
+
+            await box.db.execute_write_fn(finish)
         if r.did_anything:
             log.info(
                 "gc%s: expired %d, purged %d artifacts and %d stale uploads, deleted %d blobs "

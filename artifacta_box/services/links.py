@@ -8,6 +8,7 @@ rule whoami's `active_links` counts, so the cap and the figure a user sees alway
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
 from artifacta_box import errors
@@ -16,10 +17,11 @@ from artifacta_box.context import Box
 from artifacta_box.db import fetchone
 from artifacta_box.ids import new_link_id
 from artifacta_box.services.audit import record_audit
-from artifacta_box.services.downloads import Grant, read_inline
+from artifacta_box.services.downloads import Grant
 from artifacta_box.services.records import load_artifact
 from artifacta_box.services.principal import Principal
-from artifacta_box.services.validation import human_seconds, is_link_id
+from artifacta_box.services.validation import is_link_id
+from artifacta_box.units import format_duration
 
 DEFAULT_LINK_SECONDS = 7 * 86400
 LINK_PREFIX = "/l/"
@@ -51,7 +53,7 @@ def parse_expires_in(body: dict[str, Any], max_seconds: int) -> int:
     if not 1 <= value <= max_seconds:
         raise errors.InvalidRequest(
             f"expires_in must be between 1 and {max_seconds} seconds "
-            f"({human_seconds(max_seconds)}, this plan's longest link); got {value}."
+            f"({format_duration(max_seconds)}, this plan's longest link); got {value}."
         )
     return value
 
@@ -63,52 +65,53 @@ ACTIVE_LINKS_SQL = (
 )
 
 
-async def count_active_links(conn, tenant_id: int, now_iso: str) -> int:
+def count_active_links(conn: sqlite3.Connection, tenant_id: int, now_iso: str) -> int:
     """Links that still serve bytes: not revoked, not expired, and to a live artifact (a link to
     a deleted or expired artifact frees its place in the plan's cap at once)."""
-    return int((await fetchone(conn, ACTIVE_LINKS_SQL, (tenant_id, now_iso, now_iso)))[0])
+    return int(fetchone(conn, ACTIVE_LINKS_SQL, (tenant_id, now_iso, now_iso))[0])
 
 
 async def create_link(box: Box, principal: Principal, artifact_id: str, body: dict[str, Any]) -> dict:
     """A new link to a live artifact of the caller. Returns the record with `path` (not yet absolute)."""
     plan = principal.plan
     seconds = parse_expires_in(body, plan.max_link_seconds)
-    async with box.db.write() as conn:
+
+    def create(conn: sqlite3.Connection) -> dict:
         now = box.clock.now()
         now_iso = iso(now)
-        await load_artifact(conn, principal.tenant_id, artifact_id, now_iso)
-        active = await count_active_links(conn, principal.tenant_id, now_iso)
+        load_artifact(conn, principal.tenant_id, artifact_id, now_iso)
+        active = count_active_links(conn, principal.tenant_id, now_iso)
         if active >= plan.max_active_links:
-            extra = {"upgrade_url": box.settings.upgrade_url} if box.settings.upgrade_url else None
             raise errors.QuotaExceeded(
                 f"This tenant already has {active} active share links, the most plan {plan.name!r} "
-                "allows; revoke some (DELETE /v1/links/<link_id>) or wait for them to expire.",
-                extra=extra,
+                "allows; revoke some (DELETE /v1/links/<link_id>) or wait for them to expire."
             )
         link_id = new_link_id()
         expires_at = iso_in(now, seconds)
-        await conn.execute(
+        conn.execute(
             "INSERT INTO links (link_id, tenant_id, artifact_id, created_at, expires_at) "
             "VALUES (?, ?, ?, ?, ?)",
             (link_id, principal.tenant_id, artifact_id, now_iso, expires_at),
         )
-        await record_audit(conn, now_iso, principal.actor, "link.create", principal.tenant_name,
-                           link_id, {"artifact_id": artifact_id, "expires_at": expires_at})
-    return {
-        "link_id": link_id,
-        "path": link_path(link_id),
-        "artifact_id": artifact_id,
-        "expires_at": expires_at,
-        "created_at": now_iso,
-    }
+        record_audit(conn, now_iso, principal.actor, "link.create", principal.tenant_name,
+                     link_id, {"artifact_id": artifact_id, "expires_at": expires_at})
+        return {
+            "link_id": link_id,
+            "path": link_path(link_id),
+            "artifact_id": artifact_id,
+            "expires_at": expires_at,
+            "created_at": now_iso,
+        }
+
+    return await box.db.execute_write_fn(create)
 
 
 async def revoke_link(box: Box, principal: Principal, link_id: str) -> dict:
     """Revoke one of the caller's links (idempotent: a second revoke returns the first time)."""
-    async with box.db.write() as conn:
+    def revoke(conn: sqlite3.Connection) -> str:
         row = None
         if is_link_id(link_id):
-            row = await fetchone(
+            row = fetchone(
                 conn, "SELECT revoked_at, artifact_id FROM links WHERE link_id = ? AND tenant_id = ?",
                 (link_id, principal.tenant_id),
             )
@@ -117,9 +120,12 @@ async def revoke_link(box: Box, principal: Principal, link_id: str) -> dict:
         revoked_at = row["revoked_at"]
         if revoked_at is None:
             revoked_at = iso(box.clock.now())
-            await conn.execute("UPDATE links SET revoked_at = ? WHERE link_id = ?", (revoked_at, link_id))
-            await record_audit(conn, revoked_at, principal.actor, "link.revoke",
-                               principal.tenant_name, link_id, {"artifact_id": row["artifact_id"]})
+            conn.execute("UPDATE links SET revoked_at = ? WHERE link_id = ?", (revoked_at, link_id))
+            record_audit(conn, revoked_at, principal.actor, "link.revoke",
+                         principal.tenant_name, link_id, {"artifact_id": row["artifact_id"]})
+        return revoked_at
+
+    revoked_at = await box.db.execute_write_fn(revoke)
     return {"link_id": link_id, "revoked": True, "revoked_at": revoked_at}
 
 
@@ -127,7 +133,7 @@ async def authorize_link(box: Box, link_id: str) -> Grant:
     """`GET /l/<link_id>`: 404 link_not_found, 410 link_expired (past expiry or revoked)."""
     row = None
     if is_link_id(link_id):
-        row = await read_inline(box, _LINK_SQL, (link_id,))
+        row = await box.db.fetchone_point(_LINK_SQL, (link_id,))
     if row is None:
         raise errors.LinkNotFound(f"Link {link_id} was not found.")
     if row["link_revoked_at"] is not None:

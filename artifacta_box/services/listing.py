@@ -23,6 +23,8 @@ point lookups by artifact id. That table's `created_at` is the artifact's own `c
 from __future__ import annotations
 
 import re
+import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -31,7 +33,7 @@ from artifacta_box import errors
 from artifacta_box.clock import iso, parse_iso
 from artifacta_box.config import Plan
 from artifacta_box.context import Box
-from artifacta_box.db import fetchall
+from artifacta_box.db import fetchall, fetchone
 from artifacta_box.services import validation
 from artifacta_box.services.records import artifact_record
 
@@ -156,8 +158,10 @@ def parse_artifact_query(pairs: list[tuple[str, str]], plan: Plan) -> ArtifactQu
     if filename is not None:
         filename = validation.filename(filename)
     content_type = params.get("content_type") or None
-    if content_type is not None and len(content_type) > 255:
-        raise errors.InvalidRequest("content_type must be at most 255 characters.")
+    if content_type is not None and len(content_type) > validation.MAX_CONTENT_TYPE:
+        raise errors.InvalidRequest(
+            f"content_type must be at most {validation.MAX_CONTENT_TYPE} characters."
+        )
     query = ArtifactQuery(
         session_id=validation.label("session_id", params.get("session_id")),
         agent_id=validation.label("agent_id", params.get("agent_id")),
@@ -181,11 +185,22 @@ def decode_position(box: Box, tenant_id: int, token: str | None, scope: Any) -> 
     """The (sort key, id) a cursor continues after; 400 when forged, foreign or malformed."""
     if token is None:
         return None
-    assert box.cursors is not None
     position = box.cursors.decode(token, tenant_id, scope)
     if len(position) != 2 or not all(isinstance(p, str) and 0 < len(p) <= 256 for p in position):
         raise errors.InvalidRequest("The cursor is invalid: pass back next_cursor unchanged.")
     return position[0], position[1]
+
+
+def page_of(box: Box, tenant_id: int, scope: Any, rows: list[Any], limit: int,
+            position: Callable[[Any], list[str]], record: Callable[[Any], dict[str, Any]]) -> Page:
+    """One page from the `limit + 1` rows a keyset query fetched: the extra row says whether
+    more follow, and the cursor continues after the last row shown (its `position`)."""
+    has_more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = None
+    if has_more:
+        next_cursor = box.cursors.encode(tenant_id, scope, position(rows[-1]))
+    return Page([record(r) for r in rows], next_cursor, has_more)
 
 
 # ---------------------------------------------------------------------------- SQL
@@ -230,7 +245,7 @@ def probe_sql(tenant_id: int, query: ArtifactQuery, index: str) -> tuple[str, li
             [tenant_id, getattr(query, column), PROBE_CAP])
 
 
-async def choose_driver(conn, tenant_id: int, query: ArtifactQuery) -> str:
+def choose_driver(conn: sqlite3.Connection, tenant_id: int, query: ArtifactQuery) -> str:
     """The driver for this query: with one filter, its index; with several, the one whose
     index range is smallest (two filters that rarely meet would otherwise walk the larger
     range, e.g. a common metadata value with a rare agent: 0.5 s at 1M artifacts)."""
@@ -240,7 +255,7 @@ async def choose_driver(conn, tenant_id: int, query: ArtifactQuery) -> str:
     best, best_n = candidates[0], None
     for index in candidates:
         sql, params = probe_sql(tenant_id, query, index)
-        n = (await fetchall(conn, sql, params))[0][0]
+        n = fetchone(conn, sql, params)[0]
         if best_n is None or n < best_n:
             best, best_n = index, n
         if n == 0:
@@ -316,18 +331,15 @@ def build_list_sql(
 
 async def list_artifacts(box: Box, tenant_id: int, query: ArtifactQuery) -> Page:
     """One page of the tenant's live artifacts matching `query`."""
-    assert box.cursors is not None
     scope = query.scope()
     after = decode_position(box, tenant_id, query.cursor, scope)
     now_iso = iso(box.clock.now())
-    async with box.db.read() as conn:
-        driver = await choose_driver(conn, tenant_id, query)
+
+    def read_page(conn: sqlite3.Connection) -> list[Any]:
+        driver = choose_driver(conn, tenant_id, query)
         sql, params = build_list_sql(tenant_id, query, now_iso, after, query.limit + 1, driver)
-        rows = await fetchall(conn, sql, params)
-    has_more = len(rows) > query.limit
-    rows = rows[: query.limit]
-    next_cursor = None
-    if has_more:
-        last = rows[-1]
-        next_cursor = box.cursors.encode(tenant_id, scope, [last["created_at"], last["artifact_id"]])
-    return Page([artifact_record(r) for r in rows], next_cursor, has_more)
+        return fetchall(conn, sql, params)
+
+    rows = await box.db.execute_fn(read_page)
+    return page_of(box, tenant_id, scope, rows, query.limit,
+                   lambda r: [r["created_at"], r["artifact_id"]], artifact_record)

@@ -3,6 +3,7 @@ use, flushed to the database about once a second by the server (`Box.meter_loop`
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass, field
 
 from artifacta_box.db import Database
@@ -31,18 +32,21 @@ class UsageMeter:
             return
         requests, self.pending_requests = self.pending_requests, {}
         used, self.key_last_used = self.key_last_used, {}
-        try:
-            async with db.write() as conn:
-                for tenant_id, n in requests.items():
-                    await conn.execute(
-                        "UPDATE tenants SET requests_count = CASE WHEN requests_month = ? "
-                        "THEN requests_count + ? ELSE ? END, requests_month = ? WHERE tenant_id = ?",
-                        (month, n, n, month, tenant_id),
-                    )
-                await conn.executemany(
-                    "UPDATE api_keys SET last_used_at = ? WHERE key_id = ?",
-                    [(at, key_id) for key_id, at in used.items()],
+
+        def write(conn: sqlite3.Connection) -> None:
+            for tenant_id, n in requests.items():
+                conn.execute(
+                    "UPDATE tenants SET requests_count = CASE WHEN requests_month = ? "
+                    "THEN requests_count + ? ELSE ? END, requests_month = ? WHERE tenant_id = ?",
+                    (month, n, n, month, tenant_id),
                 )
+            conn.executemany(
+                "UPDATE api_keys SET last_used_at = ? WHERE key_id = ?",
+                [(at, key_id) for key_id, at in used.items()],
+            )
+
+        try:
+            await db.execute_write_fn(write)
         except BaseException:
             # Put the counts back so a transient failure (busy database) loses nothing.
             for tenant_id, n in requests.items():

@@ -1,4 +1,5 @@
-"""Presigned uploads (SPEC §3): reserve with upload-url → PUT the bytes → complete.
+"""Presigned uploads: reserve with upload-url → PUT the bytes → complete (the three operations
+are described in the OpenAPI document, GET /openapi.json).
 
 - `reserve_upload` creates a `pending` artifact row (content_hash NULL, `upload_expires_at` =
   the end of the upload window). No session row and no metadata index rows yet: the artifact
@@ -6,7 +7,7 @@
 - `store_upload` records the bytes of a signed PUT: they are committed to the blob store at
   their content address and named by the row's `upload_sha256`/`upload_size` — there is no
   `blobs` row until complete, so lifecycle code must treat `upload_sha256` as a reference
-  (see `artifacts.blob_referenced`). A retried PUT replaces the earlier bytes (whose file is
+  (see `uploads.blob_referenced`). A retried PUT replaces the earlier bytes (whose file is
   removed if nothing else points at them).
 - `complete_upload` is the commit: sealed-session re-check (a seal after the reservation → 409),
   dedup, storage quota after dedup, blob reference and billing, state `active` — all in one
@@ -22,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -75,17 +77,17 @@ async def reserve_upload(box: Box, principal: Principal, spec: ArtifactSpec,
     `size_bytes` (the content is unknown yet, so before dedup; complete re-checks after it)."""
     box.blobs.check_space(size_bytes)
     await check_session_open(box, principal.tenant_id, spec.session_id)
-    async with box.db.write() as conn:
+    def reserve(conn: sqlite3.Connection) -> Reservation:
         now = box.clock.now()
         now_iso = iso(now)
-        await check_storage_quota(conn, box, principal, size_bytes)
+        check_storage_quota(conn, principal, size_bytes, now_iso)
         expires_in = box.settings.upload_url_seconds
         expires = int(now.timestamp()) + expires_in
         upload_expires_at = iso(datetime.fromtimestamp(expires, UTC))
         expires_at = None if spec.ttl_seconds is None else iso(
             datetime.fromtimestamp(now.timestamp() + spec.ttl_seconds, UTC))
         artifact_id = new_artifact_id()
-        await conn.execute(
+        conn.execute(
             "INSERT INTO artifacts (artifact_id, tenant_id, state, filename, content_type, "
             "size_bytes, content_hash, session_id, agent_id, metadata, created_at, expires_at, "
             "upload_expires_at) VALUES (?, ?, 'pending', ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?)",
@@ -93,8 +95,10 @@ async def reserve_upload(box: Box, principal: Principal, spec: ArtifactSpec,
              spec.session_id, spec.agent_id, metadata_json(spec.metadata), now_iso, expires_at,
              upload_expires_at),
         )
-        row = await fetchone(conn, "SELECT * FROM artifacts WHERE artifact_id = ?", (artifact_id,))
-    return Reservation(artifact_record(row), expires, expires_in, upload_expires_at)
+        row = fetchone(conn, "SELECT * FROM artifacts WHERE artifact_id = ?", (artifact_id,))
+        return Reservation(artifact_record(row), expires, expires_in, upload_expires_at)
+
+    return await box.db.execute_write_fn(reserve)
 
 
 async def load_upload_target(box: Box, artifact_id: str) -> UploadTarget | None:
@@ -140,24 +144,27 @@ async def store_upload(box: Box, target: UploadTarget, staged: StagedBlob) -> No
     (completed → 409, deleted → 410), the bytes are dropped again.
     """
     tenant_id = target.tenant_id
+
+    def point_at_bytes(conn: sqlite3.Connection) -> str | None:
+        row = fetchone(
+            conn, "SELECT id, state, upload_sha256 FROM artifacts WHERE artifact_id = ? "
+            "AND tenant_id = ?", (target.artifact_id, tenant_id),
+        )
+        if row is None:
+            raise errors.ArtifactNotFound(f"Artifact {target.artifact_id} was not found.")
+        check_accepts_bytes(row["state"], target.artifact_id)
+        box.blobs.ensure_committed(tenant_id, staged)
+        conn.execute(
+            "UPDATE artifacts SET upload_sha256 = ?, upload_size = ? WHERE id = ?",
+            (staged.sha256, staged.size, row["id"]),
+        )
+        return row["upload_sha256"]
+
     created = stored = False
     previous: str | None = None
     try:
         created = await box.blobs.commit_staged(tenant_id, staged)
-        async with box.db.write() as conn:
-            row = await fetchone(
-                conn, "SELECT id, state, upload_sha256 FROM artifacts WHERE artifact_id = ? "
-                "AND tenant_id = ?", (target.artifact_id, tenant_id),
-            )
-            if row is None:
-                raise errors.ArtifactNotFound(f"Artifact {target.artifact_id} was not found.")
-            check_accepts_bytes(row["state"], target.artifact_id)
-            box.blobs.ensure_committed(tenant_id, staged)
-            await conn.execute(
-                "UPDATE artifacts SET upload_sha256 = ?, upload_size = ? WHERE id = ?",
-                (staged.sha256, staged.size, row["id"]),
-            )
-            previous = row["upload_sha256"]
+        previous = await box.db.execute_write_fn(point_at_bytes)
         stored = True
     finally:
         await discard_staged(staged)
@@ -176,33 +183,35 @@ async def store_upload(box: Box, target: UploadTarget, staged: StagedBlob) -> No
 async def complete_upload(box: Box, principal: Principal, artifact_id: str) -> dict[str, Any]:
     """Make a pending upload an active artifact (see the module docstring). Idempotent."""
     tenant_id = principal.tenant_id
-    async with box.db.write() as conn:
+
+    def complete(conn: sqlite3.Connection) -> Any:
         now = box.clock.now()
         now_iso = iso(now)
-        row = await load_artifact(conn, tenant_id, artifact_id, now_iso, allow_pending=True)
+        row = load_artifact(conn, tenant_id, artifact_id, now_iso, allow_pending=True)
         if row["state"] == "active":
-            return artifact_record(row)
+            return row
         sha256, size = row["upload_sha256"], row["upload_size"]
         if sha256 is None or not box.blobs.exists(tenant_id, sha256):
             raise errors.UploadNotFound(
                 f"The bytes of {artifact_id} have not arrived: PUT them to its upload_url, then "
                 "call complete again."
             )
-        await record_session_use(conn, tenant_id, row["session_id"], now_iso)
-        billable = await usage.billable_bytes(conn, tenant_id, sha256, size)
-        await check_storage_quota(conn, box, principal, billable)
-        await usage.add_reference(conn, tenant_id, sha256, size, now_iso)
+        record_session_use(conn, tenant_id, row["session_id"], now_iso)
+        billable = usage.billable_bytes(conn, tenant_id, sha256, size)
+        check_storage_quota(conn, principal, billable, now_iso)
+        usage.add_reference(conn, tenant_id, sha256, size, now_iso)
         expires_at = row["expires_at"]
         if expires_at is not None:
             ttl = parse_iso(expires_at) - parse_iso(row["created_at"])
             expires_at = iso(now + ttl)
-        await conn.execute(
+        conn.execute(
             "UPDATE artifacts SET state = 'active', content_hash = ?, size_bytes = ?, "
             "created_at = ?, expires_at = ?, upload_sha256 = NULL, upload_size = NULL, "
             "upload_expires_at = NULL WHERE id = ?",
             (sha256, size, now_iso, expires_at, row["id"]),
         )
         metadata = json.loads(row["metadata"]) if row["metadata"] else {}
-        await insert_metadata_rows(conn, tenant_id, artifact_id, now_iso, metadata)
-        row = await fetchone(conn, "SELECT * FROM artifacts WHERE id = ?", (row["id"],))
-    return artifact_record(row)
+        insert_metadata_rows(conn, tenant_id, artifact_id, now_iso, metadata)
+        return fetchone(conn, "SELECT * FROM artifacts WHERE id = ?", (row["id"],))
+
+    return artifact_record(await box.db.execute_write_fn(complete))

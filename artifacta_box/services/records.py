@@ -1,9 +1,10 @@
-"""The artifact record as the API returns it, and loading one artifact with SPEC §1's
-404/410 precedence. Shared by every route that names an artifact."""
+"""The artifact record as the API returns it, and loading one artifact with the 404/410
+precedence of `check_live`. Shared by every route that names an artifact."""
 
 from __future__ import annotations
 
 import json
+import sqlite3
 from typing import Any
 
 from artifacta_box import errors
@@ -12,7 +13,8 @@ from artifacta_box.services.validation import is_artifact_id
 
 
 def artifact_record(row: Any) -> dict[str, Any]:
-    """SPEC §2: the public record. Never exposes tenant ids or paths."""
+    """The public record (the `Artifact` schema of the OpenAPI document, GET /openapi.json).
+    Never exposes tenant ids or paths."""
     return {
         "artifact_id": row["artifact_id"],
         "filename": row["filename"],
@@ -49,14 +51,14 @@ def check_live(row: Any, artifact_id: str, now_iso: str, *, allow_pending: bool)
     return row
 
 
-async def load_artifact(
-    conn, tenant_id: int, artifact_id: str, now_iso: str, *, allow_pending: bool = False
+def load_artifact(
+    conn: sqlite3.Connection, tenant_id: int, artifact_id: str, now_iso: str, *, allow_pending: bool = False
 ) -> Any:
     """The artifact row of this tenant, live; raises 404 (unknown or another tenant's), 410
     (deleted wins over expired), or 400 upload_not_found for a pending one unless allowed."""
     row = None
     if is_artifact_id(artifact_id):
-        row = await fetchone(
+        row = fetchone(
             conn, "SELECT * FROM artifacts WHERE artifact_id = ? AND tenant_id = ?",
             (artifact_id, tenant_id),
         )

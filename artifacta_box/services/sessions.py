@@ -1,6 +1,6 @@
 """Sessions: listing them by recent activity, and sealing one.
 
-A session exists once any artifact has used its id (`artifacts.record_session_use` creates the
+A session exists once any artifact has used its id (`uploads.record_session_use` creates the
 row). `artifact_count` counts the session's artifacts that were uploaded and not deleted.
 
 Listing order is most recent activity first: `last_artifact_at DESC, session_id DESC`, served
@@ -16,18 +16,20 @@ are listed exactly once.
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
 from artifacta_box import errors
 from artifacta_box.clock import iso
 from artifacta_box.config import Plan
 from artifacta_box.context import Box
-from artifacta_box.db import fetchall, fetchone
+from artifacta_box.db import fetchone
 from artifacta_box.services import validation
 from artifacta_box.services.audit import record_audit
 from artifacta_box.services.listing import (
     Page,
     decode_position,
+    page_of,
     parse_limit,
     parse_time_bound,
     single_values,
@@ -89,19 +91,12 @@ def session_record(row: Any) -> dict[str, Any]:
 
 
 async def list_sessions(box: Box, tenant_id: int, query: dict[str, Any]) -> Page:
-    assert box.cursors is not None
     scope = _scope(query)
     after = decode_position(box, tenant_id, query["cursor"], scope)
     sql, params = build_sessions_sql(tenant_id, query, after, query["limit"] + 1)
-    async with box.db.read() as conn:
-        rows = await fetchall(conn, sql, params)
-    has_more = len(rows) > query["limit"]
-    rows = rows[: query["limit"]]
-    next_cursor = None
-    if has_more:
-        last = rows[-1]
-        next_cursor = box.cursors.encode(tenant_id, scope, [last["last_artifact_at"], last["session_id"]])
-    return Page([session_record(r) for r in rows], next_cursor, has_more)
+    rows = await box.db.fetchall(sql, params)
+    return page_of(box, tenant_id, scope, rows, query["limit"],
+                   lambda r: [r["last_artifact_at"], r["session_id"]], session_record)
 
 
 async def seal_session(box: Box, principal: Principal, session_id: str) -> dict[str, Any]:
@@ -111,8 +106,9 @@ async def seal_session(box: Box, principal: Principal, session_id: str) -> dict[
     path can add an artifact to the session.
     """
     validation.label("session_id", session_id)
-    async with box.db.write() as conn:
-        row = await fetchone(
+
+    def seal(conn: sqlite3.Connection) -> tuple[str, int]:
+        row = fetchone(
             conn, "SELECT * FROM sessions WHERE tenant_id = ? AND session_id = ?",
             (principal.tenant_id, session_id),
         )
@@ -123,16 +119,19 @@ async def seal_session(box: Box, principal: Principal, session_id: str) -> dict[
         sealed_at = row["sealed_at"]
         if sealed_at is None:
             sealed_at = iso(box.clock.now())
-            await conn.execute(
+            conn.execute(
                 "UPDATE sessions SET sealed_at = ? WHERE tenant_id = ? AND session_id = ?",
                 (sealed_at, principal.tenant_id, session_id),
             )
-            await record_audit(conn, sealed_at, principal.actor, "session.seal",
-                               principal.tenant_name, session_id,
-                               {"artifact_count": int(row["artifact_count"])})
+            record_audit(conn, sealed_at, principal.actor, "session.seal",
+                         principal.tenant_name, session_id,
+                         {"artifact_count": int(row["artifact_count"])})
+        return sealed_at, int(row["artifact_count"])
+
+    sealed_at, artifact_count = await box.db.execute_write_fn(seal)
     return {
         "session_id": session_id,
         "status": "sealed",
         "sealed_at": sealed_at,
-        "artifact_count": int(row["artifact_count"]),
+        "artifact_count": artifact_count,
     }

@@ -6,6 +6,7 @@ walks indexes, never the artifact rows.
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
 from artifacta_box.clock import parse_iso
@@ -21,18 +22,18 @@ _STATE_COUNTS = {
 }
 
 
+def _read_stats(conn: sqlite3.Connection) -> tuple[dict[str, int], Any, Any, list[Any]]:
+    by_state = {state: int(fetchone(conn, sql)[0]) for state, sql in _STATE_COUNTS.items()}
+    blobs = fetchone(conn, "SELECT COUNT(*), COALESCE(SUM(size_bytes), 0) FROM blobs")
+    tenants = fetchone(conn, "SELECT COUNT(*), COALESCE(SUM(storage_bytes), 0) FROM tenants")
+    last = fetchall(
+        conn, "SELECT * FROM gc_runs WHERE finished_at IS NOT NULL ORDER BY id DESC LIMIT 1"
+    )
+    return by_state, blobs, tenants, last
+
+
 async def store_stats(box: Box) -> dict[str, Any]:
-    async with box.db.read() as conn:
-        by_state = {}
-        for state, sql in _STATE_COUNTS.items():
-            by_state[state] = int((await fetchone(conn, sql))[0])
-        blobs = await fetchone(conn, "SELECT COUNT(*), COALESCE(SUM(size_bytes), 0) FROM blobs")
-        tenants = await fetchone(
-            conn, "SELECT COUNT(*), COALESCE(SUM(storage_bytes), 0) FROM tenants"
-        )
-        last = await fetchall(
-            conn, "SELECT * FROM gc_runs WHERE finished_at IS NOT NULL ORDER BY id DESC LIMIT 1"
-        )
+    by_state, blobs, tenants, last = await box.db.execute_fn(_read_stats)
     last_gc: dict[str, Any] = {}
     if last:
         r = last[0]

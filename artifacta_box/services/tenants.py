@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sqlite3
 from typing import Any
 
 from artifacta_box import errors
@@ -33,25 +34,34 @@ def _check_plan(box: Box, plan: str) -> None:
         )
 
 
-async def _tenant_row(conn, name: str) -> Any:
-    row = await fetchone(conn, "SELECT * FROM tenants WHERE name = ?", (name,))
+def _tenant_row(conn: sqlite3.Connection, name: str) -> Any:
+    row = fetchone(conn, "SELECT * FROM tenants WHERE name = ?", (name,))
     if row is None:
         raise errors.NotFound(f"No tenant named {name!r}.")
     return row
 
 
+async def require_tenant(box: Box, name: str) -> int:
+    """The id of tenant `name`; NotFound ("No tenant named ...") when there is none."""
+    row = await box.db.execute_fn(lambda conn: _tenant_row(conn, name))
+    return int(row["tenant_id"])
+
+
 async def create_tenant(box: Box, name: str, plan: str | None = None, actor: str = "cli") -> dict:
     _check_tenant_name(name)
-    plan = plan or box.settings.default_plan
+    plan = box.settings.default_plan if plan is None else plan  # "" is a mistake, not "default"
     _check_plan(box, plan)
     now = iso(box.clock.now())
-    async with box.db.write() as conn:
-        if await fetchone(conn, "SELECT 1 FROM tenants WHERE name = ?", (name,)):
+
+    def create(conn: sqlite3.Connection) -> None:
+        if fetchone(conn, "SELECT 1 FROM tenants WHERE name = ?", (name,)):
             raise errors.Conflict(f"A tenant named {name!r} already exists.")
-        await conn.execute(
+        conn.execute(
             "INSERT INTO tenants (name, plan, created_at) VALUES (?, ?, ?)", (name, plan, now)
         )
-        await record_audit(conn, now, actor, "tenant.create", name, name, {"plan": plan})
+        record_audit(conn, now, actor, "tenant.create", name, name, {"plan": plan})
+
+    await box.db.execute_write_fn(create)
     return {"name": name, "plan": plan, "created_at": now, "suspended": False}
 
 
@@ -93,25 +103,36 @@ async def list_tenants(box: Box) -> list[dict]:
 async def set_plan(box: Box, name: str, plan: str, actor: str = "cli") -> dict:
     _check_plan(box, plan)
     now = iso(box.clock.now())
-    async with box.db.write() as conn:
-        row = await _tenant_row(conn, name)
-        await conn.execute("UPDATE tenants SET plan = ? WHERE tenant_id = ?", (plan, row["tenant_id"]))
-        await record_audit(conn, now, actor, "tenant.set_plan", name, name,
-                           {"from": row["plan"], "to": plan})
+
+    def change(conn: sqlite3.Connection) -> None:
+        row = _tenant_row(conn, name)
+        conn.execute("UPDATE tenants SET plan = ? WHERE tenant_id = ?", (plan, row["tenant_id"]))
+        record_audit(conn, now, actor, "tenant.set_plan", name, name,
+                     {"from": row["plan"], "to": plan})
+
+    await box.db.execute_write_fn(change)
     return {"name": name, "plan": plan}
 
 
 async def set_suspended(box: Box, name: str, suspended: bool, actor: str = "cli") -> dict:
+    """Suspend or resume; `changed` is False (and nothing is written or audited) when the
+    tenant already was in that state."""
     now = iso(box.clock.now())
-    async with box.db.write() as conn:
-        row = await _tenant_row(conn, name)
-        await conn.execute(
+
+    def change(conn: sqlite3.Connection) -> bool:
+        row = _tenant_row(conn, name)
+        if (row["suspended_at"] is not None) == suspended:
+            return False
+        conn.execute(
             "UPDATE tenants SET suspended_at = ? WHERE tenant_id = ?",
             (now if suspended else None, row["tenant_id"]),
         )
-        await record_audit(conn, now, actor, "tenant.suspend" if suspended else "tenant.resume",
-                           name, name, {})
-    return {"name": name, "suspended": suspended}
+        record_audit(conn, now, actor, "tenant.suspend" if suspended else "tenant.resume",
+                     name, name, {})
+        return True
+
+    changed = await box.db.execute_write_fn(change)
+    return {"name": name, "suspended": suspended, "changed": changed}
 
 
 async def create_key(box: Box, tenant: str, name: str | None = None, actor: str = "cli") -> dict:
@@ -121,24 +142,27 @@ async def create_key(box: Box, tenant: str, name: str | None = None, actor: str 
     key = generate_key()
     key_id = new_key_id()
     now = iso(box.clock.now())
-    async with box.db.write() as conn:
-        row = await _tenant_row(conn, tenant)
+
+    def create(conn: sqlite3.Connection) -> None:
+        row = _tenant_row(conn, tenant)
         plan = box.settings.plan(row["plan"])
-        active = (await fetchone(
+        active = fetchone(
             conn, "SELECT COUNT(*) FROM api_keys WHERE tenant_id = ? AND revoked_at IS NULL",
             (row["tenant_id"],),
-        ))[0]
+        )[0]
         if active >= plan.max_active_keys:
             raise errors.QuotaExceeded(
                 f"Tenant {tenant!r} already has {active} active keys, the most its plan "
                 f"{plan.name!r} allows; revoke one first or change the plan."
             )
-        await conn.execute(
+        conn.execute(
             "INSERT INTO api_keys (key_id, tenant_id, key_hash, name, last4, created_at) "
             "VALUES (?, ?, ?, ?, ?, ?)",
             (key_id, row["tenant_id"], hash_key(key), name, key[-4:], now),
         )
-        await record_audit(conn, now, actor, "key.create", tenant, key_id, {"name": name})
+        record_audit(conn, now, actor, "key.create", tenant, key_id, {"name": name})
+
+    await box.db.execute_write_fn(create)
     return {"key_id": key_id, "key": key, "tenant": tenant, "name": name, "last4": key[-4:],
             "created_at": now}
 
@@ -149,8 +173,7 @@ async def list_keys(box: Box, tenant: str | None = None) -> list[dict]:
     )
     params: tuple = ()
     if tenant is not None:
-        async with box.db.read() as conn:
-            await _tenant_row(conn, tenant)
+        await require_tenant(box, tenant)
         sql += " WHERE t.name = ?"
         params = (tenant,)
     sql += " ORDER BY t.name, k.created_at"
@@ -172,8 +195,9 @@ async def list_keys(box: Box, tenant: str | None = None) -> list[dict]:
 
 async def revoke_key(box: Box, key_id: str, actor: str = "cli") -> dict:
     now = iso(box.clock.now())
-    async with box.db.write() as conn:
-        row = await fetchone(
+
+    def revoke(conn: sqlite3.Connection) -> tuple[str, str]:
+        row = fetchone(
             conn,
             "SELECT k.*, t.name AS tenant FROM api_keys k JOIN tenants t USING (tenant_id) "
             "WHERE k.key_id = ?",
@@ -184,9 +208,12 @@ async def revoke_key(box: Box, key_id: str, actor: str = "cli") -> dict:
         revoked_at = row["revoked_at"]
         if revoked_at is None:
             revoked_at = now
-            await conn.execute("UPDATE api_keys SET revoked_at = ? WHERE key_id = ?", (now, key_id))
-            await record_audit(conn, now, actor, "key.revoke", row["tenant"], key_id, {})
-    return {"key_id": key_id, "tenant": row["tenant"], "revoked": True, "revoked_at": revoked_at}
+            conn.execute("UPDATE api_keys SET revoked_at = ? WHERE key_id = ?", (now, key_id))
+            record_audit(conn, now, actor, "key.revoke", row["tenant"], key_id, {})
+        return row["tenant"], revoked_at
+
+    tenant, revoked_at = await box.db.execute_write_fn(revoke)
+    return {"key_id": key_id, "tenant": tenant, "revoked": True, "revoked_at": revoked_at}
 
 
 async def authenticate(box: Box, key: str) -> Principal:

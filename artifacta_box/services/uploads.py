@@ -27,7 +27,7 @@ from artifacta_box import errors
 from artifacta_box.clock import iso, iso_in
 from artifacta_box.config import Plan
 from artifacta_box.context import Box
-from artifacta_box.db import fetchone, fetchone_sync, run_sync
+from artifacta_box.db import fetchone
 from artifacta_box.ids import new_artifact_id
 from artifacta_box.services import usage, validation
 from artifacta_box.services.records import artifact_record, is_expired
@@ -51,7 +51,8 @@ class ArtifactSpec:
     ttl_raw: str | None          # as sent, for idempotency comparison
 
     def request_hash(self, content_hash: str) -> str:
-        """Identity of an upload request for Idempotency-Key replay (SPEC §1)."""
+        """Identity of an upload request for Idempotency-Key replay (the `Idempotency-Key`
+        header of `POST /v1/artifacts` in the OpenAPI document)."""
         raw = json.dumps(
             [content_hash, self.filename, self.content_type, self.session_id, self.agent_id,
              sorted(self.metadata.items()), self.ttl_raw],
@@ -139,13 +140,13 @@ def sealed_error(session_id: str) -> errors.SessionSealed:
     )
 
 
-def find_idempotent_replay_sync(
+def find_idempotent_replay(
     conn: sqlite3.Connection, box: Box, tenant_id: int, idem_key: str, request_hash: str,
     now_iso: str,
 ) -> Any:
     """The original artifact row for a repeated (key, request), if still remembered and live."""
     cutoff = iso_in(box.clock.now(), -box.settings.idempotency_seconds)
-    row = fetchone_sync(
+    row = fetchone(
         conn,
         "SELECT a.* FROM idempotency_keys i JOIN artifacts a ON a.artifact_id = i.artifact_id "
         "WHERE i.tenant_id = ? AND i.idem_key = ? AND i.request_hash = ? AND i.created_at > ?",
@@ -156,12 +157,12 @@ def find_idempotent_replay_sync(
     return row
 
 
-def record_session_use_sync(conn: sqlite3.Connection, tenant_id: int, session_id: str | None,
-                            now_iso: str, count: int = 1) -> None:
+def record_session_use(conn: sqlite3.Connection, tenant_id: int, session_id: str | None,
+                       now_iso: str, count: int = 1) -> None:
     """Create the session on first use, bump its activity. Raises SessionSealed if sealed."""
     if session_id is None:
         return
-    row = fetchone_sync(
+    row = fetchone(
         conn, "SELECT sealed_at FROM sessions WHERE tenant_id = ? AND session_id = ?",
         (tenant_id, session_id),
     )
@@ -181,8 +182,8 @@ def record_session_use_sync(conn: sqlite3.Connection, tenant_id: int, session_id
         )
 
 
-def insert_metadata_rows_sync(conn: sqlite3.Connection, tenant_id: int, artifact_id: str,
-                              created_at: str, metadata: dict[str, str]) -> None:
+def insert_metadata_rows(conn: sqlite3.Connection, tenant_id: int, artifact_id: str,
+                         created_at: str, metadata: dict[str, str]) -> None:
     if metadata:
         conn.executemany(
             "INSERT OR IGNORE INTO artifact_metadata (tenant_id, key, value, created_at, artifact_id) "
@@ -191,55 +192,20 @@ def insert_metadata_rows_sync(conn: sqlite3.Connection, tenant_id: int, artifact
         )
 
 
-def check_storage_quota_sync(conn: sqlite3.Connection, box: Box, principal: Principal,
-                             billable: int) -> None:
-    """403 when `billable` new bytes would exceed the plan's storage (checked after dedup)."""
-    if billable <= 0:
-        return
-    now_iso = iso(box.clock.now())
-    usage.expire_due_sync(conn, now_iso, tenant_id=principal.tenant_id)
-    row = fetchone_sync(conn, "SELECT storage_bytes FROM tenants WHERE tenant_id = ?",
-                        (principal.tenant_id,))
-    used = int(row["storage_bytes"]) if row else 0
-    limit = principal.plan.storage_bytes
-    if used + billable > limit:
-        extra = {"upgrade_url": box.settings.upgrade_url} if box.settings.upgrade_url else None
-        raise errors.QuotaExceeded(
-            f"Storage quota exceeded: {used:,} of {limit:,} bytes used and this upload adds "
-            f"{billable:,}; delete artifacts or ask for a larger plan.",
-            extra=extra,
-        )
+def check_storage_quota(conn: sqlite3.Connection, principal: Principal, billable: int,
+                        now_iso: str) -> None:
+    """403 when `billable` new bytes would exceed the plan's storage (checked after dedup).
+    Due expiries are processed first, so an artifact that expired a moment ago no longer counts."""
+    usage.check_storage(conn, principal.tenant_id, principal.plan, billable, now_iso, "this upload")
 
 
-# Async forms for callers inside `async with box.db.write() as conn` (one thread hop each).
-
-async def find_idempotent_replay(conn, box: Box, tenant_id: int, idem_key: str,
-                                 request_hash: str, now_iso: str) -> Any:
-    return await run_sync(conn, find_idempotent_replay_sync, box, tenant_id, idem_key,
-                          request_hash, now_iso)
-
-
-async def record_session_use(conn, tenant_id: int, session_id: str | None, now_iso: str,
-                             count: int = 1) -> None:
-    await run_sync(conn, record_session_use_sync, tenant_id, session_id, now_iso, count)
-
-
-async def insert_metadata_rows(conn, tenant_id: int, artifact_id: str, created_at: str,
-                               metadata: dict[str, str]) -> None:
-    await run_sync(conn, insert_metadata_rows_sync, tenant_id, artifact_id, created_at, metadata)
-
-
-async def check_storage_quota(conn, box: Box, principal: Principal, billable: int) -> None:
-    await run_sync(conn, check_storage_quota_sync, box, principal, billable)
-
-
-async def blob_referenced(conn, tenant_id: int, sha256: str) -> bool:
+def blob_referenced(conn: sqlite3.Connection, tenant_id: int, sha256: str) -> bool:
     """Whether any row points at these bytes: a `blobs` row (a committed artifact, in any state
     until purge) or an artifact row holding them as a received presigned upload."""
-    if await fetchone(conn, "SELECT 1 FROM blobs WHERE tenant_id = ? AND sha256 = ?",
-                      (tenant_id, sha256)) is not None:
+    if fetchone(conn, "SELECT 1 FROM blobs WHERE tenant_id = ? AND sha256 = ?",
+                (tenant_id, sha256)) is not None:
         return True
-    return await fetchone(
+    return fetchone(
         conn, "SELECT 1 FROM artifacts WHERE tenant_id = ? AND upload_sha256 = ? LIMIT 1",
         (tenant_id, sha256),
     ) is not None
@@ -257,15 +223,17 @@ async def discard_staged(staged: StagedBlob) -> None:
 async def drop_blob_if_unreferenced(box: Box, tenant_id: int, sha256: str) -> bool:
     """Remove a blob file no row references (one a failed or replaced upload added).
 
-    Runs under the writer, so it cannot interleave with a commit that references the same
+    Runs in a write transaction, so it cannot interleave with a commit that references the same
     bytes; such a commit re-links the file from its own staging copy (`ensure_committed`)
     if it finds it gone. Returns True if the file was removed.
     """
-    async with box.db.write() as conn:
-        if await blob_referenced(conn, tenant_id, sha256):
+    def drop(conn: sqlite3.Connection) -> bool:
+        if blob_referenced(conn, tenant_id, sha256):
             return False
-        await asyncio.get_running_loop().run_in_executor(None, box.blobs.delete, tenant_id, sha256)
+        box.blobs.delete(tenant_id, sha256)  # in the writer's thread, off the event loop
         return True
+
+    return await box.db.execute_write_fn(drop)
 
 
 async def commit_new_artifact(
@@ -285,19 +253,19 @@ async def commit_new_artifact(
     created = inserted = False
 
     def transaction(conn: sqlite3.Connection) -> tuple[Any, bool]:
-        # Runs in the writer's thread as one job of a group commit (see Database.group_write).
+        # Runs in the writer's thread as one job of a group commit (Database.execute_write_fn).
         now = box.clock.now()
         now_iso = iso(now)
         if idem_key:
-            original = find_idempotent_replay_sync(conn, box, tenant_id, idem_key, request_hash,
+            original = find_idempotent_replay(conn, box, tenant_id, idem_key, request_hash,
                                                    now_iso)
             if original is not None:
                 return original, True
-        record_session_use_sync(conn, tenant_id, spec.session_id, now_iso)
-        billable = usage.billable_bytes_sync(conn, tenant_id, staged.sha256, staged.size)
-        check_storage_quota_sync(conn, box, principal, billable)
+        record_session_use(conn, tenant_id, spec.session_id, now_iso)
+        billable = usage.billable_bytes(conn, tenant_id, staged.sha256, staged.size)
+        check_storage_quota(conn, principal, billable, now_iso)
         box.blobs.ensure_committed(tenant_id, staged)
-        usage.add_reference_sync(conn, tenant_id, staged.sha256, staged.size, now_iso)
+        usage.add_reference(conn, tenant_id, staged.sha256, staged.size, now_iso)
         artifact_id = new_artifact_id()
         expires_at = None if spec.ttl_seconds is None else iso_in(now, spec.ttl_seconds)
         conn.execute(
@@ -308,19 +276,19 @@ async def commit_new_artifact(
              staged.sha256, spec.session_id, spec.agent_id, metadata_json(spec.metadata),
              now_iso, expires_at),
         )
-        insert_metadata_rows_sync(conn, tenant_id, artifact_id, now_iso, spec.metadata)
+        insert_metadata_rows(conn, tenant_id, artifact_id, now_iso, spec.metadata)
         if idem_key:
             conn.execute(
                 "INSERT OR REPLACE INTO idempotency_keys (tenant_id, idem_key, request_hash, "
                 "artifact_id, created_at) VALUES (?, ?, ?, ?, ?)",
                 (tenant_id, idem_key, request_hash, artifact_id, now_iso),
             )
-        row = fetchone_sync(conn, "SELECT * FROM artifacts WHERE artifact_id = ?", (artifact_id,))
+        row = fetchone(conn, "SELECT * FROM artifacts WHERE artifact_id = ?", (artifact_id,))
         return row, False
 
     try:
         created = await box.blobs.commit_staged(tenant_id, staged)
-        row, replayed = await box.db.group_write(transaction)
+        row, replayed = await box.db.execute_write_fn(transaction)
         if replayed:
             return artifact_record(row), True
         inserted = True

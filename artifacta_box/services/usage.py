@@ -14,17 +14,18 @@ from __future__ import annotations
 
 import sqlite3
 
-from artifacta_box.db import fetchall_sync, fetchone_sync, run_sync
+from artifacta_box import errors
+from artifacta_box.config import Plan
+from artifacta_box.db import fetchall, fetchone
 
-# Each rule is written once, as a synchronous function on a sqlite3 connection (so it can run
-# inside a group-commit job in the writer's thread); the async functions below run the same
-# code in an aiosqlite connection's thread for callers inside `async with db.write()`.
+# Each rule is one synchronous function of a sqlite3 connection, called from inside the write
+# transaction (`Database.execute_write_fn`) that changes what it accounts for.
 
 
-def add_reference_sync(conn: sqlite3.Connection, tenant_id: int, sha256: str, size: int,
-                       now_iso: str) -> int:
+def add_reference(conn: sqlite3.Connection, tenant_id: int, sha256: str, size: int,
+                  now_iso: str) -> int:
     """Reference a blob from a newly active artifact. Returns the bytes newly billed (0 on dedup)."""
-    row = fetchone_sync(
+    row = fetchone(
         conn, "SELECT live_refs FROM blobs WHERE tenant_id = ? AND sha256 = ?", (tenant_id, sha256)
     )
     if row is None:
@@ -48,17 +49,17 @@ def add_reference_sync(conn: sqlite3.Connection, tenant_id: int, sha256: str, si
     return billed
 
 
-def billable_bytes_sync(conn: sqlite3.Connection, tenant_id: int, sha256: str, size: int) -> int:
+def billable_bytes(conn: sqlite3.Connection, tenant_id: int, sha256: str, size: int) -> int:
     """Bytes that referencing this content would add to usage (0 if a live blob already has it)."""
-    row = fetchone_sync(
+    row = fetchone(
         conn, "SELECT live_refs FROM blobs WHERE tenant_id = ? AND sha256 = ?", (tenant_id, sha256)
     )
     return 0 if row is not None and row["live_refs"] > 0 else size
 
 
-def release_live_sync(conn: sqlite3.Connection, tenant_id: int, sha256: str) -> int:
+def release_live(conn: sqlite3.Connection, tenant_id: int, sha256: str) -> int:
     """An artifact stopped being live (deleted or expired). Returns the bytes released."""
-    row = fetchone_sync(
+    row = fetchone(
         conn, "SELECT live_refs, size_bytes FROM blobs WHERE tenant_id = ? AND sha256 = ?",
         (tenant_id, sha256),
     )
@@ -76,7 +77,46 @@ def release_live_sync(conn: sqlite3.Connection, tenant_id: int, sha256: str) -> 
     return 0
 
 
-def drop_reference_sync(conn: sqlite3.Connection, tenant_id: int, sha256: str, now_iso: str) -> None:
+def restore_live(conn: sqlite3.Connection, tenant_id: int, sha256: str) -> int:
+    """A deleted artifact is live again (undelete, services.recovery): the reverse of
+    `release_live`. Returns the bytes billed again (0 when a live artifact already holds the
+    same content). The deleted row kept its reference, so the blob row is there."""
+    row = fetchone(
+        conn, "SELECT live_refs, size_bytes FROM blobs WHERE tenant_id = ? AND sha256 = ?",
+        (tenant_id, sha256),
+    )
+    if row is None:
+        raise errors.InternalError(
+            f"blob {sha256} of tenant {tenant_id} has no row; run `artifacta-box check --repair`"
+        )
+    conn.execute(
+        "UPDATE blobs SET live_refs = live_refs + 1, unreferenced_at = NULL "
+        "WHERE tenant_id = ? AND sha256 = ?", (tenant_id, sha256),
+    )
+    if row["live_refs"] > 0:
+        return 0
+    conn.execute("UPDATE tenants SET storage_bytes = storage_bytes + ? WHERE tenant_id = ?",
+                 (row["size_bytes"], tenant_id))
+    return int(row["size_bytes"])
+
+
+def check_storage(conn: sqlite3.Connection, tenant_id: int, plan: Plan, billable: int,
+                  now_iso: str, adding: str) -> None:
+    """403 quota_exceeded when `billable` new bytes (counted after dedup) would take the
+    tenant past its plan's storage. `adding` names what adds them ("this upload")."""
+    if billable <= 0:
+        return
+    expire_due(conn, now_iso, tenant_id=tenant_id)
+    row = fetchone(conn, "SELECT storage_bytes FROM tenants WHERE tenant_id = ?", (tenant_id,))
+    used = int(row["storage_bytes"]) if row else 0
+    if used + billable > plan.storage_bytes:
+        raise errors.QuotaExceeded(
+            f"Storage quota exceeded: {used:,} of {plan.storage_bytes:,} bytes used and {adding} "
+            f"adds {billable:,}; delete artifacts or ask for a larger plan."
+        )
+
+
+def drop_reference(conn: sqlite3.Connection, tenant_id: int, sha256: str, now_iso: str) -> None:
     """A row referencing the blob was purged. At refs = 0 the blob becomes collectable."""
     conn.execute(
         "UPDATE blobs SET refs = MAX(0, refs - 1), "
@@ -86,21 +126,21 @@ def drop_reference_sync(conn: sqlite3.Connection, tenant_id: int, sha256: str, n
     )
 
 
-def expire_due_sync(conn: sqlite3.Connection, now_iso: str, tenant_id: int | None = None,
-                    limit: int = 1000) -> int:
+def expire_due(conn: sqlite3.Connection, now_iso: str, tenant_id: int | None = None,
+               limit: int = 1000) -> int:
     """Process the expiry of active artifacts past expires_at: state `expired`, usage released.
 
     Bounded by `limit` per call so it never holds the writer for long. Returns rows processed.
     """
     if tenant_id is None:
-        rows = fetchall_sync(
+        rows = fetchall(
             conn,
             "SELECT id, tenant_id, content_hash FROM artifacts WHERE state = 'active' "
             "AND expires_at IS NOT NULL AND expires_at <= ? ORDER BY expires_at LIMIT ?",
             (now_iso, limit),
         )
     else:
-        rows = fetchall_sync(
+        rows = fetchall(
             conn,
             "SELECT id, tenant_id, content_hash FROM artifacts WHERE tenant_id = ? AND state = 'active' "
             "AND expires_at IS NOT NULL AND expires_at <= ? ORDER BY expires_at LIMIT ?",
@@ -110,12 +150,12 @@ def expire_due_sync(conn: sqlite3.Connection, now_iso: str, tenant_id: int | Non
         conn.execute(
             "UPDATE artifacts SET state = 'expired', expired_at = ? WHERE id = ?", (now_iso, r["id"])
         )
-        release_live_sync(conn, r["tenant_id"], r["content_hash"])
+        release_live(conn, r["tenant_id"], r["content_hash"])
     return len(rows)
 
 
-def has_due_expiry_sync(conn: sqlite3.Connection, tenant_id: int, now_iso: str) -> bool:
-    row = fetchone_sync(
+def has_due_expiry(conn: sqlite3.Connection, tenant_id: int, now_iso: str) -> bool:
+    row = fetchone(
         conn,
         "SELECT 1 FROM artifacts WHERE tenant_id = ? AND state = 'active' AND expires_at IS NOT NULL "
         "AND expires_at <= ? LIMIT 1",
@@ -123,26 +163,3 @@ def has_due_expiry_sync(conn: sqlite3.Connection, tenant_id: int, now_iso: str) 
     )
     return row is not None
 
-
-async def add_reference(conn, tenant_id: int, sha256: str, size: int, now_iso: str) -> int:
-    return await run_sync(conn, add_reference_sync, tenant_id, sha256, size, now_iso)
-
-
-async def billable_bytes(conn, tenant_id: int, sha256: str, size: int) -> int:
-    return await run_sync(conn, billable_bytes_sync, tenant_id, sha256, size)
-
-
-async def release_live(conn, tenant_id: int, sha256: str) -> int:
-    return await run_sync(conn, release_live_sync, tenant_id, sha256)
-
-
-async def drop_reference(conn, tenant_id: int, sha256: str, now_iso: str) -> None:
-    await run_sync(conn, drop_reference_sync, tenant_id, sha256, now_iso)
-
-
-async def expire_due(conn, now_iso: str, tenant_id: int | None = None, limit: int = 1000) -> int:
-    return await run_sync(conn, expire_due_sync, now_iso, tenant_id, limit)
-
-
-async def has_due_expiry(conn, tenant_id: int, now_iso: str) -> bool:
-    return await run_sync(conn, has_due_expiry_sync, tenant_id, now_iso)

@@ -1,4 +1,8 @@
-"""Input rules of SPEC §1, each in one place. Every failure is a 400 naming the field."""
+"""Input rules of the API, each in one place. Every failure is a 400 naming the field.
+
+Each pattern and limit below is one named constant: the checks here read them, and so do the
+messages and the OpenAPI document (`http/openapi/`), so a limit changes in one line.
+"""
 
 from __future__ import annotations
 
@@ -9,22 +13,43 @@ import unicodedata
 from typing import Any
 
 from artifacta_box import errors
-from artifacta_box.config import DURATION_UNITS, Plan
+from artifacta_box.config import Plan
+from artifacta_box.ids import ARTIFACT_ID_CHARS, ARTIFACT_ID_PREFIX, LINK_ID_CHARS, LINK_ID_PREFIX
+from artifacta_box.units import (
+    DURATION_PATTERN,
+    DURATION_RE,
+    DURATION_UNITS_TEXT,
+    duration_seconds,
+    format_duration,
+)
 
-ARTIFACT_ID_RE = re.compile(r"^art_[A-Za-z0-9]{16}$")
-LINK_ID_RE = re.compile(r"^lnk_[A-Za-z0-9]{20}$")
-LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-METADATA_KEY_RE = re.compile(r"^[a-zA-Z][a-zA-Z0-9_-]{0,63}$")
-TTL_RE = re.compile(r"^([1-9][0-9]{0,9})([smhdw])$")
+ARTIFACT_ID_PATTERN = rf"^{ARTIFACT_ID_PREFIX}[A-Za-z0-9]{{{ARTIFACT_ID_CHARS}}}$"
+LINK_ID_PATTERN = rf"^{LINK_ID_PREFIX}[A-Za-z0-9]{{{LINK_ID_CHARS}}}$"
+# session_id, agent_id: caller-chosen labels
+MAX_LABEL = 128
+LABEL_PATTERN = rf"^[A-Za-z0-9][A-Za-z0-9._-]{{0,{MAX_LABEL - 1}}}$"
+MAX_METADATA_KEY = 64
+METADATA_KEY_PATTERN = rf"^[a-zA-Z][a-zA-Z0-9_-]{{0,{MAX_METADATA_KEY - 1}}}$"
+MAX_METADATA_VALUE = 1024  # characters
+MAX_METADATA_BYTES = 8192  # the whole object as compact UTF-8 JSON
+MAX_FILENAME = 255
+MAX_CONTENT_TYPE = 255
+# `ttl`: a duration (units.py) or never; absent or empty means the plan's default
+TTL_NEVER = "never"
+TTL_PATTERN = f"^({DURATION_PATTERN}|{TTL_NEVER})?$"
+MAX_IDEMPOTENCY_KEY = 256
+IDEMPOTENCY_KEY_PATTERN = "^[!-~]+$"  # printable ASCII, no space
+
+ARTIFACT_ID_RE = re.compile(ARTIFACT_ID_PATTERN)
+LINK_ID_RE = re.compile(LINK_ID_PATTERN)
+LABEL_RE = re.compile(LABEL_PATTERN)
+METADATA_KEY_RE = re.compile(METADATA_KEY_PATTERN)
+IDEMPOTENCY_KEY_RE = re.compile(IDEMPOTENCY_KEY_PATTERN)
 # type/subtype with optional parameters; no CR/LF or other control characters (header injection)
 CONTENT_TYPE_RE = re.compile(
     r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}"
     r"(\s*;\s*[A-Za-z0-9!#$&^_.+-]+=(\"[^\"\x00-\x1f\x7f]*\"|[A-Za-z0-9!#$&^_.+-]+))*$"
 )
-MAX_FILENAME = 255
-MAX_METADATA_VALUE = 1024
-MAX_METADATA_BYTES = 8192
-MAX_IDEMPOTENCY_KEY = 256
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 
 
@@ -37,12 +62,12 @@ def is_link_id(value: str) -> bool:
 
 
 def label(field: str, value: Any) -> str | None:
-    """session_id / agent_id: optional, `^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`."""
+    """session_id / agent_id: optional, LABEL_PATTERN."""
     if value is None or value == "":
         return None
     if not isinstance(value, str) or not LABEL_RE.match(value):
         raise errors.InvalidRequest(
-            f"{field} must be 1-128 characters of letters, digits, '.', '_' or '-', "
+            f"{field} must be 1-{MAX_LABEL} characters of letters, digits, '.', '_' or '-', "
             f"starting with a letter or digit; got {_show(value)}."
         )
     return value
@@ -69,7 +94,8 @@ def content_type(value: Any, name_for_guess: str | None = None) -> str:
             if guessed:
                 return guessed
         return DEFAULT_CONTENT_TYPE
-    if not isinstance(value, str) or len(value) > 255 or not CONTENT_TYPE_RE.match(value.strip()):
+    if (not isinstance(value, str) or len(value) > MAX_CONTENT_TYPE
+            or not CONTENT_TYPE_RE.match(value.strip())):
         raise errors.InvalidRequest(
             f"content_type must be a media type such as text/plain or application/json; got {_show(value)}."
         )
@@ -90,8 +116,8 @@ def metadata(value: Any, field: str = "metadata") -> dict[str, str]:
     for k, v in value.items():
         if not isinstance(k, str) or not METADATA_KEY_RE.match(k):
             raise errors.InvalidRequest(
-                f"{field} key {_show(k)} is invalid: keys start with a letter and have at most 64 "
-                "letters, digits, '_' or '-'."
+                f"{field} key {_show(k)} is invalid: keys start with a letter and have at most "
+                f"{MAX_METADATA_KEY} letters, digits, '_' or '-'."
             )
         if not isinstance(v, str):
             raise errors.InvalidRequest(f"{field} value for key {k!r} must be a string.")
@@ -112,7 +138,7 @@ def metadata_key(key: str) -> str:
     if not METADATA_KEY_RE.match(key or ""):
         raise errors.InvalidRequest(
             f"metadata filter key {_show(key)} is invalid: keys start with a letter and have at most "
-            "64 letters, digits, '_' or '-'."
+            f"{MAX_METADATA_KEY} letters, digits, '_' or '-'."
         )
     return key
 
@@ -124,24 +150,24 @@ def ttl_seconds(value: Any, plan: Plan, field: str = "ttl") -> int | None:
     if not isinstance(value, str):
         raise errors.InvalidRequest(f"{field} must be a string such as '30d', '12h' or 'never'.")
     text = value.strip()
-    if text == "never":
+    if text == TTL_NEVER:
         if not plan.allow_never_ttl:
             raise errors.TTLExceedsPlanLimit(
-                f"{field} 'never' is not allowed on plan {plan.name!r}; the longest is "
-                f"{human_seconds(plan.max_ttl_seconds)}."
+                f"{field} '{TTL_NEVER}' is not allowed on plan {plan.name!r}; the longest is "
+                f"{format_duration(plan.max_ttl_seconds)}."
             )
         return None
-    m = TTL_RE.match(text)
+    m = DURATION_RE.match(text)
     if not m:
         raise errors.InvalidRequest(
-            f"{field} {_show(value)} is invalid: use a positive whole number and a unit s, m, h, d "
-            "or w (e.g. '30d'), or 'never'."
+            f"{field} {_show(value)} is invalid: use a positive whole number and a unit "
+            f"{DURATION_UNITS_TEXT} (e.g. '30d'), or '{TTL_NEVER}'."
         )
-    seconds = int(m.group(1)) * DURATION_UNITS[m.group(2)]
+    seconds = duration_seconds(m)
     if seconds > plan.max_ttl_seconds:
         raise errors.TTLExceedsPlanLimit(
             f"{field} {text} is longer than plan {plan.name!r} allows "
-            f"({human_seconds(plan.max_ttl_seconds)})."
+            f"({format_duration(plan.max_ttl_seconds)})."
         )
     return seconds
 
@@ -149,18 +175,11 @@ def ttl_seconds(value: Any, plan: Plan, field: str = "ttl") -> int | None:
 def idempotency_key(value: str | None) -> str | None:
     if value is None:
         return None
-    if not value or len(value) > MAX_IDEMPOTENCY_KEY or any(ord(c) < 33 or ord(c) > 126 for c in value):
+    if len(value) > MAX_IDEMPOTENCY_KEY or not IDEMPOTENCY_KEY_RE.fullmatch(value):
         raise errors.InvalidRequest(
             f"Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY} printable ASCII characters."
         )
     return value
-
-
-def human_seconds(seconds: int) -> str:
-    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds % size == 0 and seconds >= size:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
 
 
 def _show(value: Any) -> str:

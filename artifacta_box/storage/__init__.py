@@ -9,10 +9,14 @@ from artifacta_box.storage.blobstore import (
     StorageError,
     StorageFull,
     StorageUnwritable,
+    fsync_dir,
     hash_file,
+    is_sha256,
+    write_file_durably,
 )
 
 __all__ = [
     "BlobInfo", "LimitExceeded", "LocalBlobStore", "StagedBlob", "StagingFile",
-    "StorageError", "StorageFull", "StorageUnwritable", "hash_file",
+    "StorageError", "StorageFull", "StorageUnwritable", "fsync_dir", "hash_file", "is_sha256",
+    "write_file_durably",
 ]

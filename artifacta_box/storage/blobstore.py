@@ -12,12 +12,13 @@ One fan-out level (256 directories per tenant, like git's objects/): a second le
 65,536 directories per tenant, so on a young store nearly every upload paid one or two mkdirs
 (inode allocation and a journalled directory fsync each), and gc paid rmdirs.
 
-Write order (durability, SPEC §8): stream to a staging file while hashing and counting, enforce
-the byte limit mid-stream, fsync the file, hard-link it into place and fsync the directory; only
-then does the caller commit the database row that makes it visible. A body small enough to stay
-in the first buffer (`INLINE_MAX`) skips the staging file: it is hashed in memory and written
-once, straight to its content address (an anonymous O_TMPFILE inode in the target directory,
-fsynced, then linked to its name), or not written at all when those bytes are already stored.
+Write order (durability: an acknowledged upload survives a crash, README "Operations"): stream
+to a staging file while hashing and counting, enforce the byte limit mid-stream, fsync the file,
+hard-link it into place and fsync the directory; only then does the caller commit the database
+row that makes it visible. A body small enough to stay in the first buffer (`INLINE_MAX`) skips
+the staging file: it is hashed in memory and written once, straight to its content address (an
+anonymous O_TMPFILE inode in the target directory, fsynced, then linked to its name), or not
+written at all when those bytes are already stored.
 A crash leaves at worst a staging file (removed on the next start) or an unreferenced blob
 (removed by gc after a grace period).
 
@@ -36,6 +37,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 CHUNK = 1024 * 1024  # staging buffer flushed to disk (and hashed) in 1 MiB slices
 INLINE_MAX = 256 * 1024  # bodies up to this size never touch a staging file
@@ -101,12 +103,26 @@ class BlobInfo:
     mtime: float
 
 
-def _fsync_dir(path: str | Path) -> None:
+def fsync_dir(path: str | Path) -> None:
+    """Make a directory's entries (a new, renamed or linked name in it) durable."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def write_file_durably(path: Path, text: str) -> None:
+    """Replace `path` with `text`, atomically and durably: written under a temporary name,
+    fsynced, renamed into place, the directory fsynced. A crash leaves the old file or the
+    new one, never a part of either."""
+    tmp = path.with_name(path.name + ".part")
+    with open(tmp, "w") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
 
 
 class StagingFile:
@@ -287,13 +303,7 @@ class LocalBlobStore:
         return moved
 
     def _write_layout_marker(self) -> None:
-        tmp = self.blob_root / "LAYOUT.tmp"
-        with open(tmp, "w") as fh:
-            fh.write(LAYOUT_VERSION + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.blob_root / "LAYOUT")
-        _fsync_dir(self.blob_root)
+        write_file_durably(self.blob_root / "LAYOUT", LAYOUT_VERSION + "\n")
 
     def _has_layout_1_dirs(self) -> bool:
         for tenant_dir in self.blob_root.iterdir():
@@ -321,7 +331,7 @@ class LocalBlobStore:
                     if not sub.is_dir():
                         continue
                     for f in sub.iterdir():
-                        if f.is_file() and _is_sha256(f.name):
+                        if f.is_file() and is_sha256(f.name):
                             os.replace(f, top / f.name)
                             moved = True
                             count += 1
@@ -330,7 +340,7 @@ class LocalBlobStore:
                     except OSError:
                         pass  # something else in there: leave it for `check` to report
                 if moved:
-                    _fsync_dir(top)
+                    fsync_dir(top)
         return count
 
     def remove_temp_files(self, older_than_seconds: float | None = None) -> tuple[int, int]:
@@ -384,7 +394,7 @@ class LocalBlobStore:
         return StagingFile(str(self.tmp_root / name), limit)
 
     def path(self, tenant_id: int, sha256: str) -> Path:
-        if not _is_sha256(sha256):
+        if not is_sha256(sha256):
             raise ValueError("not a sha256 hex digest")
         return self.blob_root / str(int(tenant_id)) / sha256[:2] / sha256
 
@@ -425,8 +435,8 @@ class LocalBlobStore:
             finally:
                 os.close(dfd)
             if created:  # a new fan-out directory must be durable too
-                _fsync_dir(d.parent)
-                _fsync_dir(d.parent.parent)
+                fsync_dir(d.parent)
+                fsync_dir(d.parent.parent)
         except OSError as exc:
             raise _classify_oserror(exc) from exc
         return True
@@ -537,8 +547,12 @@ class LocalBlobStore:
 _tmpfile_ok = hasattr(os, "O_TMPFILE")  # cleared at the first filesystem that refuses it
 
 
-def _is_sha256(name: str) -> bool:
-    return len(name) == 64 and all(c in "0123456789abcdef" for c in name)
+_HEX = frozenset("0123456789abcdef")
+
+
+def is_sha256(name: str) -> bool:
+    """A SHA-256 hex digest as the store names blobs: 64 lower-case hex digits."""
+    return len(name) == 64 and all(c in _HEX for c in name)
 
 
 def _write_all(fd: int, data: bytes | bytearray) -> None:
@@ -553,12 +567,15 @@ def _statvfs_free(path: str) -> int:
     return st.f_bavail * st.f_frsize
 
 
-def hash_file(path: str | Path) -> tuple[str, int]:
-    """SHA-256 and size of a file, read in 1 MiB slices."""
+def hash_file(path: str | Path, copy_to: BinaryIO | None = None) -> tuple[str, int]:
+    """SHA-256 and size of a file, read once in 1 MiB slices; with `copy_to`, each slice is
+    also written there (a copy verified by the same read that makes it)."""
     h = hashlib.sha256()
     n = 0
     with open(path, "rb") as fh:
         while chunk := fh.read(CHUNK):
             h.update(chunk)
+            if copy_to is not None:
+                copy_to.write(chunk)
             n += len(chunk)
     return h.hexdigest(), n

@@ -145,6 +145,24 @@ def test_upgrade_url_is_added_to_quota_errors_when_configured(make_server):
     assert err["upgrade_url"] == "https://example.com/up"
 
 
+def test_every_kind_of_quota_error_carries_the_upgrade_url(make_server):
+    """Storage, link cap, metadata-filter cap, plan-gated presigned uploads: one rule."""
+    srv = make_server(config="[plans.selfhosted]\nstorage_bytes = 10\nmax_active_links = 0\n"
+                             "max_metadata_filters = 1\npresigned_uploads = false\n"
+                             "[tenants]\nupgrade_url = 'https://example.com/up'\n")
+    with srv.client() as c:
+        answers = [
+            c.post("/v1/artifacts", files={"file": ("a.txt", b"more than ten bytes")}),
+            c.get("/v1/artifacts", params={"metadata.a": "1", "metadata.b": "2"}),
+            c.post("/v1/artifacts/upload-url", json={"filename": "a.txt", "size_bytes": 1}),
+        ]
+        small = c.post("/v1/artifacts", files={"file": ("b.txt", b"tiny")})
+        assert small.status_code == 201, small.text
+        answers.append(c.post(f"/v1/artifacts/{small.json()['artifact_id']}/links", json={}))
+    for r in answers:
+        assert assert_error(r, 403, "quota_exceeded")["upgrade_url"] == "https://example.com/up"
+
+
 def test_a_locked_database_is_503_unavailable_not_a_crash():
     import sqlite3
 

@@ -1,4 +1,4 @@
-"""Disk full (SPEC §8): uploads answer 503 `unavailable` before writing once free space is below
+"""Disk full (README, "Operations"): uploads answer 503 `unavailable` before writing once free space is below
 the configured reserve, while reads, deletes and gc keep working; the box recovers when space
 returns. A disk that fills up in the middle of an upload answers 503 and leaves nothing behind.
 

@@ -9,6 +9,7 @@ import hashlib
 import os
 import re
 import secrets
+import socket
 import time
 from urllib.parse import parse_qs, urlsplit
 
@@ -529,6 +530,33 @@ def test_ranges_past_4_gib_on_a_5_gib_artifact(shared_server, client):
     finally:
         sql(shared_server, "DELETE FROM artifacts WHERE artifact_id = ?", (aid,))
         path.unlink()
+
+
+def test_a_slow_but_steady_download_outlasts_the_response_timeout(tmp_path):
+    """The response timeout is an idle timeout while bytes flow, sendfile or not: a 12 MiB
+    download read slowly (a 64 KiB receive buffer drained 64 KiB every 10 ms, several times
+    longer than the 0.5 s timeout) arrives whole."""
+    srv = BoxServer(tmp_path / "box", config="[server]\nresponse_timeout = 0.5\n").start()
+    try:
+        with srv.client() as c:
+            record = upload(c, HUGE, "steady.bin")
+            parts = urlsplit(download_url(c, record["artifact_id"]))
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        sock.settimeout(30)
+        sock.connect(("127.0.0.1", srv.port))
+        sock.sendall(f"GET {parts.path}?{parts.query} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     "Connection: close\r\n\r\n".encode())
+        data = bytearray()
+        while chunk := sock.recv(64 * 1024):
+            data += chunk
+            time.sleep(0.01)  # the slow reader under test
+        sock.close()
+    finally:
+        srv.stop()
+    head, _, body = bytes(data).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), head[:200]
+    assert len(body) == len(HUGE) and sha(body) == record["content_hash"]
 
 
 # ------------------------------------------------------------------------------ a configured box

@@ -126,7 +126,7 @@ def test_bad_config_stops_with_one_line(tmp_path):
 
 def test_config_show_masks_the_secret(make_server):
     srv = make_server(config="[security]\nsecret_key = '" + "s" * 40 + "'\n")
-    shown = json.loads(srv.admin("config", "show").stdout)
+    shown = json.loads(srv.admin("config", "show", "--json").stdout)
     assert shown["security"]["secret_key"] == "********"
     assert "s" * 40 not in json.dumps(shown)
     assert shown["server"]["port"] == 8787  # the file's value; the flag only applies to serve

@@ -1,4 +1,4 @@
-"""`artifacta-box gc` and the server's own periodic lifecycle run (SPEC §4).
+"""`artifacta-box gc` and the server's own periodic lifecycle run (README, "Operations").
 
 Each test runs its own server so the figures gc prints are exactly the test's own. Nothing
 sleeps for expiry or retention: timestamps are moved into the past in the server's SQLite file

@@ -148,3 +148,17 @@ def test_cli_session_ls_and_seal_then_push_is_refused(shared_server, tenant, tmp
     assert json.loads(missing.stdout)["error"]["code"] == "session_not_found"
     with pytest.raises(SessionNotFoundError):
         sdk.seal_session("never-used")
+
+
+def test_readme_login_flow_config_url_then_auth_login(shared_server, tenant, tmp_path):
+    # README "Pointing the official clients at the box", without environment variables:
+    # `auth login` checks the key against the configured URL, so the URL is set first.
+    key, _ = tenant
+    env = {"XDG_CONFIG_HOME": str(tmp_path / "cfg"), "ARTIFACTA_API_KEY": "",
+           "ARTIFACTA_API_URL": ""}
+    steps = [("config", "set", "auth.api_url", shared_server.url), ("auth", "login", "--key", key)]
+    for args in steps:
+        res = artifacta_cli(shared_server, *args, key="", env=env)
+        assert res.returncode == 0, (args, res.stdout, res.stderr)
+    res = artifacta_cli(shared_server, "whoami", "--json", key="", env=env)
+    assert res.returncode == 0 and json.loads(res.stdout)["api_key_last_4"] == key[-4:]

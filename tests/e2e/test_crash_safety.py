@@ -1,4 +1,4 @@
-"""Crash safety (SPEC §8): `kill -9` in the middle of many concurrent uploads, multipart and
+"""Crash safety (README, "Operations"): `kill -9` in the middle of many concurrent uploads, multipart and
 presigned. After a restart every upload that was acknowledged (2xx) is present and
 byte-identical, no partial artifact is visible anywhere, the first start has removed the
 temporary leftovers, and `check` is clean."""

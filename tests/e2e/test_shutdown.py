@@ -1,4 +1,4 @@
-"""Graceful shutdown (SPEC §6): on SIGTERM the server stops accepting, lets in-flight requests
+"""Graceful shutdown (README, "Install as a single binary"): on SIGTERM the server stops accepting, lets in-flight requests
 finish within `server.shutdown_timeout`, aborts the rest cleanly (their temporary files
 removed, no partial artifact) and exits 0."""
 

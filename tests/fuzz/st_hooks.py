@@ -1,8 +1,8 @@
 """Schemathesis hooks for the fuzz run (loaded through SCHEMATHESIS_HOOKS).
 
 `error_envelope` holds every error response of every request the fuzzer sends — including the
-undocumented methods and missing-auth probes that no operation schema covers — to SPEC §1:
-a JSON body of exactly `{"error": {"code", "message", "status", ...}}`, a documented code whose
+undocumented methods and missing-auth probes that no operation schema covers — to the error
+envelope of the OpenAPI document (`ErrorEnvelope`): a JSON body of exactly `{"error": {"code", "message", "status", ...}}`, a documented code whose
 HTTP status is the response's, and a message for humans that never carries a traceback.
 """
 
@@ -13,7 +13,8 @@ import re
 
 import schemathesis
 
-from artifacta_box.http.openapi import ERROR_CODES, HEADERS_TOO_LARGE
+from artifacta_box.errors import ERROR_CODES
+from artifacta_box.http.openapi import HEADERS_TOO_LARGE
 
 EXTRA_FIELDS = {"retry_after_seconds", "retry_after", "upgrade_url"}
 

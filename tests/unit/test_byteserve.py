@@ -23,7 +23,7 @@ from artifacta_box.http.byteserve import (
     parse_range,
     safe_filename,
 )
-from artifacta_box.http.errors import RangeNotSatisfiable
+from artifacta_box.errors import RangeNotSatisfiable
 
 SHA = "ab" * 32
 ETAG = f'"{SHA}"'

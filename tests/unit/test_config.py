@@ -1,11 +1,23 @@
 """Configuration: precedence flag > env > file > default, and one clear error per bad setting."""
 
 import os
+import re
 import stat
+from dataclasses import replace
 
 import pytest
+from click.testing import CliRunner
 
-from artifacta_box.config import BUILTIN_PLANS, ConfigError, load_settings
+from artifacta_box import cli
+from artifacta_box.config import (
+    BUILTIN_PLANS,
+    PLAN_FIELDS,
+    SETTINGS,
+    ConfigError,
+    Settings,
+    config_toml,
+    load_settings,
+)
 from artifacta_box.datadir import load_secret
 
 
@@ -113,3 +125,106 @@ def test_configured_secret_is_used_verbatim(tmp_path):
     s = load_settings(None, overrides={"data_dir": str(tmp_path), "secret_key": "x" * 40}, environ={})
     assert load_secret(s) == b"x" * 40
     assert not (tmp_path / "secret.key").exists()
+
+
+# ---------------------------------------------------------------------------- declared once
+
+EXAMPLE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
+                       "config.example.toml")
+
+
+def _documented_keys(text: str) -> dict[str, set[str]]:
+    """Keys per table of a TOML file, counting commented-out ones (`# public_url = ...`)."""
+    tables: dict[str, set[str]] = {}
+    table = ""
+    for line in text.splitlines():
+        if m := re.match(r"^\[([a-z0-9_.-]+)\]", line):
+            table = m.group(1)
+        elif m := re.match(r"^#?\s*([a-z_]+)\s*=", line):
+            tables.setdefault(table, set()).add(m.group(1))
+    return tables
+
+
+def test_example_config_documents_every_setting_and_plan_field_and_loads():
+    with open(EXAMPLE) as fh:
+        documented = _documented_keys(fh.read())
+    missing = [s.name for s in SETTINGS if s.key not in documented.get(s.section, set())]
+    assert not missing, f"settings missing from config.example.toml: {missing}"
+    for name in BUILTIN_PLANS:
+        missing = [pf.key for pf in PLAN_FIELDS if pf.key not in documented.get(f"plans.{name}", set())]
+        assert not missing, f"[plans.{name}] of config.example.toml lacks {missing}"
+    example = load_settings(EXAMPLE, environ={})
+    default = load_settings(None, environ={})
+    for spec in SETTINGS:
+        if spec.attr != "data_dir":  # relative to the file
+            assert getattr(example, spec.attr) == getattr(default, spec.attr), spec.name
+
+
+def test_the_checker_sees_a_missing_setting():
+    documented = _documented_keys("[server]\nhost = 'x'\n# public_url = 'y'\n[plans.free]\nmax_ttl = '1d'\n")
+    assert documented == {"server": {"host", "public_url"}, "plans.free": {"max_ttl"}}
+
+
+def _settings_without_source(s: Settings) -> Settings:
+    return replace(s, config_file=None)
+
+
+def test_config_show_with_secrets_reads_back_to_the_same_settings(tmp_path, monkeypatch):
+    for name in list(os.environ):
+        if name.startswith("ARTIFACTA_BOX_"):
+            monkeypatch.delenv(name)
+    source = write(tmp_path, f"""
+[server]
+port = 9123
+public_url = "https://box.example.test/base/"
+trusted_proxies = ["10.0.0.0/8", "127.0.0.1"]
+request_timeout = 12.5
+sendfile = false
+[storage]
+data_dir = "{tmp_path / 'data'}"
+min_free_bytes = "3GiB"
+[security]
+secret_key = "{'k' * 40}"
+failed_auth_window = 90
+[retention]
+deleted = "2w"
+pending_grace = 0
+[metrics]
+token = "scrape-me"
+[logging]
+format = "json"
+[plans.free]
+max_active_links = 7
+rate_sustained = 2.5
+[plans.team]
+storage_bytes = 1234567
+max_ttl = "14d"
+default_ttl = "7d"
+allow_never_ttl = false
+""")
+    monkeypatch.setenv("ARTIFACTA_BOX_TENANTS_UPGRADE_URL", "https://example.test/upgrade")
+    original = load_settings(source)
+    assert original.plans["team"].storage_bytes == 1234567
+    shown = CliRunner().invoke(cli.main, ["config", "show", "--show-secrets", "--config", source])
+    assert shown.exit_code == 0, shown.output
+    monkeypatch.delenv("ARTIFACTA_BOX_TENANTS_UPGRADE_URL")
+    again = tmp_path / "shown.toml"
+    again.write_text(shown.output)
+    reloaded = load_settings(str(again))
+    assert _settings_without_source(reloaded) == _settings_without_source(original)
+    assert reloaded.plans == original.plans
+    # and printing the reloaded settings gives the same file again
+    assert config_toml(reloaded, show_secrets=True).splitlines()[2:] == shown.output.splitlines()[2:]
+
+
+def test_config_show_masks_secrets_as_comments_and_still_loads(tmp_path):
+    path = write(tmp_path, f"[storage]\ndata_dir = 'data'\n[security]\nsecret_key = '{'z' * 40}'\n"
+                           "[metrics]\ntoken = 'tok-secret'\n")
+    s = load_settings(path, environ={})
+    text = config_toml(s)
+    assert "z" * 40 not in text and "tok-secret" not in text
+    assert '# secret_key = "********"' in text
+    reread = load_settings(write(tmp_path, text), environ={})
+    assert reread.secret_key is None and reread.metrics_token is None
+    assert replace(reread, config_file=None) == replace(s, config_file=None, secret_key=None,
+                                                        metrics_token=None)

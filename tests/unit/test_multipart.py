@@ -11,8 +11,6 @@ import pytest
 
 from artifacta_box.http.multipart import (
     FieldTooLarge,
-    FileData,
-    FileStart,
     FormReader,
     MissingFilePart,
     MultipartError,
@@ -263,10 +261,10 @@ def read_form(body: bytes, cuts=(), **kw):
     starts = []
     for a, b in itertools.pairwise(points):
         for ev in reader.feed(body[a:b]):
-            if isinstance(ev, FileStart):
+            if isinstance(ev, PartStart):
                 starts.append(ev.part)
             else:
-                assert isinstance(ev, FileData)
+                assert isinstance(ev, PartData)
                 data += ev.data
     reader.close()
     return reader, starts, bytes(data)

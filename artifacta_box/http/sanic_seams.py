@@ -1,0 +1,230 @@
+"""Every place Artifacta Box relies on Sanic below its documented API, in one module.
+
+pyproject.toml bounds Sanic to the release line these were read from and tested with (25.x,
+25.12). Before moving the bound, read each item below against the new Sanic source and run
+the tests named with it, which fail if it silently stopped working. (aiosqlite is no longer used: the database
+runs its own threads on plain sqlite3, see db/database.py.)
+
+Private attributes and methods:
+
+1. `BaseHTTPResponse._sanitize_header_value` (sanic/response/types.py), replaced by
+   `speed_up_header_sanitiser`: Sanic strips CR, LF and NUL from every header name and value
+   of every response with `str.translate` (~0.8 us each, a tenth of the CPU of a 4 KiB signed
+   download with our ~15 headers); the replacement answers the common case (clean text) with
+   three substring tests and gives the same result. Tests: every response, and
+   test_attacks::test_content_types_that_would_inject_headers_are_refused.
+2. `HttpProtocol._time` (sanic/server/protocols): when the connection last made progress;
+   Sanic's response timeout counts idleness from it. Bytes sent with os.sendfile go to the
+   socket past Sanic, so `mark_progress` moves it on, or a long download would be cut
+   after `response_timeout`. Tests:
+   test_downloads::test_a_slow_but_steady_download_outlasts_the_response_timeout.
+3. `Http.response_bytes_left` (sanic/http/http1.py): the body Sanic still expects under the
+   response's Content-Length; `account_bytes_sent` subtracts what sendfile sent, so Sanic ends
+   the response (and keeps the connection) correctly. Tests: test_downloads::
+   test_keep_alive_connection_survives_streamed_and_ranged_responses.
+4. `Http.request_bytes` / `Http.request_bytes_left`: request body bytes received so far and
+   still to come (under Content-Length); read by `body_bytes_received` (metrics, access log)
+   and `body_bytes_declared_left` (draining a refused upload). Tests: test_metrics::
+   test_requests_latency_and_bytes_are_counted_by_route_pattern, test_upload::
+   test_multipart_just_under_and_over_the_file_limit (the 413 is read, not a reset).
+5. The request deadlines (http/deadlines.py decides them, `HttpProtocolWithDeadlines` asks):
+   subclasses of `sanic.http.Http` (`init_for_request`, `http1_request_header`) and
+   `HttpProtocol` (`check_timeouts`, `HTTP_CLASS`, `_http`, `_task`, `request_timeout`,
+   `response_timeout`), reading `Http.stage`, `upgrade_websocket`, `perft0` (when the headers
+   were complete), `request_body` (a body still arriving) and setting `Http.exception` before
+   cancelling the connection's task, as Sanic's own timeouts do; the first tick runs before
+   the first request's fields exist, and Sanic swallows an AttributeError there (which would
+   silently end every later tick), so only what the current stage has set is read. Tests:
+   test_attacks::test_trickled_requests_are_cut_off_and_leave_nothing, test_shutdown. With
+   --workers the protocol class is pickled to each worker, so it is defined at module level
+   (test_metrics::
+   test_with_several_workers_every_scrape_counts_the_whole_server).
+6. `WorkerManager._all_workers_ack()` and `WorkerManager.THRESHOLD` (sanic/worker/manager.py):
+   whether every worker reported ready, and how long Sanic waits for that; `stopping.py` waits
+   for it before stopping a multi-worker server, because Sanic's manager spins for ever when
+   told to stop earlier. Tests: test_binary::
+   test_two_workers_serve_and_stop_when_the_whole_group_is_signalled.
+7. `sanic.mixins.startup.Manager`: the name Sanic calls to start its shared-state process
+   (`multiprocessing.Manager`); `replace_shared_state_manager` swaps in a SyncManager started
+   with an initializer, so that process exits with the main process (stopping.py). Tests:
+   test_process_tree::test_kill_9_of_the_main_process_leaves_no_orphan_serving.
+
+Public but undocumented, also relied on: `WorkerManager.shutdown_signal` (stopping.py),
+`Http.protocol` (reached through `request.stream`), `app.router.get(path, method, host)`
+(http/errors.py: the methods a path supports, for 405's Allow header).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from sanic import Request
+from sanic.http import Http, Stage
+from sanic.response.types import BaseHTTPResponse
+from sanic.server.protocols.http_protocol import HttpProtocol
+
+# ------------------------------------------------------------------------------ 1. headers
+
+_HEADER_STRIP = str.maketrans("", "", "\r\n\x00")
+
+
+def _sanitize_header_value(value: str) -> str:
+    """Sanic's header sanitiser (drop CR, LF and NUL: no header injection), with a fast path."""
+    if "\r" in value or "\n" in value or "\x00" in value:
+        return value.translate(_HEADER_STRIP)
+    return value
+
+
+def speed_up_header_sanitiser() -> None:
+    """Install the fast path for every response of this process (idempotent)."""
+    BaseHTTPResponse._sanitize_header_value = staticmethod(_sanitize_header_value)
+
+
+# ------------------------------------------------------------------------------ 2, 3. sendfile
+
+
+def can_account_bytes_sent(request: Request) -> bool:
+    """Whether bytes written to the socket past Sanic can be accounted for (HTTP/1.1)."""
+    return request.stream is not None and hasattr(request.stream, "response_bytes_left")
+
+
+def account_bytes_sent(request: Request, n: int) -> None:
+    """Tell Sanic's framing that `n` body bytes went to the socket without it."""
+    request.stream.response_bytes_left -= n
+
+
+def mark_progress(request: Request) -> None:
+    """The connection just made progress: Sanic's response timeout restarts from now."""
+    protocol = getattr(request.stream, "protocol", None)
+    if protocol is not None:
+        protocol._time = time.monotonic()
+
+
+# ------------------------------------------------------------------------------ 4. request body
+
+
+def body_bytes_received(request: Request) -> int | None:
+    """Request body bytes received so far (streamed uploads too); None if Sanic counted none."""
+    stream = request.stream
+    total = getattr(stream, "request_bytes", None) if stream is not None else None
+    if not total:
+        return None
+    left = getattr(stream, "request_bytes_left", 0) or 0
+    return max(int(total) - int(left), 0)
+
+
+def body_started(request: Request) -> bool:
+    """Whether any of the request body has been read (and `100 Continue` sent, if asked)."""
+    return bool(request.stream is not None and getattr(request.stream, "request_bytes", 0))
+
+
+def body_bytes_declared_left(request: Request) -> int | None:
+    """Body bytes still to come under Content-Length (None when unknown, e.g. chunked)."""
+    left = getattr(request.stream, "request_bytes_left", None)
+    return left if isinstance(left, int) else None
+
+
+# ------------------------------------------------------------------------------ 5. deadlines
+
+
+@dataclass(frozen=True)
+class RequestProgress:
+    """Where a connection's current request is, in plain terms (what a deadline policy needs)."""
+
+    reading_headers: bool          # the request line and headers are arriving
+    headers_for: float | None      # seconds since their first byte arrived
+    in_handler: bool               # a handler runs (not a websocket)
+    handler_for: float | None      # seconds since the headers were complete
+    body_arriving: bool            # the handler is still receiving the request body
+
+
+DeadlinePolicy = Callable[[RequestProgress, float, float], BaseException | None]
+
+
+class _HeadersTimedHttp(Http):
+    """Http/1.1 that remembers when the current request's headers began to arrive."""
+
+    __slots__ = ("headers_started",)
+
+    def init_for_request(self) -> None:
+        super().init_for_request()
+        self.headers_started: float | None = None
+
+    async def http1_request_header(self) -> None:
+        # Called once the first bytes of a request are in (after the keep-alive wait).
+        self.headers_started = time.monotonic()
+        await super().http1_request_header()
+
+
+def _progress(http: Any) -> RequestProgress:
+    """Read only what the current stage has set: Sanic calls the timeout tick before the first
+    request's fields exist (and swallows an AttributeError there, which would end every tick)."""
+    stage = getattr(http, "stage", None)
+    reading = stage is Stage.REQUEST
+    in_handler = stage is Stage.HANDLER and not http.upgrade_websocket
+    started = getattr(http, "headers_started", None) if reading else None
+    handler_started = http.perft0 if in_handler else None
+    return RequestProgress(
+        reading_headers=reading,
+        headers_for=time.monotonic() - started if started is not None else None,
+        in_handler=in_handler,
+        handler_for=time.perf_counter() - handler_started if handler_started else None,
+        body_arriving=bool(http.request_body) if in_handler else False,
+    )
+
+
+class HttpProtocolWithDeadlines(HttpProtocol):
+    """Sanic's HTTP protocol whose timeout tick first asks the subclass's `overdue(progress,
+    request_timeout, response_timeout)`: an exception it returns ends the request as Sanic's
+    own timeouts do (the handler is cancelled and the exception answered); None leaves the
+    request to Sanic's idle timeouts. Subclasses live at module level (workers unpickle them)."""
+
+    HTTP_CLASS = _HeadersTimedHttp
+    overdue: ClassVar[DeadlinePolicy]
+
+    def check_timeouts(self) -> None:
+        http = getattr(self, "_http", None)
+        if self._task and http is not None:
+            exception = type(self).overdue(_progress(http), self.request_timeout,
+                                           self.response_timeout)
+            if exception is not None:
+                http.exception = exception
+                if sys.version_info < (3, 14):
+                    self._task.cancel("request deadline passed")
+                else:
+                    self._task.cancel()
+                return
+        super().check_timeouts()
+
+
+# ------------------------------------------------------------------------------ 6. workers
+
+
+def all_workers_ready(manager: Any) -> bool:
+    """Whether every worker process has reported that it serves."""
+    return manager._all_workers_ack()
+
+
+def worker_start_timeout(manager: Any) -> float:
+    """How long Sanic's manager waits for the workers to report ready, in seconds."""
+    return manager.THRESHOLD / 10
+
+
+def stop_workers(manager: Any, signum: int) -> None:
+    """Ask every worker to stop, as the manager's own signal handler does."""
+    manager.shutdown_signal(signum, None)
+
+
+def replace_shared_state_manager(factory: Callable[[], Any]) -> None:
+    """Make Sanic start its shared-state process (the multiprocessing SyncManager behind
+    `app.shared_ctx`) with `factory` instead of `multiprocessing.Manager()`, which takes no
+    initializer (stopping.tie_helpers_to_main gives it one so it exits with the main
+    process). `sanic.mixins.startup.Manager` is the name Sanic 25.12 calls. Tests:
+    test_process_tree (the helper process lingers after kill -9 if this stops working)."""
+    import sanic.mixins.startup as sanic_startup
+
+    sanic_startup.Manager = factory
