@@ -15,7 +15,7 @@ import uuid
 import httpx
 import pytest
 
-from tests.helpers import BoxServer, download, sql, upload
+from tests.helpers import BoxServer, download, new_key, sql, upload
 from tests.ops_helpers import DAY, admin_json, iso_ago
 
 TOKEN = "metrics-secret-token-0123456789"
@@ -137,8 +137,7 @@ def test_store_gauges_and_gc_results(box):
 
 
 def test_rate_limited_requests_are_counted(box):
-    name = f"tiny-{uuid.uuid4().hex[:8]}"
-    key = box.new_tenant(name, "tiny")
+    key = new_key(box, "tiny", prefix="tiny")
     before = value(scrape(box), "artifacta_box_rate_limited_total")
     with box.client(key) as c:
         statuses = [c.get("/v1/whoami").status_code for _ in range(5)]

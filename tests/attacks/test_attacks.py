@@ -31,6 +31,7 @@ from artifacta_box.services import tenants
 from tests.helpers import (
     BoxServer,
     files_under,
+    key_of,
     new_tenant,
     sha,
     signer,
@@ -185,10 +186,6 @@ def auth_head(method: str, path: str, key: str, headers: dict[str, str]) -> byte
     lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", f"Authorization: Bearer {key}",
              *(f"{k}: {v}" for k, v in headers.items())]
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
-
-
-def key_of(c: httpx.Client) -> str:
-    return c.headers["authorization"].split(" ", 1)[1]
 
 
 # ---------------------------------------------------------------------------- names and paths
