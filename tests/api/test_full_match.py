@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from tests.api.manage_helpers import assert_error, new_tenant, upload
+from tests.helpers import assert_error, new_tenant, upload
 
 TRAILING = ["\n", "\r\n", "\x00", " "]
 

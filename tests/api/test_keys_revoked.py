@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from tests.api.manage_helpers import assert_error, upload
+from tests.helpers import assert_error, upload
 
 
 def key_id_of(srv, key: str) -> str:

@@ -14,8 +14,8 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from tests.attacks.test_attacks import auth_head, envelope, key_of, settle, state
-from tests.conftest import BoxServer
+from tests.attacks.test_attacks import auth_head, envelope, settle, state
+from tests.helpers import BoxServer, key_of
 
 CONFIG = """
 [server]
