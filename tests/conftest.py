@@ -20,6 +20,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.backends import backend_env
+
 pytest_plugins = ("tests.s3_server",)  # seaweedfs, s3_bucket, s3_settings fixtures
 
 KEY_RE = re.compile(r"ak_live_[A-Za-z0-9]{32}")
@@ -141,9 +143,17 @@ class BoxServer:
         return httpx.Client(base_url=self.url, headers=headers, timeout=60, **kw)
 
 
+@pytest.fixture(scope="module")
+def blob_backend() -> str:
+    """The blob backend of this module's servers: "local" unless the module imports the
+    both-backends fixture of tests/backends.py."""
+    return "local"
+
+
 @pytest.fixture
-def make_server(tmp_path: Path) -> Iterator:
-    """Factory: make_server(config=..., env=..., args=...) -> started BoxServer; all stopped after."""
+def make_server(tmp_path: Path, request, blob_backend: str) -> Iterator:
+    """Factory: make_server(config=..., env=..., args=...) -> started BoxServer; all stopped
+    after. Each server stores its blobs in the module's `blob_backend` (its own bucket)."""
     started: list[BoxServer] = []
     counter = iter(range(1000))
 
@@ -151,6 +161,7 @@ def make_server(tmp_path: Path) -> Iterator:
                 args: list[str] | None = None, data_dir: Path | None = None,
                 start: bool = True) -> BoxServer:
         d = data_dir or tmp_path / f"box{next(counter)}"
+        env = {**backend_env(request, blob_backend), **(env or {})}
         srv = BoxServer(d, config=config, env=env, args=args)
         started.append(srv)
         return srv.start() if start else srv
@@ -161,10 +172,10 @@ def make_server(tmp_path: Path) -> Iterator:
 
 
 @pytest.fixture(scope="module")
-def shared_server(tmp_path_factory) -> Iterator[BoxServer]:
+def shared_server(tmp_path_factory, request, blob_backend: str) -> Iterator[BoxServer]:
     """One server per test module, for tests that isolate themselves by tenant."""
     d = tmp_path_factory.mktemp("shared") / "box"
-    srv = BoxServer(d).start()
+    srv = BoxServer(d, env=backend_env(request, blob_backend)).start()
     yield srv
     srv.stop()
 

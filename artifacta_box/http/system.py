@@ -26,4 +26,8 @@ async def health(request: Request):
             raise errors.Unavailable(f"The data directory {d} is not writable.")
     if box.shutting_down:
         raise errors.Unavailable("The server is shutting down.")
-    return ok({"status": "ok", "version": __version__, "sqlite_version": sqlite3.sqlite_version})
+    body = {"status": "ok", "version": __version__, "sqlite_version": sqlite3.sqlite_version}
+    if box.blobs.backend != "local":
+        # From the start-up probe: a health check sends no request to the store.
+        body.update(blobs=box.blobs.backend, direct_uploads=box.blobs.direct_uploads)
+    return ok(body)

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from tests.api.download_helpers import PAST, assert_error, execute, new_tenant, upload
+from tests.backends import both_blob_backends  # noqa: F401 - runs the module on both backends
 
 CONTENT = secrets.token_bytes(100_000)
 

@@ -27,11 +27,13 @@ from tests.api.upload_helpers import (
     wait_for,
 )
 from tests.conftest import BoxServer
+from tests.backends import backend_env
 
 
 @pytest.fixture(scope="module")
-def box(tmp_path_factory):
-    srv = BoxServer(tmp_path_factory.mktemp("presigned") / "box", config=LIMITS_CONFIG).start()
+def box(tmp_path_factory, request, blob_backend):
+    srv = BoxServer(tmp_path_factory.mktemp("presigned") / "box", config=LIMITS_CONFIG,
+                    env=backend_env(request, blob_backend)).start()
     yield srv
     srv.stop()
 

@@ -4,6 +4,7 @@ everything an upload can leave behind (temp files, blob files, rows, usage)."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import http.client
 import json
@@ -15,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from artifacta_box.storage.s3 import S3Client, S3Settings
 from tests.conftest import BoxServer
 
 # Plans with small limits so every limit is reachable with small bodies.
@@ -140,14 +142,75 @@ def sql(server: BoxServer, query: str, params: tuple = ()) -> list[tuple]:
         conn.close()
 
 
+def s3_settings_of(server: BoxServer) -> S3Settings | None:
+    """The [s3] settings of a box on the S3 backend (tests/backends.py), else None."""
+    if server.env.get("ARTIFACTA_BOX_STORAGE_BACKEND") != "s3":
+        return None
+    prefix = "ARTIFACTA_BOX_S3_"
+    return S3Settings.build({k[len(prefix):].lower(): v for k, v in server.env.items()
+                             if k.startswith(prefix)}, {})
+
+
+def _s3(server: BoxServer, listing: str) -> list[str]:
+    settings = s3_settings_of(server)
+    if settings is None:
+        return []
+
+    async def go() -> list[str]:
+        async with S3Client(settings) as client:
+            if listing == "objects":
+                return [i.key async for i in client.list_objects("blobs/")]
+            return [u.key async for u in client.list_multipart_uploads("blobs/")]
+
+    return sorted(asyncio.run(go()))
+
+
 def temp_files(server: BoxServer) -> list[str]:
+    """Staging files, and on S3 incomplete multipart uploads: an upload in progress."""
     tmp = server.data_dir / "tmp"
-    return sorted(p.name for p in tmp.iterdir()) if tmp.is_dir() else []
+    local = sorted(p.name for p in tmp.iterdir()) if tmp.is_dir() else []
+    return local + _s3(server, "uploads")
 
 
 def blob_files(server: BoxServer) -> list[str]:
+    """Stored blobs: local files (tenant/aa/sha256) and S3 objects (s3:blobs/tenant/rr/key)."""
     root = server.data_dir / "blobs"
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+    local = sorted(str(p.relative_to(root)) for p in root.rglob("*")
+                   if p.is_file() and p.parent != root)  # not the LAYOUT marker
+    return local + ["s3:" + k for k in _s3(server, "objects")]
+
+
+def read_blob(server: BoxServer, tenant_id: int, sha256: str) -> bytes:
+    """The stored bytes of a blob, from wherever its row says they are."""
+    location = sql(server, "SELECT location FROM blobs WHERE tenant_id = ? AND sha256 = ?",
+                   (tenant_id, sha256))[0][0]
+    if location is None:
+        return (server.data_dir / "blobs" / str(tenant_id) / sha256[:2] / sha256).read_bytes()
+    settings = s3_settings_of(server)
+    assert settings is not None and location.startswith("s3:"), location
+
+    async def go() -> bytes:
+        async with S3Client(settings) as client:
+            return await client.get_bytes(location[3:])
+
+    return asyncio.run(go())
+
+
+def delete_blob(server: BoxServer, tenant_id: int, sha256: str) -> None:
+    """Lose a blob's stored bytes behind the box's back (damage for check and serving tests)."""
+    location = sql(server, "SELECT location FROM blobs WHERE tenant_id = ? AND sha256 = ?",
+                   (tenant_id, sha256))[0][0]
+    if location is None:
+        (server.data_dir / "blobs" / str(tenant_id) / sha256[:2] / sha256).unlink()
+        return
+    settings = s3_settings_of(server)
+    assert settings is not None
+
+    async def go() -> None:
+        async with S3Client(settings) as client:
+            await client.delete(location[3:])
+
+    asyncio.run(go())
 
 
 def snapshot(server: BoxServer) -> dict[str, Any]:

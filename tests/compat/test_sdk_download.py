@@ -15,6 +15,7 @@ from artifacta.errors import ArtifactaError, ArtifactDeletedError
 
 from tests.api.download_helpers import new_tenant
 from tests.conftest import artifacta_cli
+from tests.backends import both_blob_backends  # noqa: F401 - runs the module on both backends
 
 PAYLOAD = secrets.token_bytes(2 * 1024 * 1024 + 13)  # streamed, not an inline read
 

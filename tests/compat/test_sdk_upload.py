@@ -22,6 +22,7 @@ from artifacta.errors import (
 )
 
 from tests.conftest import artifacta_cli
+from tests.backends import both_blob_backends  # noqa: F401 - runs the module on both backends
 
 
 def sha(data: bytes) -> str:

@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from tests.conftest import BoxServer
+from tests.backends import backend_env
 
 RACE_CONFIG = """
 [plans.roomy]
@@ -45,8 +46,9 @@ access_log = false
 
 
 @pytest.fixture(scope="module")
-def box(tmp_path_factory) -> Iterator[BoxServer]:
-    srv = BoxServer(tmp_path_factory.mktemp("races") / "box", config=RACE_CONFIG).start()
+def box(tmp_path_factory, request, blob_backend) -> Iterator[BoxServer]:
+    srv = BoxServer(tmp_path_factory.mktemp("races") / "box", config=RACE_CONFIG,
+                    env=backend_env(request, blob_backend)).start()
     yield srv
     srv.stop()
 
