@@ -26,6 +26,7 @@ from pathlib import Path
 import httpx
 
 from artifacta_box import __version__
+from tests.backends import backend_env
 from tests.conftest import KEY_RE, BoxServer, artifacta_cli, box_command, clean_env
 
 QUICK_STOP = "[server]\nshutdown_timeout = 10.0\n"
@@ -36,11 +37,12 @@ def run_box(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
                           env=clean_env(**(env or {})), timeout=120)
 
 
-def start_box(make_server, tmp_path: Path, name: str, **kw) -> tuple[BoxServer, Path]:
+def start_box(make_server, tmp_path: Path, name: str, env: dict[str, str] | None = None,
+              **kw) -> tuple[BoxServer, Path]:
     """A server with its own TMPDIR (where a onefile binary unpacks itself)."""
     tmpdir = tmp_path / f"{name}-tmpdir"
     tmpdir.mkdir()
-    srv = make_server(env={"TMPDIR": str(tmpdir)}, data_dir=tmp_path / name, **kw)
+    srv = make_server(env={"TMPDIR": str(tmpdir), **(env or {})}, data_dir=tmp_path / name, **kw)
     return srv, tmpdir
 
 
@@ -117,6 +119,29 @@ def test_official_cli_round_trip_survives_sigterm_and_restart(make_server, tmp_p
     assert httpx.get(link["url"]).content == small
     keys = json.loads(srv.admin("keys", "list", "--json").stdout)
     assert "smoke" in {k["name"] for k in keys}
+    assert_stopped_cleanly(srv, tmpdir, srv.stop(signal.SIGTERM))
+
+
+def test_the_executable_on_s3_round_trips_and_stops_cleanly(make_server, tmp_path, request,
+                                                            seaweedfs):
+    """Blobs in S3: the official CLI pushes (a presigned push goes straight to the bucket) and
+    pulls through the executable, check --verify and gc run from it, and it stops with exit 0
+    and nothing left behind (its S3 client closed before the event loop ends)."""
+    srv, tmpdir = start_box(make_server, tmp_path, "s3box", config=QUICK_STOP,
+                            env=backend_env(request, "s3"))
+    assert httpx.get(srv.url + "/health").json()["blobs"] == "s3"
+    key = srv.key
+    small, large = os.urandom(200_000), os.urandom(9_000_000)
+    (tmp_path / "small.bin").write_bytes(small)
+    (tmp_path / "large.bin").write_bytes(large)
+    pushed = cli_json(srv, key, "push", str(tmp_path / "small.bin"))
+    presigned = cli_json(srv, key, "push", str(tmp_path / "large.bin"), "--presigned")
+    assert presigned["content_hash"] == hashlib.sha256(large).hexdigest()
+    assert pull(srv, key, pushed["artifact_id"], tmp_path / "p1.bin") == small
+    assert pull(srv, key, presigned["artifact_id"], tmp_path / "p2.bin") == large
+    check = srv.admin("check", "--verify", "--json", check=False)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert json.loads(srv.admin("gc", "--json").stdout)["deleted_blobs"] == 0
     assert_stopped_cleanly(srv, tmpdir, srv.stop(signal.SIGTERM))
 
 
