@@ -41,7 +41,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from artifacta_box.storage.s3 import S3Client  # noqa: E402
-from tests.conftest import BoxServer  # noqa: E402
+from tests.helpers import BoxServer  # noqa: E402
 from tests.s3_server import ADMIN, REGION, SeaweedFS  # noqa: E402
 
 MiB = 1024 * 1024

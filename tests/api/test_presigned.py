@@ -13,27 +13,22 @@ import httpx
 import pytest
 
 from artifacta_box.security.signing import UrlSigner
-from tests.api.upload_helpers import (
-    LIMITS_CONFIG,
-    RawRequest,
+from tests.api.upload_helpers import LIMITS_CONFIG, RawRequest, assert_nothing_left, snapshot
+from tests.helpers import (
+    BoxServer,
     assert_error,
-    assert_nothing_left,
     blob_files,
     new_client,
     sha,
-    snapshot,
     sql,
     temp_files,
     wait_for,
 )
-from tests.conftest import BoxServer
-from tests.backends import backend_env
 
 
 @pytest.fixture(scope="module")
-def box(tmp_path_factory, request, blob_backend):
-    srv = BoxServer(tmp_path_factory.mktemp("presigned") / "box", config=LIMITS_CONFIG,
-                    env=backend_env(request, blob_backend)).start()
+def box(tmp_path_factory):
+    srv = BoxServer(tmp_path_factory.mktemp("presigned") / "box", config=LIMITS_CONFIG).start()
     yield srv
     srv.stop()
 

@@ -13,10 +13,20 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from tests.api.download_helpers import download_url, new_tenant, upload
-from tests.api.upload_helpers import assert_error, blob_files, read_blob, sql
+from tests.api.download_helpers import download_url
 from tests.backends import backend_env
-from tests.conftest import BoxServer, box_command, clean_env, free_port
+from tests.helpers import (
+    BoxServer,
+    assert_error,
+    blob_files,
+    box_command,
+    clean_env,
+    free_port,
+    new_tenant,
+    read_blob,
+    sql,
+    upload,
+)
 
 
 def sha(data: bytes) -> str:

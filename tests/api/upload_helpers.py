@@ -4,20 +4,14 @@ everything an upload can leave behind (temp files, blob files, rows, usage)."""
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
 import http.client
 import json
-import sqlite3
-import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from artifacta_box.storage.s3 import S3Client, S3Settings
-from tests.conftest import BoxServer
+from tests.helpers import BoxServer, blob_files, sql, temp_files, wait_for
 
 # Plans with small limits so every limit is reachable with small bodies.
 LIMITS_CONFIG = """
@@ -32,32 +26,6 @@ presigned_uploads = false
 """
 
 BOUNDARY = "a1testBoundary0123456789"
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def new_client(server: BoxServer, plan: str | None = None) -> httpx.Client:
-    """A client of a fresh tenant (isolation on a shared server)."""
-    key = server.new_tenant(f"u-{uuid.uuid4().hex[:10]}", plan)
-    return server.client(key)
-
-
-def tenant_key(client: httpx.Client) -> str:
-    return client.headers["authorization"].split(" ", 1)[1]
-
-
-def assert_error(resp: httpx.Response, status: int, code: str, *words: str) -> dict[str, Any]:
-    """The SPEC error envelope, with this status and code, whose message names `words`."""
-    assert resp.status_code == status, (resp.status_code, resp.text)
-    body = resp.json()
-    assert set(body) == {"error"}, body
-    err = body["error"]
-    assert err["code"] == code and err["status"] == status, err
-    for word in words:
-        assert word in err["message"], (word, err["message"])
-    return err
 
 
 # ---------------------------------------------------------------------------- multipart bodies
@@ -127,92 +95,6 @@ class RawRequest:
 # ---------------------------------------------------------------------------- state snapshot
 
 
-def db(server: BoxServer) -> sqlite3.Connection:
-    conn = sqlite3.connect(str(server.data_dir / "artifacta.db"), timeout=15, isolation_level=None)
-    conn.row_factory = sqlite3.Row
-    conn.execute("PRAGMA busy_timeout = 15000")
-    return conn
-
-
-def sql(server: BoxServer, query: str, params: tuple = ()) -> list[tuple]:
-    conn = db(server)
-    try:
-        return [tuple(r) for r in conn.execute(query, params).fetchall()]
-    finally:
-        conn.close()
-
-
-def s3_settings_of(server: BoxServer) -> S3Settings | None:
-    """The [s3] settings of a box on the S3 backend (tests/backends.py), else None."""
-    if server.env.get("ARTIFACTA_BOX_STORAGE_BACKEND") != "s3":
-        return None
-    prefix = "ARTIFACTA_BOX_S3_"
-    return S3Settings.build({k[len(prefix):].lower(): v for k, v in server.env.items()
-                             if k.startswith(prefix)}, {})
-
-
-def _s3(server: BoxServer, listing: str) -> list[str]:
-    settings = s3_settings_of(server)
-    if settings is None:
-        return []
-
-    async def go() -> list[str]:
-        async with S3Client(settings) as client:
-            if listing == "objects":
-                return [i.key async for i in client.list_objects("blobs/")]
-            return [u.key async for u in client.list_multipart_uploads("blobs/")]
-
-    return sorted(asyncio.run(go()))
-
-
-def temp_files(server: BoxServer) -> list[str]:
-    """Staging files, and on S3 incomplete multipart uploads: an upload in progress."""
-    tmp = server.data_dir / "tmp"
-    local = sorted(p.name for p in tmp.iterdir()) if tmp.is_dir() else []
-    return local + _s3(server, "uploads")
-
-
-def blob_files(server: BoxServer) -> list[str]:
-    """Stored blobs: local files (tenant/aa/sha256) and S3 objects (s3:blobs/tenant/rr/key)."""
-    root = server.data_dir / "blobs"
-    local = sorted(str(p.relative_to(root)) for p in root.rglob("*")
-                   if p.is_file() and p.parent != root)  # not the LAYOUT marker
-    return local + ["s3:" + k for k in _s3(server, "objects")]
-
-
-def read_blob(server: BoxServer, tenant_id: int, sha256: str) -> bytes:
-    """The stored bytes of a blob, from wherever its row says they are."""
-    location = sql(server, "SELECT location FROM blobs WHERE tenant_id = ? AND sha256 = ?",
-                   (tenant_id, sha256))[0][0]
-    if location is None:
-        return (server.data_dir / "blobs" / str(tenant_id) / sha256[:2] / sha256).read_bytes()
-    settings = s3_settings_of(server)
-    assert settings is not None and location.startswith("s3:"), location
-
-    async def go() -> bytes:
-        async with S3Client(settings) as client:
-            return await client.get_bytes(location[3:])
-
-    return asyncio.run(go())
-
-
-def delete_blob(server: BoxServer, tenant_id: int, sha256: str) -> None:
-    """Lose a blob's stored bytes behind the box's back (damage for check and serving tests)."""
-    location = sql(server, "SELECT location FROM blobs WHERE tenant_id = ? AND sha256 = ?",
-                   (tenant_id, sha256))[0][0]
-    if location is None:
-        (server.data_dir / "blobs" / str(tenant_id) / sha256[:2] / sha256).unlink()
-        return
-    settings = s3_settings_of(server)
-    assert settings is not None
-
-    async def go() -> None:
-        async with S3Client(settings) as client:
-            await client.delete(location[3:])
-
-    asyncio.run(go())
-
-
 def snapshot(server: BoxServer) -> dict[str, Any]:
     """Everything an upload can change: files on disk, rows, usage."""
     return {
@@ -225,15 +107,6 @@ def snapshot(server: BoxServer) -> dict[str, Any]:
         "metadata": sql(server, "SELECT count(*) FROM artifact_metadata"),
         "idempotency": sql(server, "SELECT count(*) FROM idempotency_keys"),
     }
-
-
-def wait_for(predicate, timeout: float = 10.0, what: str = "condition") -> None:
-    """Poll a condition the server reaches on its own (e.g. cleanup after a disconnect)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def assert_nothing_left(server: BoxServer, before: dict[str, Any]) -> None:

@@ -22,22 +22,21 @@ import httpx
 import pytest
 
 from artifacta_box.storage.s3 import ObjectWriter, S3Client
-from tests.api.upload_helpers import blob_files, delete_blob, s3_settings_of
 from tests.backends import backend_env
-from tests.conftest import BoxServer, box_command, clean_env
-from tests.ops_helpers import (
-    DAY,
-    admin_json,
+from tests.helpers import (
+    BoxServer,
+    blob_files,
+    box_command,
+    clean_env,
+    delete_blob,
     download,
-    iso_ago,
-    offline_cli,
-    put_bytes,
-    reserve,
+    s3_settings_of,
     sha,
     sql,
     tenant_id,
     upload,
 )
+from tests.ops_helpers import DAY, admin_json, iso_ago, offline_cli, put_bytes, reserve
 
 SHORT_GRACE = '[retention]\norphan_grace = "1s"\n'
 

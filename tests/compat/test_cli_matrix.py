@@ -22,8 +22,8 @@ import httpx
 import pytest
 from artifacta.cli import main as cli_main
 
-from tests.compat.matrix_helpers import MATRIX_CONFIG, new_key, seconds_between, sha
-from tests.conftest import BoxServer, artifacta_cli
+from tests.compat.matrix_helpers import MATRIX_CONFIG
+from tests.helpers import BoxServer, artifacta_cli, new_key, seconds_between, sha
 from tests.backends import backend_env, both_blob_backends  # noqa: F401 - runs the module on both backends
 
 # command -> options the matrix drives (every declared option but --help)

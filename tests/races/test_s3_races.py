@@ -18,9 +18,8 @@ import time
 import httpx
 import pytest
 
-from tests.api.upload_helpers import blob_files, sql
 from tests.backends import backend_env
-from tests.conftest import BoxServer
+from tests.helpers import BoxServer, blob_files, sql
 
 CONFIG = """
 [retention]
