@@ -133,9 +133,20 @@ async def authenticate_request(request: Request) -> None:
 
     Sets `request.ctx.principal` and `request.ctx.rate_headers`.
     """
+    key = parse_bearer(request.headers.get("authorization"))
+    principal = await authenticate_key(
+        request, key,
+        f"Missing or malformed API key: send 'Authorization: Bearer {KEY_FORMAT}'.",
+    )
+    admit(request, principal)
+
+
+async def authenticate_key(request: Request, key: str | None, malformed: str) -> Principal:
+    """The tenant behind `key` (None: absent or malformed, refused with `malformed`), under the
+    failed-authentication limit of the caller's address: the API's bearer header and the web
+    console's sign-in form spend the same budget."""
     box = box_of(request)
     addr = client_address(request)
-    key = parse_bearer(request.headers.get("authorization"))
     # The limiter counts keys still being looked up, so parallel guesses cannot outrun it.
     attempt = hashlib.sha256(key.encode()).hexdigest()[:32] if key else None
     wait = box.auth_failures.blocked_for(addr, attempt)
@@ -147,17 +158,21 @@ async def authenticate_request(request: Request) -> None:
         )
     if key is None or attempt is None:
         box.auth_failures.record_failure(addr)
-        raise errors.Unauthorized(
-            f"Missing or malformed API key: send 'Authorization: Bearer {KEY_FORMAT}'."
-        )
+        raise errors.Unauthorized(malformed)
     box.auth_failures.begin(addr, attempt)
     try:
-        principal = await tenants.authenticate(box, key)
+        return await tenants.authenticate(box, key)
     except errors.Unauthorized:
         box.auth_failures.record_failure(addr)
         raise
     finally:
         box.auth_failures.end(addr, attempt)
+
+
+def admit(request: Request, principal: Principal) -> None:
+    """Admit one request of an authenticated tenant: its rate token, its monthly quota, the
+    request meter (and `request.ctx.principal`, which the access log names)."""
+    box = box_of(request)
     request.ctx.principal = principal
     charge_rate(request, principal.tenant_id, principal.plan.rate_sustained, principal.plan.rate_burst)
     used = account.requests_this_month(box, principal)

@@ -163,6 +163,20 @@ async def authorize_signed(
     return Grant(row["tenant_id"], box.settings.plan(row["tenant_plan"]), artifact_id, row)
 
 
+_OWNED_SQL = _SIGNED_SQL + " AND a.tenant_id = ?"
+
+
+async def authorize_owner(box: Box, principal: Principal, artifact_id: str) -> Grant:
+    """The caller's own artifact for a byte route behind a sign-in instead of a signature (the
+    web console's previews): 404 artifact_not_found when unknown or another tenant's."""
+    row = None
+    if is_artifact_id(artifact_id):
+        row = await box.db.fetchone_point(_OWNED_SQL, (artifact_id, principal.tenant_id))
+    if row is None:
+        raise errors.ArtifactNotFound(f"Artifact {artifact_id} was not found.")
+    return Grant(principal.tenant_id, principal.plan, artifact_id, row)
+
+
 @lru_cache(maxsize=8192)
 def _blob_path(blobs: LocalBlobStore, tenant_id: int, sha256: str) -> str:
     # pathlib costs ~20 us a call; a hot artifact's path is computed once (the layout stays

@@ -216,14 +216,15 @@ async def revoke_key(box: Box, key_id: str, actor: str = "cli") -> dict:
     return {"key_id": key_id, "tenant": tenant, "revoked": True, "revoked_at": revoked_at}
 
 
-async def authenticate(box: Box, key: str) -> Principal:
-    """Look the key up by hash. Raises Unauthorized for unknown/revoked keys or suspended tenants."""
-    row = await box.db.fetchone_point(
-        "SELECT k.key_id, k.last4, k.revoked_at, t.tenant_id, t.name, t.plan, t.suspended_at, "
-        "t.requests_month, t.requests_count "
-        "FROM api_keys k JOIN tenants t USING (tenant_id) WHERE k.key_hash = ?",
-        (hash_key(key),),
-    )
+_PRINCIPAL_SQL = (
+    "SELECT k.key_id, k.last4, k.revoked_at, t.tenant_id, t.name, t.plan, t.suspended_at, "
+    "t.requests_month, t.requests_count "
+    "FROM api_keys k JOIN tenants t USING (tenant_id) WHERE "
+)
+
+
+def _principal(box: Box, row: Any) -> Principal:
+    """The caller behind a key row; Unauthorized for an unknown/revoked key or suspended tenant."""
     if row is None or row["revoked_at"] is not None:
         raise errors.Unauthorized("The API key is invalid or has been revoked.")
     if row["suspended_at"] is not None:
@@ -239,6 +240,20 @@ async def authenticate(box: Box, key: str) -> Principal:
         requests_month=row["requests_month"],
         requests_count=row["requests_count"],
     )
+
+
+async def authenticate(box: Box, key: str) -> Principal:
+    """Look the key up by hash. Raises Unauthorized for unknown/revoked keys or suspended tenants."""
+    row = await box.db.fetchone_point(_PRINCIPAL_SQL + "k.key_hash = ?", (hash_key(key),))
+    return _principal(box, row)
+
+
+async def authenticate_key_id(box: Box, key_id: str) -> Principal:
+    """The caller behind a key id the box itself issued earlier (the web console's signed cookie
+    names the key id, never the key): the same checks as `authenticate`, on every request, so
+    revoking the key or suspending the tenant ends a browser session at its next request."""
+    row = await box.db.fetchone_point(_PRINCIPAL_SQL + "k.key_id = ?", (key_id,))
+    return _principal(box, row)
 
 
 async def bootstrap(box: Box) -> dict | None:
