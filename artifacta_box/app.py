@@ -22,6 +22,7 @@ from artifacta_box.context import Box
 from artifacta_box.http import (
     account,
     artifacts,
+    console,
     downloads,
     links,
     metrics,
@@ -73,6 +74,8 @@ def create_app(settings: Settings, clock: Clock | None = None, name: str = "arti
 
     for bp in BLUEPRINTS:
         app.blueprint(bp)
+    if settings.console_enabled:  # HTML pages for people (http/console.py); not part of the API
+        app.blueprint(console.bp)
 
     @app.before_server_start
     async def open_box(app: Sanic) -> None:

@@ -366,6 +366,11 @@ class Settings:
                                 "plan of new tenants (including the bootstrap tenant 'default')")
     upgrade_url: str | None = setting("tenants", None, parse_optional_str,
                                       "added to quota_exceeded errors when set")
+    # [console]
+    console_enabled: bool = setting(
+        "console", True, parse_bool,
+        "the web console at /console/ (sign in with an API key; GET / sends browsers there); "
+        "false: API only", key="enabled")
     # [plans.*]
     plans: dict[str, Plan] = field(default_factory=lambda: dict(BUILTIN_PLANS))
     # where the file came from, for `config show`
