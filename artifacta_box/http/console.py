@@ -53,7 +53,7 @@ from artifacta_box.http.console_session import (
     set_session_cookie,
 )
 from artifacta_box.http.errors import to_api_error
-from artifacta_box.security.keys import KEY_RE
+from artifacta_box.security.keys import KEY_FORMAT, KEY_RE
 from artifacta_box.services import artifacts, audit, downloads, links, listing, sessions, tenants
 from artifacta_box.services import console as console_reads
 from artifacta_box.services.principal import Principal
@@ -134,7 +134,6 @@ def error_page(request: Request, exc: BaseException, principal: Principal | None
     if err.status >= 500 and not isinstance(exc, errors.ApiError):
         log.error("unhandled error (request id %s)", getattr(request.ctx, "request_id", None),
                   exc_info=exc)
-    request.ctx.error_code = err.code
     return page(request, "error.html", status=err.status, principal=principal,
                 headers=err.headers, title=_error_title(err), message=err.message, code=err.code)
 
@@ -146,7 +145,7 @@ def _error_title(err: errors.ApiError) -> str:
 
 def _safe_next(value: str | None) -> str:
     """Where to go after signing in: a console path only (never another site)."""
-    if value and value.startswith(HOME) and not value.startswith("//") and "\\" not in value:
+    if value and value.startswith(HOME) and "\\" not in value:
         return value
     return HOME
 
@@ -175,9 +174,7 @@ def signed_in(handler: Handler) -> Handler:
                 check_csrf(request, session)
             admit(request, principal)
             return await handler(request, principal, *args, **kwargs)
-        except (errors.ApiError, CsrfRefused) as exc:
-            return error_page(request, exc, principal)
-        except Exception as exc:  # noqa: BLE001 - a person gets a page, the log the traceback
+        except Exception as exc:  # noqa: BLE001 - a person gets a page (a crash: the log its traceback)
             return error_page(request, exc, principal)
 
     return wrapper
@@ -248,7 +245,7 @@ async def sign_in(request: Request):
     try:
         principal = await authenticate_key(
             request, key,
-            "That is not an API key: a key is ak_live_ followed by 32 letters or digits.")
+            f"That is not an API key: a key looks like {KEY_FORMAT}.")
         admit(request, principal)
     except errors.ApiError as exc:
         return page(request, "sign_in.html", session=session, status=exc.status,
@@ -356,24 +353,17 @@ def _link_choices(max_seconds: int) -> tuple[list[int], int]:
     return choices, min(links.DEFAULT_LINK_SECONDS, max_seconds)
 
 
-def _read_head(path: str, limit: int) -> bytes:
-    with open(path, "rb") as fh:
-        return fh.read(limit)
-
-
 async def _text_preview(request: Request, principal: Principal, artifact_id: str,
                         kind: previews.PreviewKind) -> previews.TextPreview | None:
     box = box_of(request)
     grant = await downloads.authorize_owner(box, principal, artifact_id)
     blob = downloads.open_grant(box, grant)
-    limit = min(blob.size, previews.TEXT_PREVIEW_BYTES)
     try:
-        head = await asyncio.to_thread(_read_head, blob.path, limit)
+        return await asyncio.to_thread(previews.render_file_preview, kind.name, blob.path,
+                                       blob.size, blob.filename, blob.content_type)
     except OSError:
         log.exception("preview of %s: its blob cannot be read", artifact_id)
         return None
-    return await asyncio.to_thread(previews.render_preview, kind.name, head, blob.size,
-                                   blob.filename, blob.content_type)
 
 
 @bp.get("/console/artifacts/<artifact_id:str>")

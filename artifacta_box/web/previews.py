@@ -220,6 +220,18 @@ def render_preview(kind: str, head: bytes, size: int, filename: str,
     return out
 
 
+def render_file_preview(kind: str, path: str, size: int, filename: str,
+                        content_type: str | None) -> TextPreview:
+    """Read the first TEXT_PREVIEW_BYTES of a stored file and render them as `kind`.
+
+    Blocking (a read, then highlighting): run it in a worker thread. OSError if the file cannot
+    be read.
+    """
+    with open(path, "rb") as fh:
+        head = fh.read(min(size, TEXT_PREVIEW_BYTES))
+    return render_preview(kind, head, size, filename, content_type)
+
+
 def _render_json(out: TextPreview, text: str, filename: str) -> None:
     if out.truncated:
         out.note = "Only the start of this JSON document is shown, as text."

@@ -61,6 +61,47 @@ def browser_type_launch_args(browser_type_launch_args: dict) -> dict:
             "args": launch_args()}
 
 
+# pytest-playwright keeps Playwright (and so its event loop, marked running in this thread)
+# alive for the whole session, which breaks every later test that calls asyncio.run(). These
+# overrides, the plugin's own fixtures with package scope, stop it after the browser suite.
+@pytest.fixture(scope="package")
+def playwright(_pw_api_request_contexts) -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    pw = sync_playwright().start()
+    if _pw_api_request_contexts:
+        _pw_api_request_contexts.instrument(pw)
+    yield pw
+    pw.stop()
+
+
+@pytest.fixture(scope="package")
+def browser_type(playwright, browser_name: str):
+    return getattr(playwright, browser_name)
+
+
+@pytest.fixture(scope="package")
+def launch_browser(browser_type_launch_args: dict, browser_type) -> Callable[..., Any]:
+    return lambda **kw: browser_type.launch(**{**browser_type_launch_args, **kw})
+
+
+@pytest.fixture(scope="package")
+def browser_context_args(pytestconfig, playwright, device, base_url, _pw_artifacts_folder) -> dict:
+    args: dict[str, Any] = dict(playwright.devices[device]) if device else {}
+    if base_url:
+        args["base_url"] = base_url
+    if pytestconfig.getoption("--video") in ("on", "retain-on-failure"):
+        args["record_video_dir"] = _pw_artifacts_folder.name
+    return args
+
+
+@pytest.fixture(scope="package")
+def browser(launch_browser) -> Iterator[Any]:
+    browser = launch_browser()
+    yield browser
+    browser.close()
+
+
 @pytest.fixture(scope="session")
 def axe_js() -> str:
     source = axe_source()

@@ -176,13 +176,15 @@ def test_the_filter_form_writes_the_apis_parameter_names(console, seeded, watche
     expect(page).to_have_url(console.url + "/console/")
 
 
-def test_pages_follow_the_apis_cursors(console, seeded, watched, page):
+def test_pages_follow_the_apis_cursors(console, seeded, watched, page, shot):
     sign_in(page, console.url, seeded.key)
     for query in ([("limit", "4")], [("session_id", "run-0"), ("limit", "2")]):
         page.goto(console.url + "/console/?" + urlencode(query))
         cursor = None
+        pages = 0
         with seeded.api() as api:
             while True:
+                pages += 1
                 params = query + ([("cursor", cursor)] if cursor else [])
                 body = api.get("/v1/artifacts", params=params).json()
                 assert listed_ids(page) == [a["artifact_id"] for a in body["artifacts"]]
@@ -190,6 +192,7 @@ def test_pages_follow_the_apis_cursors(console, seeded, watched, page):
                 if cursor is None:
                     expect(page.locator("#next-page")).to_have_count(0)
                     break
+                shot(f"{query[0][0]}-page{pages}")
                 href = page.locator("#next-page").get_attribute("href")
                 assert dict(parse_qsl(urlsplit(href).query))["cursor"] == cursor
                 page.locator("#next-page").click()
@@ -506,7 +509,7 @@ def test_audit_page_shows_this_tenants_trail_only(console, watched, page, shot):
 # ---------------------------------------------------------------------------- CSRF
 
 
-def test_a_foreign_origin_or_a_missing_token_is_refused_and_changes_nothing(console, watched, page):
+def test_a_foreign_origin_or_a_missing_token_is_refused_and_changes_nothing(console, watched, page, shot):
     tenant = console.tenant()
     record = tenant.upload(Sample("keep.txt", "text/plain", b"keep me", "text"))
     target = console.url + f"/console/artifacts/{record['artifact_id']}/delete"
@@ -531,6 +534,7 @@ def test_a_foreign_origin_or_a_missing_token_is_refused_and_changes_nothing(cons
     page.goto("http://evil.example/")
     page.get_by_role("button", name="win a prize").click()
     expect(page).to_have_url(re.compile(r"/console/sign-in"))
+    shot("cross-site-post")
     with tenant.api() as api:
         assert api.get(f"/v1/artifacts/{record['artifact_id']}").status_code == 200
 
@@ -570,8 +574,7 @@ def test_axe_finds_nothing_serious_on_any_page(console, seeded, watched, page, a
     for name, path in _pages_to_check(console, seeded):
         page.goto(console.url + path)
         found[name] = run_axe(page, axe_js)
-        if scheme == "dark":
-            shot(name)
+        shot(name)
     empty = console.tenant()
     page.goto(console.url + "/console/")
     page.get_by_role("button", name="Sign out").click()
