@@ -401,13 +401,11 @@ async def artifact_bytes(request: Request, principal: Principal, artifact_id: st
     box's nosniff and sandbox CSP either way; ranges and validators as on /d/."""
     box = box_of(request)
     grant = await downloads.authorize_owner(box, principal, artifact_id)
-    blob = downloads.open_grant(box, grant)
-    rep = byteserve.Representation(blob.path, blob.size, blob.sha256, blob.content_type,
-                                   blob.filename)
+    rep = downloads.open_grant(box, grant)
     extra: dict[str, str] = {}
-    inline = previews.inline_type(blob.content_type, blob.filename)
+    inline = previews.inline_type(rep.content_type, rep.filename)
     if inline is not None:
-        disposition = byteserve.content_disposition(blob.filename)
+        disposition = byteserve.content_disposition(rep.filename)
         extra = {"Content-Type": inline,
                  "Content-Disposition": "inline" + disposition[len("attachment"):]}
     return await byteserve.serve(request, rep, extra, use_sendfile=box.settings.sendfile)

@@ -75,6 +75,14 @@ def playwright(_pw_api_request_contexts) -> Iterator[Any]:
     pw.stop()
 
 
+@pytest.fixture(scope="session")
+def base_url(pytestconfig) -> str | None:
+    # The plugin's own base_url is a session fixture declared as a method, which pytest 9
+    # deprecates with a warning on every run; the same fixture as a function. The suite passes
+    # full URLs, so this is --base-url or None.
+    return pytestconfig.getoption("--base-url") or None
+
+
 @pytest.fixture(scope="package")
 def browser_type(playwright, browser_name: str):
     return getattr(playwright, browser_name)
