@@ -27,6 +27,8 @@ from artifacta_box.http import (
     links,
     metrics,
     openapi,
+    pages,
+    public_pages,
     sessions,
     system,
     uploads,
@@ -42,8 +44,9 @@ log = logging.getLogger("artifacta_box")
 
 # Blueprints, in registration order. Each resource module exposes `bp`.
 BLUEPRINTS = [
-    system.bp, account.bp, artifacts.bp, sessions.bp, downloads.bp, links.bp,
+    system.bp, account.bp, artifacts.bp, sessions.bp, downloads.bp, links.bp, pages.bp,
     uploads.bp, uploads.signed_bp, metrics.bp, openapi.bp,
+    public_pages.bp,  # artifact pages at /a/ (HTML for anyone with a page's URL)
 ]
 
 # Bodies of routes that do not stream (small JSON bodies) are buffered up to this size.

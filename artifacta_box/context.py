@@ -56,6 +56,10 @@ class Box:
         self.auth_failures = FailedAuthLimiter(
             settings.failed_auth_limit, settings.failed_auth_window_seconds
         )
+        # Wrong passwords of artifact pages, per address and page, on the same budget.
+        self.page_password_failures = FailedAuthLimiter(
+            settings.failed_auth_limit, settings.failed_auth_window_seconds
+        )
         self.meter = UsageMeter()
         self.shutting_down = False
         self._tasks: list[asyncio.Task] = []

@@ -18,7 +18,8 @@ Routes (all HTML unless said otherwise):
 - `GET /console/` artifacts, with every /v1/artifacts filter under its own name, cursor paging,
   a sessions sidebar and a usage strip
 - `GET /console/artifacts/<id>`: details, preview, download, signed URL, share links, TTL,
-  delete; `GET .../raw` the preview bytes; `GET .../download` a fresh signed URL (303)
+  delete, its public page (publish, unpublish); `GET .../raw` the preview bytes;
+  `GET .../download` a fresh signed URL (303)
 - `GET /console/sessions`, seal (confirmation page, then POST)
 - `GET|POST /console/keys`, revoke (confirmation, then POST); `GET /console/audit`
 - `GET /console/static/<file>`: the stylesheet, the script, the icon
@@ -26,7 +27,6 @@ Routes (all HTML unless said otherwise):
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from functools import wraps
@@ -37,7 +37,6 @@ from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, html, redirect
 
 from artifacta_box import errors
-from artifacta_box.http import byteserve
 from artifacta_box.http.common import absolute_url, admit, authenticate_key, base_url, box_of, query_pairs
 from artifacta_box.http.console_session import (
     CSRF_FIELD,
@@ -53,8 +52,18 @@ from artifacta_box.http.console_session import (
     set_session_cookie,
 )
 from artifacta_box.http.errors import to_api_error
+from artifacta_box.http.html import PAGE_HEADERS, serve_preview_bytes, text_preview
 from artifacta_box.security.keys import KEY_FORMAT, KEY_RE
-from artifacta_box.services import artifacts, audit, downloads, links, listing, sessions, tenants
+from artifacta_box.services import (
+    artifacts,
+    audit,
+    downloads,
+    links,
+    listing,
+    pages,
+    sessions,
+    tenants,
+)
 from artifacta_box.services import console as console_reads
 from artifacta_box.services.principal import Principal
 from artifacta_box.services.validation import is_artifact_id
@@ -69,21 +78,6 @@ PREFIX = "/console"
 HOME = "/console/"
 SIGN_IN = "/console/sign-in"
 
-# Scripts and styles only from the console itself: no inline script or style, no eval, no
-# plugins, nothing from elsewhere; the pages may not be framed.
-PAGE_CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
-    "media-src 'self'; frame-src 'self'; connect-src 'self'; font-src 'self'; "
-    "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
-)
-PAGE_HEADERS = {
-    "Content-Security-Policy": PAGE_CSP,
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "same-origin",
-    "Cache-Control": "no-store",
-    "Cross-Origin-Opener-Policy": "same-origin",
-}
 SIDEBAR_SESSIONS = 15
 AUDIT_ROWS = 200
 # Share-link lifetimes offered (each at most the plan's longest link, which is offered too).
@@ -357,13 +351,7 @@ async def _text_preview(request: Request, principal: Principal, artifact_id: str
                         kind: previews.PreviewKind) -> previews.TextPreview | None:
     box = box_of(request)
     grant = await downloads.authorize_owner(box, principal, artifact_id)
-    blob = downloads.open_grant(box, grant)
-    try:
-        return await asyncio.to_thread(previews.render_file_preview, kind.name, blob.path,
-                                       blob.size, blob.filename, blob.content_type)
-    except OSError:
-        log.exception("preview of %s: its blob cannot be read", artifact_id)
-        return None
+    return await text_preview(downloads.open_grant(box, grant), kind, artifact_id)
 
 
 @bp.get("/console/artifacts/<artifact_id:str>")
@@ -384,13 +372,18 @@ async def artifact_page(request: Request, principal: Principal, artifact_id: str
         {**link, "url": absolute_url(request, link["path"])}
         for link in await console_reads.artifact_links(box, principal, artifact_id)
     ]
+    published = await pages.live_page_of(box, principal, artifact_id) if live else None
+    if published is not None:
+        published = {**published, "url": absolute_url(request, published["path"])}
     choices, default_choice = _link_choices(principal.plan.max_link_seconds)
     ttl_choices = list(TTL_CHOICES) + (["never"] if principal.plan.allow_never_ttl else [])
     return page(
         request, "artifact.html", principal=principal, section="artifacts", artifact=record,
         live=live, kind=kind, preview=preview, signed=signed, links=active_links,
         link_choices=choices, link_default=default_choice, ttl_choices=ttl_choices,
-        raw_url=f"/console/artifacts/{artifact_id}/raw",
+        raw_url=f"/console/artifacts/{artifact_id}/raw", published=published,
+        visibilities=pages.VISIBILITIES, access_modes=pages.ACCESS_MODES,
+        max_title=pages.MAX_TITLE_CHARS,
     )
 
 
@@ -401,14 +394,7 @@ async def artifact_bytes(request: Request, principal: Principal, artifact_id: st
     box's nosniff and sandbox CSP either way; ranges and validators as on /d/."""
     box = box_of(request)
     grant = await downloads.authorize_owner(box, principal, artifact_id)
-    rep = downloads.open_grant(box, grant)
-    extra: dict[str, str] = {}
-    inline = previews.inline_type(rep.content_type, rep.filename)
-    if inline is not None:
-        disposition = byteserve.content_disposition(rep.filename)
-        extra = {"Content-Type": inline,
-                 "Content-Disposition": "inline" + disposition[len("attachment"):]}
-    return await byteserve.serve(request, rep, extra, use_sendfile=box.settings.sendfile)
+    return await serve_preview_bytes(request, downloads.open_grant(box, grant), box.settings.sendfile)
 
 
 @bp.get("/console/artifacts/<artifact_id:str>/download")
@@ -449,6 +435,35 @@ async def revoke_link(request: Request, principal: Principal, link_id: str):
     except errors.ApiError as exc:
         return go(request, back, ("error", exc.message))
     return go(request, back, ("ok", f"Share link {link_id} revoked; it now answers 410."))
+
+
+@bp.post("/console/artifacts/<artifact_id:str>/publish")
+@signed_in
+async def publish_page(request: Request, principal: Principal, artifact_id: str):
+    """Publish or re-publish as an artifact page, with the API's rules and messages."""
+    access = form_value(request, "access") or None
+    body: dict[str, Any] = {"visibility": form_value(request, "visibility") or None,
+                            "access": access, "title": form_value(request, "title") or None}
+    if access == "password":
+        body["password"] = (request.form.get("password") if request.form else None) or None
+    try:
+        page, created = await pages.publish(box_of(request), principal, artifact_id, body)
+    except errors.ApiError as exc:
+        return go(request, _artifact_url(artifact_id, "page"), ("error", exc.message))
+    url = absolute_url(request, page["path"])
+    text = "Published" if created else "Page updated"
+    return go(request, _artifact_url(artifact_id, "page"), ("ok", f"{text}: {url}"))
+
+
+@bp.post("/console/artifacts/<artifact_id:str>/unpublish")
+@signed_in
+async def unpublish_page(request: Request, principal: Principal, artifact_id: str):
+    try:
+        await pages.unpublish(box_of(request), principal, artifact_id)
+    except errors.ApiError as exc:
+        return go(request, _artifact_url(artifact_id, "page"), ("error", exc.message))
+    return go(request, _artifact_url(artifact_id, "page"),
+              ("ok", "Page taken down: its URL now answers 410."))
 
 
 @bp.post("/console/artifacts/<artifact_id:str>/extend-ttl")

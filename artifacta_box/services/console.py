@@ -28,8 +28,8 @@ _ACTIVE_KEYS_SQL = "SELECT COUNT(*) FROM api_keys WHERE tenant_id = ? AND revoke
 
 
 async def usage_summary(box: Box, principal: Principal) -> dict[str, Any]:
-    """Storage, requests this month, active links and active keys, each with the plan's limit,
-    in the units whoami reports (bytes, requests, links, keys)."""
+    """Storage, requests this month, active links, published pages and active keys, each with
+    the plan's limit, in the units whoami reports (bytes, requests, links, pages, keys)."""
     usage = await account.tenant_usage(box, principal.tenant_id)
     keys = await box.db.fetchone(_ACTIVE_KEYS_SQL, (principal.tenant_id,))
     plan = principal.plan
@@ -41,6 +41,8 @@ async def usage_summary(box: Box, principal: Principal) -> dict[str, Any]:
         "requests_limit_month": int(plan.requests_per_month),
         "active_links": int(usage["active_links"]),
         "max_active_links": int(plan.max_active_links),
+        "active_pages": int(usage["active_pages"]),
+        "max_pages": int(plan.max_pages),
         "active_keys": int(keys[0]) if keys else 0,
         "max_active_keys": int(plan.max_active_keys),
     }

@@ -126,8 +126,10 @@ def environment() -> Any:
     return env
 
 
-def static_url(name: str) -> str:
-    return f"/console/static/{name}?v={static_files()[name].version}"
+def static_url(name: str, prefix: str = "/console/static") -> str:
+    """A static file's versioned URL; `prefix` is where a page's blueprint serves them (the
+    console at /console/static, artifact pages at /a/static)."""
+    return f"{prefix}/{name}?v={static_files()[name].version}"
 
 
 def render(template: str, **context: Any) -> str:
