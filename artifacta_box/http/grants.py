@@ -1,6 +1,7 @@
 """Serving the bytes that a signed URL (`/d/`) or a share link (`/l/`) grants: both byte routes
-charge the artifact's tenant one rate token, then answer through `byteserve` with the same
-headers, ranges and validators. Shared by `http/downloads.py` and `http/links.py`."""
+charge the artifact's tenant one rate token (`charge_anonymous`, also what an artifact page at
+/a/ costs), then answer through `byteserve` with the same headers, ranges and validators.
+Shared by `http/downloads.py`, `http/links.py` and `http/public_pages.py`."""
 
 from __future__ import annotations
 
@@ -22,12 +23,18 @@ async def serve_grant(request: Request, authorize: Awaitable[Grant]):
     try:
         grant = await authorize
         box = box_of(request)
-        charge_rate(request, grant.tenant_id, grant.plan.rate_sustained, grant.plan.rate_burst)
+        charge_anonymous(request, grant)
         rep = downloads.open_grant(box, grant)
         return await byteserve.serve(request, rep, cors, use_sendfile=box.settings.sendfile)
     except errors.ApiError as exc:
         exc.headers.update(cors)
         raise
+
+
+def charge_anonymous(request: Request, grant: Grant) -> None:
+    """What a request without a key costs the tenant whose artifact it reaches (a signed URL, a
+    share link, an artifact page): one token of its rate bucket; 429 when empty."""
+    charge_rate(request, grant.tenant_id, grant.plan.rate_sustained, grant.plan.rate_burst)
 
 
 def cors_for(request: Request) -> dict[str, str]:

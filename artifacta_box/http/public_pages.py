@@ -11,10 +11,10 @@ Routes (HTML unless said otherwise):
   `GET|HEAD /a/<slug>/download` the bytes as an attachment
 - `GET /a/static/<file>` the stylesheet and icon (the console's)
 
-Every answer about a page charges one rate token to the page's tenant, as a share link does
-(`/l/`): a page is one more way of sharing an artifact's bytes without a key. `unlisted` pages
-(and every password form, error and byte answer) send `X-Robots-Tag: noindex`; `public` pages
-may be indexed and are listed at /a/. A page that no longer shows answers an HTML 410 (taken
+Every answer about a page costs the page's tenant what a share link's does
+(`grants.charge_anonymous`): a page is one more way of sharing an artifact's bytes without a
+key. `unlisted` pages (and every password form, error and byte answer) send
+`X-Robots-Tag: noindex`; `public` pages may be indexed and are listed at /a/. A page that no longer shows answers an HTML 410 (taken
 down, artifact deleted or expired) or 404 (no such page, artifact purged).
 
 Password pages: a right password sets a cookie (`artifacta_page`, path `/a/<slug>`, HttpOnly,
@@ -37,8 +37,9 @@ from sanic.response import HTTPResponse, html, redirect
 from artifacta_box import errors
 from artifacta_box.clock import iso
 from artifacta_box.http import byteserve
-from artifacta_box.http.common import absolute_url, base_url, box_of, charge_rate, client_address
+from artifacta_box.http.common import absolute_url, base_url, box_of, client_address
 from artifacta_box.http.console_session import own_origin
+from artifacta_box.http.grants import charge_anonymous
 from artifacta_box.http.html import PAGE_HEADERS, serve_preview_bytes, text_preview
 from artifacta_box.services import downloads, pages
 from artifacta_box.web import previews
@@ -94,9 +95,8 @@ async def _live_page(request: Request, slug: str) -> Any:
         status, text = GONE_TEXT[state]
         title = {404: "Page not found", 410: "This page is gone"}.get(status, "Not available")
         raise PageUnavailable(message_page(request, status, title, text))
-    plan = box.settings.plan(row["tenant_plan"])
     try:
-        charge_rate(request, row["tenant_id"], plan.rate_sustained, plan.rate_burst)
+        charge_anonymous(request, pages.grant_of(box, row))
     except errors.RateLimited as exc:
         raise PageUnavailable(message_page(
             request, 429, "Too many requests",

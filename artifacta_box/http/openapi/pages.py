@@ -28,18 +28,19 @@ from artifacta_box.services.validation import ARTIFACT_ID_PATTERN, PAGE_ID_PATTE
 SCHEMAS: dict[str, Any] = {
     "PublishRequest": {
         "type": "object",
+        "description": "Every field is optional; null is the same as absent.",
         "properties": {
             "visibility": {
-                "enum": list(VISIBILITIES), "default": DEFAULT_VISIBILITY,
+                "enum": [*VISIBILITIES, None], "default": DEFAULT_VISIBILITY,
                 "description": "unlisted: anyone with the URL, and the page asks not to be "
                                "indexed (X-Robots-Tag: noindex); public: also listed at /a/.",
             },
             "access": {
-                "enum": list(ACCESS_MODES), "default": DEFAULT_ACCESS,
+                "enum": [*ACCESS_MODES, None], "default": DEFAULT_ACCESS,
                 "description": "password: visitors must enter `password` first.",
             },
             "password": {
-                "type": "string", "minLength": 1, "maxLength": MAX_PASSWORD_CHARS,
+                "type": ["string", "null"], "minLength": 1, "maxLength": MAX_PASSWORD_CHARS,
                 "description": "Required with access `password`, refused without it; stored as "
                                "a scrypt hash. Send it again on every re-publish.",
             },
