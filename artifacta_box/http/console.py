@@ -351,7 +351,7 @@ async def _text_preview(request: Request, principal: Principal, artifact_id: str
                         kind: previews.PreviewKind) -> previews.TextPreview | None:
     box = box_of(request)
     grant = await downloads.authorize_owner(box, principal, artifact_id)
-    return await text_preview(downloads.open_grant(box, grant), kind, artifact_id)
+    return await text_preview(downloads.open_grant(box, grant), box.blobs, kind, artifact_id)
 
 
 @bp.get("/console/artifacts/<artifact_id:str>")
@@ -394,7 +394,8 @@ async def artifact_bytes(request: Request, principal: Principal, artifact_id: st
     box's nosniff and sandbox CSP either way; ranges and validators as on /d/."""
     box = box_of(request)
     grant = await downloads.authorize_owner(box, principal, artifact_id)
-    return await serve_preview_bytes(request, downloads.open_grant(box, grant), box.settings.sendfile)
+    return await serve_preview_bytes(request, downloads.open_grant(box, grant), box.blobs,
+                                     box.settings.sendfile)
 
 
 @bp.get("/console/artifacts/<artifact_id:str>/download")

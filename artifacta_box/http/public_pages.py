@@ -186,7 +186,7 @@ async def show_page(request: Request, slug: str):
     box = box_of(request)
     rep = downloads.open_grant(box, pages.grant_of(box, row))
     kind = previews.preview_kind(rep.content_type, rep.filename)
-    text = await text_preview(rep, kind, row["artifact_id"]) if kind.is_text else None
+    text = await text_preview(rep, box.blobs, kind, row["artifact_id"]) if kind.is_text else None
     path = pages.page_path(slug)
     return _render(
         request, "page.html", headers=_robots(row), row=row, kind=kind, text=text,
@@ -254,7 +254,8 @@ async def page_raw(request: Request, slug: str):
     if isinstance(got, HTTPResponse):
         return got
     _row, rep = got
-    return await serve_preview_bytes(request, rep, box_of(request).settings.sendfile, NOINDEX)
+    box = box_of(request)
+    return await serve_preview_bytes(request, rep, box.blobs, box.settings.sendfile, NOINDEX)
 
 
 @bp.route("/a/<slug:str>/download", methods=["GET", "HEAD"])
@@ -263,5 +264,6 @@ async def page_download(request: Request, slug: str):
     if isinstance(got, HTTPResponse):
         return got
     _row, rep = got
-    return await byteserve.serve(request, rep, dict(NOINDEX),
-                                 use_sendfile=box_of(request).settings.sendfile)
+    box = box_of(request)
+    return await byteserve.serve(request, rep, box.blobs, dict(NOINDEX),
+                                 use_sendfile=box.settings.sendfile)
