@@ -17,7 +17,7 @@ import httpx
 from artifacta_box.config import load_settings
 from artifacta_box.context import Box
 from artifacta_box.services import tenants
-from tests.conftest import BoxServer
+from tests.helpers import BoxServer
 
 CSRF_RE = re.compile(r'name="csrf" value="([0-9a-f]+)"')
 

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.console_helpers import Tenant, csrf_of, make_tenant
-from tests.conftest import BoxServer
+from tests.helpers import BoxServer
 
 PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
             "media-src 'self'; frame-src 'self'; connect-src 'self'; font-src 'self'; "
@@ -186,6 +186,7 @@ def test_console_requests_are_counted_and_access_logged_with_the_tenant(box):
     assert re.search(rf"GET /console/sessions 200 .*route=/console/sessions tenant={tenant.name} ", log), log
 
 
+@pytest.mark.serial  # a token bucket or failure window running while the requests run
 def test_console_requests_are_rate_limited_like_api_requests(box):
     tenant = make_tenant(box, plan="slow")  # a bucket of 4, refilled once in 100 s
     client = signed_in(box, tenant)
@@ -206,6 +207,7 @@ def test_the_monthly_quota_applies_to_console_requests(box):
     assert "Monthly request quota of 3 reached" in client.get("/console/keys").text
 
 
+@pytest.mark.serial  # a token bucket or failure window running while the requests run
 def test_failed_sign_ins_spend_the_failed_auth_budget_of_the_api(make_server):
     srv = make_server(config="[security]\nfailed_auth_limit = 3\nfailed_auth_window = \"10m\"\n")
     tenant = make_tenant(srv)

@@ -14,8 +14,8 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from tests.api.manage_helpers import assert_error, audit_rows, db, expire_now, new_tenant, upload
-from tests.conftest import BoxServer
+from tests.api.manage_helpers import audit_rows
+from tests.helpers import BoxServer, assert_error, db, expire_now, new_tenant, upload
 
 CONFIG = """
 [plans.two_pages]
@@ -332,6 +332,7 @@ def test_password_pages(box):
     assert foreign.status_code == 403 and "set-cookie" not in foreign.headers
 
 
+@pytest.mark.serial  # failures counted in a sliding window while the requests run
 def test_wrong_passwords_are_throttled_per_address_and_page(box):
     _, c = new_tenant(box)
     page = publish(c, upload(c, b"guarded")["artifact_id"],
@@ -349,6 +350,7 @@ def test_wrong_passwords_are_throttled_per_address_and_page(box):
     assert c.get("/v1/whoami").status_code == 200
 
 
+@pytest.mark.serial  # a token bucket refilling while the requests run
 def test_page_bytes_are_charged_to_the_tenants_bucket_like_share_links(box):
     _, c = new_tenant(box, plan="slow")  # 3 tokens, refilled at 1 per 100 s
     aid = upload(c, b"rationed")["artifact_id"]  # one token

@@ -20,7 +20,7 @@ import pytest
 
 from tests.browser.browser_setup import axe_source, chromium_path, launch_args
 from tests.browser.samples import MARKER_PATH
-from tests.conftest import BoxServer
+from tests.helpers import BoxServer
 from tests.console_helpers import Tenant, make_tenant
 
 SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"

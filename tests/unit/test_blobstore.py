@@ -1,13 +1,13 @@
 """The content-addressed blob store: streaming ingest, limits, dedup, durability order."""
 
 import asyncio
-import hashlib
 import os
 
 import pytest
 
 from artifacta_box.storage import LimitExceeded, LocalBlobStore, StorageFull
 from artifacta_box.storage.blobstore import MEMORY_MAX
+from tests.helpers import sha
 
 
 def run(coro):
@@ -34,7 +34,7 @@ def test_ingest_hashes_counts_and_commits_under_content_address(store):
 
     async def go():
         staged = await ingest(store, chunks, tenant=7)
-        assert staged.sha256 == hashlib.sha256(data).hexdigest()
+        assert staged.sha256 == sha(data)
         assert staged.size == len(data)
         assert (staged.tenant_id, staged.location) == (7, None)
         assert await store.place(staged) is True
@@ -155,7 +155,7 @@ def test_small_body_is_written_once_at_its_address_without_a_staging_file(store)
         return staged
 
     staged = run(go())
-    assert staged.sha256 == hashlib.sha256(b"small body").hexdigest()
+    assert staged.sha256 == sha(b"small body")
     assert store.path(5, staged.sha256).read_bytes() == b"small body"
     assert list(store.iter_temp_files()) == []
     assert [p.name for p in store.path(5, staged.sha256).parent.iterdir()] == [staged.sha256]
@@ -207,7 +207,7 @@ def test_ensure_placed_rewrites_a_small_blob_removed_before_its_row(store):
 
 
 def test_prepare_moves_blobs_of_the_two_level_layout_up_one_level(tmp_path):
-    digest = hashlib.sha256(b"old layout").hexdigest()
+    digest = sha(b"old layout")
     old = tmp_path / "blobs" / "4" / digest[:2] / digest[2:4] / digest
     old.parent.mkdir(parents=True)
     old.write_bytes(b"old layout")
