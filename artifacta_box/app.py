@@ -22,10 +22,13 @@ from artifacta_box.context import Box
 from artifacta_box.http import (
     account,
     artifacts,
+    console,
     downloads,
     links,
     metrics,
     openapi,
+    pages,
+    public_pages,
     sessions,
     system,
     uploads,
@@ -42,8 +45,9 @@ log = logging.getLogger("artifacta_box")
 
 # Blueprints, in registration order. Each resource module exposes `bp`.
 BLUEPRINTS = [
-    system.bp, account.bp, artifacts.bp, sessions.bp, downloads.bp, links.bp,
+    system.bp, account.bp, artifacts.bp, sessions.bp, downloads.bp, links.bp, pages.bp,
     uploads.bp, uploads.signed_bp, metrics.bp, openapi.bp,
+    public_pages.bp,  # artifact pages at /a/ (HTML for anyone with a page's URL)
 ]
 
 # Bodies of routes that do not stream (small JSON bodies) are buffered up to this size.
@@ -74,6 +78,8 @@ def create_app(settings: Settings, clock: Clock | None = None, name: str = "arti
 
     for bp in BLUEPRINTS:
         app.blueprint(bp)
+    if settings.console_enabled:  # HTML pages for people (http/console.py); not part of the API
+        app.blueprint(console.bp)
 
     @app.before_server_start
     async def open_box(app: Sanic) -> None:

@@ -205,6 +205,7 @@ class Plan:
                                        key="max_link_expiry")
     max_active_links: int = plan_field(100_000, parse_int, "share links alive at once")
     max_active_keys: int = plan_field(1000, parse_int, "API keys not revoked at once")
+    max_pages: int = plan_field(10_000, parse_int, "artifact pages published at once (/a/)")
     max_metadata_filters: int = plan_field(10, parse_int, "metadata.<key> filters per list query")
     presigned_uploads: bool = plan_field(True, parse_bool, "whether upload-url is available")
     rate_sustained: float = plan_field(100.0, parse_float, "rate limit: tokens per second")
@@ -240,6 +241,7 @@ BUILTIN_PLANS: dict[str, Plan] = {
         max_link_seconds=30 * 86400,
         max_active_links=50,
         max_active_keys=10,
+        max_pages=10,
         max_metadata_filters=1,
     ),
     "pro": Plan(
@@ -251,6 +253,7 @@ BUILTIN_PLANS: dict[str, Plan] = {
         max_link_seconds=90 * 86400,
         max_active_links=500,
         max_active_keys=50,
+        max_pages=200,
         max_metadata_filters=5,
     ),
 }
@@ -433,6 +436,11 @@ class Settings:
                                 "plan of new tenants (including the bootstrap tenant 'default')")
     upgrade_url: str | None = setting("tenants", None, parse_optional_str,
                                       "added to quota_exceeded errors when set")
+    # [console]
+    console_enabled: bool = setting(
+        "console", True, parse_bool,
+        "the web console at /console/ (sign in with an API key; GET / sends browsers there); "
+        "false: API only", key="enabled")
     # [plans.*]
     plans: dict[str, Plan] = field(default_factory=lambda: dict(BUILTIN_PLANS))
     # where the file came from, for `config show`

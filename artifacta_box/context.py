@@ -98,6 +98,10 @@ class Box:
         self.auth_failures = FailedAuthLimiter(
             settings.failed_auth_limit, settings.failed_auth_window_seconds
         )
+        # Wrong passwords of artifact pages, per address and page, on the same budget.
+        self.page_password_failures = FailedAuthLimiter(
+            settings.failed_auth_limit, settings.failed_auth_window_seconds
+        )
         self.meter = UsageMeter()
         # memory held by in-flight upload bodies (http/uploads.py holds and releases it)
         self.upload_memory = MemoryBudget(settings.upload_memory_bytes,

@@ -8,6 +8,9 @@ ALNUM = string.ascii_letters + string.digits
 # patterns the API checks and documents from these).
 ARTIFACT_ID_PREFIX, ARTIFACT_ID_CHARS = "art_", 16
 LINK_ID_PREFIX, LINK_ID_CHARS = "lnk_", 20
+PAGE_ID_PREFIX, PAGE_ID_CHARS = "pg_", 16
+# An artifact page's URL is all its visitors need: 22 characters of ALNUM are 131 bits.
+PAGE_SLUG_CHARS = 22
 _UNBIASED = 256 - 256 % len(ALNUM)  # 248: bytes at or above it would favour some characters
 
 
@@ -30,6 +33,14 @@ def new_artifact_id() -> str:
 
 def new_link_id() -> str:
     return LINK_ID_PREFIX + random_alnum(LINK_ID_CHARS)
+
+
+def new_page_id() -> str:
+    return PAGE_ID_PREFIX + random_alnum(PAGE_ID_CHARS)
+
+
+def new_page_slug() -> str:
+    return random_alnum(PAGE_SLUG_CHARS)
 
 
 def new_key_id() -> str:

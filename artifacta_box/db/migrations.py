@@ -196,6 +196,29 @@ MIGRATIONS: list[str] = [
     CREATE INDEX artifacts_by_upload_location ON artifacts(upload_location)
         WHERE upload_location IS NOT NULL;
     """,
+    # 4: artifact pages (services/pages.py). One row per publication: unpublishing stamps
+    # `unpublished_at` and keeps the row, so the old URL answers 410; publishing again makes a
+    # new row and a new slug. At most one live page per artifact.
+    """
+    CREATE TABLE pages (
+        page_id        TEXT PRIMARY KEY,
+        slug           TEXT NOT NULL UNIQUE,
+        tenant_id      INTEGER NOT NULL,
+        artifact_id    TEXT NOT NULL,
+        visibility     TEXT NOT NULL,
+        access         TEXT NOT NULL,
+        password_hash  TEXT,
+        title          TEXT,
+        created_at     TEXT NOT NULL,
+        updated_at     TEXT NOT NULL,
+        unpublished_at TEXT
+    );
+    CREATE UNIQUE INDEX pages_live_by_artifact ON pages(artifact_id) WHERE unpublished_at IS NULL;
+    CREATE INDEX pages_by_artifact ON pages(artifact_id, created_at);
+    CREATE INDEX pages_live_by_tenant ON pages(tenant_id) WHERE unpublished_at IS NULL;
+    CREATE INDEX pages_gallery ON pages(created_at DESC, page_id DESC)
+        WHERE visibility = 'public' AND unpublished_at IS NULL;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -26,6 +26,8 @@ async def whoami(request: Request):
             "plan_storage_limit_bytes": int(p.plan.storage_bytes),
             "active_links": int(usage["active_links"]),
             "max_active_links": int(p.plan.max_active_links),
+            "active_pages": int(usage["active_pages"]),
+            "max_pages": int(p.plan.max_pages),
             "rate_limit_sustained": int(p.plan.rate_sustained),
             "rate_limit_burst": int(p.plan.rate_burst),
         }

@@ -132,14 +132,23 @@ async def authenticate_request(request: Request) -> None:
 
     Sets `request.ctx.principal` and `request.ctx.rate_headers`.
     """
-    box = box_of(request)
     key = parse_bearer(request.headers.get("authorization"))
+    principal = await authenticate_key(
+        request, key,
+        f"Missing or malformed API key: send 'Authorization: Bearer {KEY_FORMAT}'.",
+    )
+    admit(request, principal)
+
+
+async def authenticate_key(request: Request, key: str | None, malformed: str) -> Principal:
+    """The tenant behind `key` (None: absent or malformed, refused with `malformed`), under the
+    failed-authentication limit of the caller's address: the API's bearer header and the web
+    console's sign-in form spend the same budget."""
+    box = box_of(request)
     try:
         if key is None:
-            raise errors.Unauthorized(
-                f"Missing or malformed API key: send 'Authorization: Bearer {KEY_FORMAT}'."
-            )
-        principal = await tenants.authenticate(box, key)
+            raise errors.Unauthorized(malformed)
+        return await tenants.authenticate(box, key)
     except errors.Unauthorized:
         # A correct key always passes (above); only failures count against the address, and
         # one past its budget is told to back off instead of being told the key is wrong.
@@ -152,6 +161,12 @@ async def authenticate_request(request: Request) -> None:
                 extra={"retry_after_seconds": wait, "retry_after": wait},
             ) from None
         raise
+
+
+def admit(request: Request, principal: Principal) -> None:
+    """Admit one request of an authenticated tenant: its rate token, its monthly quota, the
+    request meter (and `request.ctx.principal`, which the access log names)."""
+    box = box_of(request)
     request.ctx.principal = principal
     charge_rate(request, principal.tenant_id, principal.plan.rate_sustained, principal.plan.rate_burst)
     used = account.requests_this_month(box, principal)

@@ -1,8 +1,7 @@
 """Serving the bytes that a signed URL (`/d/`) or a share link (`/l/`) grants: both byte routes
-charge one token to the artifact's tenant's *anonymous* bucket (its plan's
-`anonymous_rate_sustained`/`_burst`, apart from its API bucket: a leaked link cannot starve
-the tenant's API), then answer through `byteserve` with the same headers, ranges and
-validators. Shared by `http/downloads.py` and `http/links.py`."""
+charge one token to the artifact's tenant's *anonymous* bucket (`charge_anonymous`, also what an
+artifact page at /a/ costs), then answer through `byteserve` with the same headers, ranges and
+validators. Shared by `http/downloads.py`, `http/links.py` and `http/public_pages.py`."""
 
 from __future__ import annotations
 
@@ -26,8 +25,7 @@ async def serve_grant(request: Request, authorize: Awaitable[Grant]):
     try:
         grant = await authorize
         box = box_of(request)
-        charge_rate(request, anonymous_bucket(grant.tenant_id), grant.plan.anonymous_rate_sustained,
-                    grant.plan.anonymous_rate_burst, what="Anonymous download rate")
+        charge_anonymous(request, grant)
         rep = downloads.open_grant(box, grant)
         if rep.path is None and not byteserve.if_none_match_hits(
                 request.headers.get("if-none-match"), rep.etag):
@@ -44,6 +42,15 @@ async def serve_grant(request: Request, authorize: Awaitable[Grant]):
     except errors.ApiError as exc:
         exc.headers.update(cors)
         raise
+
+
+def charge_anonymous(request: Request, grant: Grant) -> None:
+    """What a request without a key costs the tenant whose artifact it reaches (a signed URL, a
+    share link, an artifact page): one token of its *anonymous* bucket (its plan's
+    `anonymous_rate_sustained`/`_burst`, apart from its API bucket: a leaked link or a popular
+    page cannot starve the tenant's API); 429 when empty."""
+    charge_rate(request, anonymous_bucket(grant.tenant_id), grant.plan.anonymous_rate_sustained,
+                grant.plan.anonymous_rate_burst, what="Anonymous download rate")
 
 
 def cors_for(request: Request) -> dict[str, str]:

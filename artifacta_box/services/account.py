@@ -1,5 +1,6 @@
-"""What `whoami` reports about the caller's tenant: requests this month, storage used and
-active share links. It reads across tenants, usage and links, so it lives above all three."""
+"""What `whoami` reports about the caller's tenant: requests this month, storage used, active
+share links and published pages. It reads across tenants, usage, links and pages, so it lives
+above them all."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from artifacta_box.context import Box
 from artifacta_box.db import fetchone
 from artifacta_box.services import usage
 from artifacta_box.services.links import count_active_links
+from artifacta_box.services.pages import count_active_pages
 from artifacta_box.services.principal import Principal
 
 
@@ -20,7 +22,7 @@ def requests_this_month(box: Box, principal: Principal) -> int:
 
 
 async def tenant_usage(box: Box, tenant_id: int) -> dict:
-    """Storage usage and active links of a tenant, as whoami shows them."""
+    """Storage usage, active links and active pages of a tenant, as whoami shows them."""
     now = iso(box.clock.now())
     if await box.db.execute_fn(lambda conn: usage.has_due_expiry(conn, tenant_id, now)):
         # expired artifacts stop counting at once, not only when the sweep passes
@@ -30,6 +32,8 @@ async def tenant_usage(box: Box, tenant_id: int) -> dict:
     def read(conn: sqlite3.Connection) -> dict:
         t = fetchone(conn, "SELECT storage_bytes FROM tenants WHERE tenant_id = ?", (tenant_id,))
         links = count_active_links(conn, tenant_id, now)
-        return {"storage_bytes": int(t["storage_bytes"]) if t else 0, "active_links": links}
+        pages = count_active_pages(conn, tenant_id, now)
+        return {"storage_bytes": int(t["storage_bytes"]) if t else 0, "active_links": links,
+                "active_pages": pages}
 
     return await box.db.execute_fn(read)

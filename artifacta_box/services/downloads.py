@@ -185,6 +185,20 @@ async def authorize_signed(
                  not_after=float(expires or 0))
 
 
+_OWNED_SQL = _SIGNED_SQL + " AND a.tenant_id = ?"
+
+
+async def authorize_owner(box: Box, principal: Principal, artifact_id: str) -> Grant:
+    """The caller's own artifact for a byte route behind a sign-in instead of a signature (the
+    web console's previews): 404 artifact_not_found when unknown or another tenant's."""
+    row = None
+    if is_artifact_id(artifact_id):
+        row = await box.db.fetchone_point(_OWNED_SQL, (artifact_id, principal.tenant_id))
+    if row is None:
+        raise errors.ArtifactNotFound(f"Artifact {artifact_id} was not found.")
+    return Grant(principal.tenant_id, principal.plan, artifact_id, row)
+
+
 @lru_cache(maxsize=8192)
 def _local_path(blobs: BlobStores, ref: BlobRef) -> str | None:
     # pathlib costs ~20 us a call; a hot artifact's path is computed once (the layout stays

@@ -303,6 +303,8 @@ class _Run:
         conn.execute("DELETE FROM artifact_metadata WHERE artifact_id = ?", (r["artifact_id"],))
         self.report.dropped_links += execute(
             conn, "DELETE FROM links WHERE artifact_id = ?", (r["artifact_id"],))
+        # Its pages go with it: their URLs answer 404 from then on, as for any unknown page.
+        conn.execute("DELETE FROM pages WHERE artifact_id = ?", (r["artifact_id"],))
         conn.execute("DELETE FROM artifacts WHERE id = ?", (r["id"],))
         if r["content_hash"] is not None:
             usage.drop_reference(conn, r["tenant_id"], r["content_hash"], self.now_iso)

@@ -14,7 +14,15 @@ from typing import Any
 
 from artifacta_box import errors
 from artifacta_box.config import Plan
-from artifacta_box.ids import ARTIFACT_ID_CHARS, ARTIFACT_ID_PREFIX, LINK_ID_CHARS, LINK_ID_PREFIX
+from artifacta_box.ids import (
+    ARTIFACT_ID_CHARS,
+    ARTIFACT_ID_PREFIX,
+    LINK_ID_CHARS,
+    LINK_ID_PREFIX,
+    PAGE_ID_CHARS,
+    PAGE_ID_PREFIX,
+    PAGE_SLUG_CHARS,
+)
 from artifacta_box.units import (
     DURATION_PATTERN,
     DURATION_RE,
@@ -25,6 +33,8 @@ from artifacta_box.units import (
 
 ARTIFACT_ID_PATTERN = rf"^{ARTIFACT_ID_PREFIX}[A-Za-z0-9]{{{ARTIFACT_ID_CHARS}}}$"
 LINK_ID_PATTERN = rf"^{LINK_ID_PREFIX}[A-Za-z0-9]{{{LINK_ID_CHARS}}}$"
+PAGE_ID_PATTERN = rf"^{PAGE_ID_PREFIX}[A-Za-z0-9]{{{PAGE_ID_CHARS}}}$"
+PAGE_SLUG_PATTERN = rf"^[A-Za-z0-9]{{{PAGE_SLUG_CHARS}}}$"
 # session_id, agent_id: caller-chosen labels
 MAX_LABEL = 128
 LABEL_PATTERN = rf"^[A-Za-z0-9][A-Za-z0-9._-]{{0,{MAX_LABEL - 1}}}$"
@@ -42,6 +52,7 @@ IDEMPOTENCY_KEY_PATTERN = "^[!-~]+$"  # printable ASCII, no space
 
 ARTIFACT_ID_RE = re.compile(ARTIFACT_ID_PATTERN)
 LINK_ID_RE = re.compile(LINK_ID_PATTERN)
+PAGE_SLUG_RE = re.compile(PAGE_SLUG_PATTERN)
 LABEL_RE = re.compile(LABEL_PATTERN)
 METADATA_KEY_RE = re.compile(METADATA_KEY_PATTERN)
 IDEMPOTENCY_KEY_RE = re.compile(IDEMPOTENCY_KEY_PATTERN)
@@ -59,6 +70,10 @@ def is_artifact_id(value: str) -> bool:
 
 def is_link_id(value: str) -> bool:
     return bool(LINK_ID_RE.fullmatch(value or ""))
+
+
+def is_page_slug(value: str) -> bool:
+    return bool(PAGE_SLUG_RE.match(value or ""))
 
 
 def label(field: str, value: Any) -> str | None:

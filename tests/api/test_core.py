@@ -8,12 +8,12 @@ from tests.helpers import assert_error
 
 WHOAMI_INT_FIELDS = [
     "usage_requests_month", "plan_requests_limit_month", "usage_storage_bytes",
-    "plan_storage_limit_bytes", "active_links", "max_active_links", "rate_limit_sustained",
-    "rate_limit_burst",
+    "plan_storage_limit_bytes", "active_links", "max_active_links", "active_pages", "max_pages",
+    "rate_limit_sustained", "rate_limit_burst",
 ]
 
 
-def test_whoami_has_all_eleven_fields_with_the_right_types(shared_server):
+def test_whoami_has_its_fields_with_the_right_types(shared_server):
     key = shared_server.new_tenant("whoami-types", plan="free")
     with shared_server.client(key) as c:
         body = c.get("/v1/whoami").json()
@@ -26,6 +26,7 @@ def test_whoami_has_all_eleven_fields_with_the_right_types(shared_server):
     assert body["plan_storage_limit_bytes"] == 10**9
     assert body["plan_requests_limit_month"] == 10_000
     assert body["max_active_links"] == 50
+    assert (body["active_pages"], body["max_pages"]) == (0, 10)
     assert (body["rate_limit_sustained"], body["rate_limit_burst"]) == (100, 200)
 
 

@@ -249,3 +249,17 @@ def test_lifecycle_selections_are_served_by_their_indexes(tmp_path):
         assert f"USING INDEX {index}" in plan or f"USING COVERING INDEX {index}" in plan, plan
         assert "TEMP B-TREE" not in plan, plan
     conn.close()
+
+
+def test_purging_an_artifact_removes_its_pages_and_their_urls_answer_404(make_server):
+    srv = make_server()
+    api = srv.client()
+    art = upload(api, b"published, then deleted")
+    page = api.post(f"/v1/artifacts/{art['artifact_id']}/publish").json()
+    assert api.delete(f"/v1/artifacts/{art['artifact_id']}").status_code == 200
+    assert httpx.get(page["public_url"]).status_code == 410  # within retention: gone
+    sql(srv, "UPDATE artifacts SET deleted_at = ? WHERE artifact_id = ?",
+        (iso_ago(31 * DAY), art["artifact_id"]))
+    assert admin_json(srv, "gc")["purged_artifacts"] == 1
+    assert sql(srv, "SELECT COUNT(*) FROM pages WHERE artifact_id = ?", (art["artifact_id"],))[0][0] == 0
+    assert httpx.get(page["public_url"]).status_code == 404

@@ -9,9 +9,11 @@ and whose text is that dict as JSON. An agent reads `isError` and `_meta.code` f
 `unwrap` does the same. Calls with arguments that break a tool's input schema (e.g. a malformed
 artifact id) are refused by the mcp library itself, before any request reaches the box.
 
-`publish_artifact` and `unpublish_artifact` call SDK methods that artifacta-cli 0.3.0 does not
-have, so they always fail locally (network_error, status 0) whatever the server does; the test
-holds them to failing cleanly and to sending nothing to the box.
+`publish_artifact` and `unpublish_artifact` call SDK methods (`Client.publish_artifact`,
+`Client.unpublish`) that artifacta-cli 0.3.0 does not have, so with it they fail locally
+(network_error, status 0) whatever the server does. `test_publish_and_unpublish_tools` records
+that behaviour (a clean failure, nothing sent to the box) while the SDK lacks the methods, and
+checks the page end to end (publish → the page serves → unpublish → 410) once a client has them.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import artifacta
 import artifacta_mcp
 import httpx
 import pytest
@@ -90,11 +93,13 @@ def unwrap(res) -> dict[str, Any]:
     return {"data": payload, "meta": inner.get("_meta", {})}
 
 
-def drive(box: BoxServer, key: str, allow: Path, scenario, *, allow_destructive: bool = True):
+def drive(box: BoxServer, key: str, allow: Path, scenario, *, allow_destructive: bool = True,
+          env: dict[str, str] | None = None):
     """Start artifacta-mcp over stdio (as an MCP host would) and run `scenario(agent, tools)`."""
     params = artifacta_mcp.build_stdio_params(
         api_key=key, api_url=box.url, allow_path=str(allow), allow_destructive=allow_destructive,
-        extra_env={"NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"})
+        extra_env={"NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost",
+                   **(env or {})})
     assert params["command"] == sys.executable and params["args"][:2] == ["-m", "artifacta_mcp.cli"]
 
     async def main():
@@ -241,16 +246,84 @@ def test_every_tool_against_the_box(box, allow, tmp_path_factory):
         await agent.fails("get_artifact", {"artifact_id": first["artifact_id"]}, "artifact_already_deleted", 410)
         assert httpx.get(link["url"]).status_code == 410
 
-        # publish/unpublish: always a clean local failure in 1.0.4, and nothing reaches the box
-        before = (await agent.ok("whoami"))["usage_requests_month"]
-        for tool in ("publish_artifact", "unpublish_artifact"):
-            out = await agent.fails(tool, {"artifact_id": done["artifact_id"]}, "network_error", 0)
-            assert "Traceback" not in out["text"]
-        after = (await agent.ok("whoami"))["usage_requests_month"]
-        assert after == before + 1  # only the second whoami itself
-
         me = await agent.ok("whoami")
         assert me["active_links"] == 0  # both links pointed at the deleted artifact
         assert me["usage_storage_bytes"] == len(b"auto") + len(on_disk) + len(big)
 
     drive(box, key, allow, scenario)
+
+
+# What a fixed SDK would add (the two methods artifacta-mcp 1.0.4 calls, with the arguments it
+# passes), loaded into the MCP server's process by `sitecustomize`: it exercises the tools' path
+# to the box today. The installed SDK is always tested as it is, too.
+FIXED_SDK_SHIM = """
+import artifacta
+
+def publish_artifact(self, artifact_id, *, title=None, visibility="unlisted", access="none"):
+    body = {"visibility": visibility, "access": access}
+    if title is not None:
+        body["title"] = title
+    return self._request("POST", f"/v1/artifacts/{artifact_id}/publish", json=body).json()
+
+def unpublish(self, artifact_id):
+    return self._request("DELETE", f"/v1/artifacts/{artifact_id}/publish").json()
+
+if not hasattr(artifacta.Client, "publish_artifact"):
+    artifacta.Client.publish_artifact = publish_artifact
+if not hasattr(artifacta.Client, "unpublish"):
+    artifacta.Client.unpublish = unpublish
+"""
+
+
+@pytest.mark.parametrize("sdk", ["installed", "with-publish-methods"])
+def test_publish_and_unpublish_tools(box, allow, tmp_path, sdk):
+    """With the installed SDK (artifacta-cli 0.3.0 lacks the methods) both tools fail before any
+    request, cleanly; with an SDK that has them (a future release, or the shim above) they
+    publish a page the box serves, idempotently, and take it down (410)."""
+    key = new_key(box, prefix="mcp")
+    env = {}
+    if sdk == "installed":
+        sdk_can_publish = hasattr(artifacta.Client, "publish_artifact")
+        sdk_can_unpublish = hasattr(artifacta.Client, "unpublish")
+    else:
+        shim = tmp_path / "shim"
+        shim.mkdir()
+        (shim / "sitecustomize.py").write_text(FIXED_SDK_SHIM)
+        env["PYTHONPATH"] = str(shim)
+        sdk_can_publish = sdk_can_unpublish = True
+
+    async def scenario(agent: Agent, tools: set[str]) -> None:
+        stored = await agent.ok("store_artifact", {"filename": "summary.md", "content_type": "text/markdown",
+                                                   "content": base64.b64encode(b"# Done\n").decode()})
+        aid = stored["artifact_id"]
+        before = (await agent.ok("whoami"))["usage_requests_month"]
+        args = {"artifact_id": aid, "title": "Run summary", "visibility": "public"}
+        page = None
+        if not sdk_can_publish:
+            out = await agent.fails("publish_artifact", args, "network_error", 0)
+            assert "Traceback" not in out["text"]
+        else:
+            page = await agent.ok("publish_artifact", args)
+            assert (page["title"], page["visibility"], page["access"]) == ("Run summary", "public", "none")
+            assert page["public_url"].startswith(box.url + "/a/")
+            shown = httpx.get(page["public_url"])
+            assert shown.status_code == 200 and "Run summary" in shown.text
+            again = await agent.ok("publish_artifact", args)  # idempotent: the same URL
+            assert again["public_url"] == page["public_url"]
+            await agent.fails("publish_artifact", {"artifact_id": "art_" + "0" * 16},
+                              "artifact_not_found", 404)
+        if not sdk_can_unpublish:
+            out = await agent.fails("unpublish_artifact", {"artifact_id": aid}, "network_error", 0)
+            assert "Traceback" not in out["text"]
+        else:
+            first = await agent.ok("unpublish_artifact", {"artifact_id": aid})
+            assert first["published"] is False
+            assert await agent.ok("unpublish_artifact", {"artifact_id": aid}) == first  # a no-op
+            if page is not None:
+                assert httpx.get(page["public_url"]).status_code == 410
+        me = await agent.ok("whoami")
+        assert me["active_pages"] == 0
+        if not (sdk_can_publish or sdk_can_unpublish):
+            assert me["usage_requests_month"] == before + 1  # only this whoami reached the box
+
+    drive(box, key, allow, scenario, env=env)

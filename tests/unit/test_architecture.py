@@ -14,7 +14,7 @@ PACKAGE = "artifacta_box"
 ROOT = Path(__file__).resolve().parents[2] / PACKAGE
 
 # Packages that must never import the HTTP layer or the web framework.
-BELOW_HTTP = ("services", "storage", "db", "security")
+BELOW_HTTP = ("services", "storage", "db", "security", "web")
 FORBIDDEN_FOR_BELOW_HTTP = (f"{PACKAGE}.http", f"{PACKAGE}.app", f"{PACKAGE}.server", "sanic")
 
 

@@ -31,6 +31,7 @@ from artifacta_box.http.openapi import (
     artifacts,
     downloads,
     links,
+    pages,
     sessions,
     system,
     uploads,
@@ -44,9 +45,9 @@ bp = Blueprint("openapi")
 
 # In the order the document lists them (its tags follow the same order).
 RESOURCES: tuple[ModuleType, ...] = (
-    system, account, artifacts, uploads, downloads, links, sessions,
+    system, account, artifacts, uploads, downloads, links, pages, sessions,
 )
-TAGS = ("system", "account", "artifacts", "uploads", "downloads", "links", "sessions")
+TAGS = ("system", "account", "artifacts", "uploads", "downloads", "links", "pages", "sessions")
 
 
 def _collect() -> tuple[dict[str, Any], dict[str, Any]]:

@@ -12,7 +12,8 @@ SCHEMAS: dict[str, Any] = {
         "required": [
             "tenant_name", "plan", "api_key_last_4", "usage_requests_month",
             "plan_requests_limit_month", "usage_storage_bytes", "plan_storage_limit_bytes",
-            "active_links", "max_active_links", "rate_limit_sustained", "rate_limit_burst",
+            "active_links", "max_active_links", "active_pages", "max_pages",
+            "rate_limit_sustained", "rate_limit_burst",
         ],
         "properties": {
             "tenant_name": {"type": "string"},
@@ -24,6 +25,10 @@ SCHEMAS: dict[str, Any] = {
             "plan_storage_limit_bytes": {"type": "integer", "minimum": 0},
             "active_links": {"type": "integer", "minimum": 0},
             "max_active_links": {"type": "integer", "minimum": 0},
+            "active_pages": {"type": "integer", "minimum": 0,
+                             "description": "Published artifact pages of live artifacts."},
+            "max_pages": {"type": "integer", "minimum": 0,
+                          "description": "The plan's cap on active pages."},
             "rate_limit_sustained": {"type": "integer", "minimum": 0},
             "rate_limit_burst": {"type": "integer", "minimum": 0},
         },
