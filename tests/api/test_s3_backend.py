@@ -5,7 +5,6 @@ local box's behaviour, checked by the suites that run on both backends (tests/ba
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 from urllib.parse import urlsplit
@@ -24,13 +23,10 @@ from tests.helpers import (
     free_port,
     new_tenant,
     read_blob,
+    sha,
     sql,
     upload,
 )
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 @pytest.fixture(scope="module")

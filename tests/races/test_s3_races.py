@@ -11,7 +11,6 @@ and at the end exactly the object the row names is left.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import time
 
@@ -19,7 +18,7 @@ import httpx
 import pytest
 
 from tests.backends import backend_env
-from tests.helpers import BoxServer, blob_files, sql
+from tests.helpers import BoxServer, blob_files, sha, sql
 
 CONFIG = """
 [retention]
@@ -64,7 +63,7 @@ async def _round(c: httpx.AsyncClient, content: bytes) -> list[str]:
 
 def test_same_bytes_uploaded_concurrently_while_gc_runs(box):
     content = os.urandom(300_000)
-    digest = hashlib.sha256(content).hexdigest()
+    digest = sha(content)
 
     async def go() -> None:
         async with httpx.AsyncClient(base_url=box.url, timeout=60,

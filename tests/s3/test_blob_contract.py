@@ -7,7 +7,6 @@ verify, delete, listing and leftovers of interrupted uploads. "s3" is a real Sea
 """
 
 import asyncio
-import hashlib
 import os
 
 import pytest
@@ -16,6 +15,7 @@ from artifacta_box.storage import BlobMissing, BlobRef, LimitExceeded, LocalBlob
 from artifacta_box.storage.s3 import S3Client
 from artifacta_box.storage.s3.blobstore import S3BlobStore
 from tests.backends import BACKENDS
+from tests.helpers import sha
 
 
 @pytest.fixture(params=BACKENDS)
@@ -41,7 +41,7 @@ async def put(store, data: bytes, tenant: int = 1, chunk: int = 256 * 1024):
         await writer.write(data[i:i + chunk])
     received = await writer.finish()
     assert (received.tenant_id, received.size) == (tenant, len(data))
-    assert received.sha256 == hashlib.sha256(data).hexdigest()
+    assert received.sha256 == sha(data)
     await store.place(received)
     store.ensure_placed(None, received)
     await store.release(received)
@@ -70,7 +70,7 @@ def test_written_bytes_read_back_whole_and_by_range(store, size):
         if size > 10:
             assert await read(store, ref, 3, 7) == data[3:10]
             assert await read(store, ref, size - 4, 4) == data[-4:]
-        assert await store.verify(ref) == (hashlib.sha256(data).hexdigest(), size)
+        assert await store.verify(ref) == (sha(data), size)
 
     run(go())
 
