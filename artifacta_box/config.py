@@ -316,6 +316,11 @@ class Settings:
                             "database, blobs, secret; relative to the config file when set there")
     min_free_bytes: int = setting("storage", 100 * 10**6, parse_size,
                                   "uploads answer 503 when free disk space would drop below this")
+    durability: str = setting(
+        "storage", "full", parse_str,
+        "'full': an acknowledged write is on disk (fsync at every commit); 'relaxed': "
+        "survives a crash of the process, a power loss may lose the last commits (never a row "
+        "without its bytes)", check=_one_of("full", "relaxed", quoted=True))
     # [security]
     secret_key: str | None = setting(
         "security", None, parse_optional_str,

@@ -67,7 +67,7 @@ class Box:
         root = await asyncio.to_thread(prepare_data_dir, settings, create=False)
         await asyncio.to_thread(ensure_blob_layout, root)
         secret = await asyncio.to_thread(load_secret, settings)
-        db = Database(root / DB_FILE)
+        db = Database(root / DB_FILE, durability=settings.durability)
         await db.open()
         return cls(settings, clock or Clock(), db, secret)
 
