@@ -62,6 +62,7 @@ def test_relative_data_dir_in_file_is_relative_to_the_file(tmp_path):
         ("[server]\nport = 70000\n", "server.port"),
         ("[server]\nbogus = 1\n", "server.bogus"),
         ("[storage]\nmin_free_bytes = 'lots'\n", "storage.min_free_bytes"),
+        ("[storage]\ndurability = 'fast'\n", "storage.durability"),
         ("[retention]\ndeleted = '30 days'\n", "retention.deleted"),
         ("[plans.free]\nmax_ttl = 'forever'\n", "plans.free.max_ttl"),
         ("[plans.free]\nunknown_knob = 1\n", "plans.free.unknown_knob"),
