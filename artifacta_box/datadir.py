@@ -23,6 +23,7 @@ import logging
 import os
 import secrets
 import stat
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -219,6 +220,23 @@ class ServerLock:
             ) from None
         self._fh = fh
         return self
+
+    def wait_alone(self, timeout: float) -> bool:
+        """Wait (at most `timeout` s) until no other process holds the lock, then hold it
+        exclusively; whether that happened. `serve --workers N` calls it after its workers
+        were told to stop, so the command exits only when the whole process tree has let go
+        of the directory (their last database close included): a `restore` or a second
+        `serve` started right after it finds the directory free."""
+        assert self._fh is not None, "wait_alone() needs the lock held"
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(self._fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(0.02)  # no event to await: flock has no timed wait
 
     def release(self) -> None:
         if self._fh is not None:

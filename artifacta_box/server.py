@@ -81,6 +81,9 @@ async def _bootstrap(settings: Settings) -> dict | None:
         return await tenants.bootstrap(box)
 
 
+STOP_WAIT_SECONDS = 15  # how long `serve` waits at exit for its workers to let go of the directory
+
+
 def serve(settings: Settings, bootstrap: bool = True) -> int:
     """Serve until SIGTERM/SIGINT. Returns the process exit code."""
     configure(settings, buffered=True)
@@ -138,6 +141,9 @@ def serve(settings: Settings, bootstrap: bool = True) -> int:
             shield_helpers_from_sigterm()
             tie_helpers_to_main()
             Sanic.serve(primary=app, app_loader=loader)
+            if not lock.wait_alone(timeout=STOP_WAIT_SECONDS):
+                log.warning("worker processes still hold %s after %d s; exiting without them "
+                            "(they stop when this process has exited)", root, STOP_WAIT_SECONDS)
     finally:
         if lock is not None:
             lock.release()
