@@ -145,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     ref = args.ref or targets[0].label
     results: dict[tuple[str, str, int], list[dict[str, float]]] = {}
     load = [os.getloadavg()[0]]
+    failed = False
     try:
         for t in targets:
             t.server.start()
@@ -177,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
             load.append(os.getloadavg()[0])
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        failed = True
     finally:
         for t in targets:
             try:
@@ -185,7 +186,21 @@ def main(argv: list[str] | None = None) -> int:
             except Exception as exc:  # noqa: BLE001 - keep stopping the others
                 print(f"could not stop {t.label}: {exc}", file=sys.stderr)
         Proc.stop_all()
+    if failed:
         shutil.rmtree(work, ignore_errors=True)
+        return 1
+    try:
+        report(args, works, conc, targets, ref, results, load, stamp)
+    finally:
+        # after the report: removing tens of thousands of small blobs takes minutes when the
+        # disk is busy
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def report(args: argparse.Namespace, works: list[str], conc: list[int], targets: list[Target],
+           ref: str, results: dict[tuple[str, str, int], list[dict[str, float]]],
+           load: list[float], stamp: str) -> None:
 
     print(f"\n{args.rounds} rounds x {args.seconds:g} s, load avg {min(load):.1f}-{max(load):.1f}, "
           f"ratios to {ref}; medians (min-max)")
@@ -213,7 +228,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps({"at": stamp, "load": load, "rows": rows},
                                               indent=2))
-    return 0
 
 
 if __name__ == "__main__":
