@@ -28,6 +28,11 @@ moment the holder's COMMIT returns. SQLite's own busy handler, which `BEGIN IMME
 otherwise use, sleeps 1-100 ms between tries (measured: p99 290-740 ms with two workers).
 While one process writes, the others' jobs queue up and share their next transaction, so each
 process's group commit still batches; the batch is taken only once the lock is held.
+Between box processes there is no busy timeout any more: a writer waits as long as the holder's
+transaction lasts, so a process stopped mid-transaction (SIGSTOP, a debugger) holds the others'
+writes until it goes on or exits (the kernel drops its flock even on SIGKILL); before, they
+failed with "database is locked" after BUSY_TIMEOUT_MS. Other SQLite writers (Litestream's
+bookkeeping, a sqlite3 shell) still meet SQLite's own lock and busy timeout.
 
 Checkpoints are off the writer path: the writer connection never checkpoints (no
 autocheckpoint), a checkpoint thread with its own connection runs `wal_checkpoint(PASSIVE)`
