@@ -29,7 +29,7 @@ from artifacta_box.db import Database
 from artifacta_box.security.ratelimit import FailedAuthLimiter, SharedTokenBuckets, TokenBuckets
 from artifacta_box.security.signing import CursorCodec, UrlSigner
 from artifacta_box.services.metering import UsageMeter
-from artifacta_box.storage import LocalBlobStore
+from artifacta_box.storage import BlobStores, LocalBlobStore
 
 log = logging.getLogger("artifacta_box")
 
@@ -43,8 +43,10 @@ class Box:
         self.clock = clock
         self.root = settings.data_path
         self.db = db
-        self.blobs = LocalBlobStore(self.root, min_free_bytes=settings.min_free_bytes,
-                                    free_space_probe=free_space_probe_from_env())
+        # Every row is served by the store its location names (storage/blobs.py).
+        self.blobs = BlobStores(LocalBlobStore(
+            self.root, min_free_bytes=settings.min_free_bytes,
+            free_space_probe=free_space_probe_from_env()))
         self.secret = secret
         self.signer = UrlSigner(secret)
         self.cursors = CursorCodec(secret)
@@ -95,6 +97,7 @@ class Box:
             log.exception("could not flush request counters at shutdown")
         if isinstance(self.rate, SharedTokenBuckets):
             self.rate.close()
+        await self.blobs.aclose()  # an S3 client's threads and sockets end before the loop
         await self.db.close()
 
     def month(self) -> str:

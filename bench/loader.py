@@ -80,11 +80,11 @@ async def _make_blobs(root: Path, tenant_id: int, seed: int) -> list[tuple[str, 
     rng = random.Random(seed)
     out = []
     for size in BLOB_SIZES:
-        staging = store.staging(size)
+        staging = store.writer(tenant_id, size)
         await staging.write(rng.randbytes(size))
         staged = await staging.finish()
-        await store.commit_staged(tenant_id, staged)
-        staged.discard()
+        await store.place(staged)
+        await store.release(staged)
         out.append((staged.sha256, staged.size))
     return out
 

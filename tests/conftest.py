@@ -1,147 +1,95 @@
-"""Shared fixtures: a real `artifacta-box serve` subprocess on a free loopback port.
+"""Shared fixtures: a real `artifacta-box serve` subprocess on a free loopback port (the
+`BoxServer` of tests/helpers.py), one per test or one per module.
 
-Tests talk HTTP to it (httpx, or the official `artifacta` SDK/CLI) and use the admin CLI on
-the same data directory. Nothing here mocks the database or the blob store.
+Tests talk HTTP to it (httpx, or the official `artifacta` SDK/CLI), make tenants in-process
+on its data directory and run the admin CLI where the CLI is under test. Nothing here mocks
+the database or the blob store.
+
+Parallel runs (pytest-xdist, `--dist loadgroup`): every test belongs to the group of its
+module, so a module's module-scoped server starts once, on one worker. Tests marked
+`serial` share one group instead: they are timing- or load-sensitive (kill -9, races, a
+tmpfs filled up, rate limits, thousand-request loads), run one after another on one worker,
+and never beside each other.
 """
 
 from __future__ import annotations
 
 import os
-import re
-import signal
-import socket
-import subprocess
-import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.helpers import BoxServer
+
 pytest_plugins = ("tests.s3_server",)  # seaweedfs, s3_bucket, s3_settings fixtures
 
-KEY_RE = re.compile(r"ak_live_[A-Za-z0-9]{32}")
+SERIAL_GROUP = "serial"
+# The longest groups go first, so that no worker is left running one of them at the end.
+LONGEST_GROUPS = (SERIAL_GROUP, "tests.fuzz.test_schemathesis")
+SYSTEM_CERT_DIR = "/etc/ssl/certs"  # OpenSSL's hashed directory of the system's CA certificates
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def pytest_configure(config: pytest.Config) -> None:
+    # Every httpx client (each `httpx.get`, each SDK client, each run of the official CLI) builds
+    # an SSL context; from a CA bundle file (SSL_CERT_FILE, or certifi's) that costs 50-90 ms of
+    # CPU, a few minutes over the suite. The same system certificates as a directory are read
+    # only when a TLS handshake needs one (1.6 ms): the trust is the same, the tests talk plain
+    # HTTP on loopback anyway. The subprocesses inherit it through clean_env.
+    if Path(SYSTEM_CERT_DIR).is_dir() and any(Path(SYSTEM_CERT_DIR).glob("*.0")):
+        os.environ.pop("SSL_CERT_FILE", None)
+        os.environ["SSL_CERT_DIR"] = SYSTEM_CERT_DIR
 
 
-def box_command() -> list[str]:
-    """How to run the box: the built binary when ARTIFACTA_BOX_BIN is set, else this Python."""
-    binary = os.environ.get("ARTIFACTA_BOX_BIN")
-    return [binary] if binary else [sys.executable, "-m", "artifacta_box"]
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """The default run is parallel: `-n auto --dist loadgroup`; `-n N` alone groups too, an
+    explicit `--dist` is kept. `-n 0` runs in one process; so does `-p no:xdist` (which an
+    addopts `-n` would break)."""
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    option = config.option
+    if hasattr(config, "workerinput"):
+        # A worker parses the command line again, without the defaults set here: it learns
+        # that it groups from the controller (pytest_configure_node).
+        option.loadgroup = option.loadgroup or config.workerinput.get("loadgroup", False)
+        return
+    if option.dist == "no" and option.numprocesses != 0 and not option.usepdb:
+        if option.numprocesses is None:
+            option.numprocesses = "auto"
+        option.dist = "loadgroup"
+        option.loadscopereorder = False  # keep the order pytest_collection_modifyitems makes
 
 
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("ARTIFACTA_BOX_", "ARTIFACTA_API_", "ARTIFACTA_SESSION", "ARTIFACTA_AGENT"))}
-    env["NO_PROXY"] = "127.0.0.1,localhost"
-    env["no_proxy"] = "127.0.0.1,localhost"
-    # One server process unless a test asks for more (--workers N beats this): `serve` runs a
-    # worker per core by default, which would double every test server on a 2-core machine.
-    env["ARTIFACTA_BOX_SERVER_WORKERS"] = "1"
-    env.update(extra)
-    return env
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node) -> None:  # noqa: ANN001 - an xdist WorkerController
+    node.workerinput["loadgroup"] = node.config.option.dist == "loadgroup"
 
 
-class BoxServer:
-    """One server process on its own data directory."""
-
-    def __init__(self, data_dir: Path, config: str | None = None, env: dict[str, str] | None = None,
-                 args: list[str] | None = None) -> None:
-        self.data_dir = data_dir
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.key: str | None = None
-        self.config_path: Path | None = None
-        if config is not None:
-            self.config_path = data_dir.parent / f"{data_dir.name}.toml"
-            self.config_path.write_text(config)
-        self.env = clean_env(**(env or {}))
-        self.args = args or []
-        self.proc: subprocess.Popen | None = None
-        self.stdout_lines: list[str] = []
-        self.log_path = data_dir.parent / f"{data_dir.name}.log"
-
-    def _base_args(self) -> list[str]:
-        out = ["--data-dir", str(self.data_dir)]
-        if self.config_path:
-            out += ["--config", str(self.config_path)]
-        return out
-
-    def start(self, timeout: float = 30.0) -> BoxServer:
-        cmd = box_command() + ["serve", "--port", str(self.port), *self._base_args(), *self.args]
-        self._log = open(self.log_path, "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._log, env=self.env,
-                                     text=True, start_new_session=True)
-        threading.Thread(target=self._read_stdout, daemon=True).start()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()}")
-            try:
-                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook turns the group into the node id
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    groups: dict[pytest.Item, str] = {}
+    for item in items:
+        mark = item.get_closest_marker("xdist_group")
+        if mark is None:
+            name = SERIAL_GROUP if item.get_closest_marker("serial") else item.module.__name__
+            item.add_marker(pytest.mark.xdist_group(name))
         else:
-            self.stop()
-            raise RuntimeError(f"server did not answer /health in {timeout}s:\n{self.log()}")
-        # the bootstrap key is printed before the server starts listening
-        for line in list(self.stdout_lines):
-            m = KEY_RE.search(line)
-            if m and self.key is None:
-                self.key = m.group(0)
-        return self
+            name = mark.args[0] if mark.args else mark.kwargs.get("name", "default")
+        groups[item] = name
+    if hasattr(config, "workerinput"):  # every worker sorts alike, so collections still match
+        items.sort(key=lambda item: LONGEST_GROUPS.index(groups[item])
+                   if groups[item] in LONGEST_GROUPS else len(LONGEST_GROUPS))
 
-    def _read_stdout(self) -> None:
-        assert self.proc and self.proc.stdout
-        for line in self.proc.stdout:
-            self.stdout_lines.append(line)
 
-    def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-5000:]
-        except OSError:
-            return ""
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int | None:
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else None
-        self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait(10)
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-
-    def admin(self, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:
-        """Run an admin command on this server's data directory."""
-        cmd = box_command() + list(args) + self._base_args()
-        res = subprocess.run(cmd, capture_output=True, text=True, env=self.env, input=input, timeout=120)
-        if check and res.returncode != 0:
-            raise AssertionError(f"{' '.join(args)} failed ({res.returncode}):\n{res.stdout}\n{res.stderr}")
-        return res
-
-    def new_tenant(self, name: str, plan: str | None = None) -> str:
-        """Create a tenant and return a fresh API key for it."""
-        self.admin("tenants", "create", name, *(["--plan", plan] if plan else []))
-        return self.admin("keys", "create", "--tenant", name).stdout.strip()
-
-    def client(self, key: str | None = None, **kw) -> httpx.Client:
-        headers = {"Authorization": f"Bearer {key or self.key}"}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=60, **kw)
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node, ids: list[str]) -> None:  # noqa: ANN001
+    """Fail the run if the workers' node ids carry no group: the serial tests would run side by
+    side (pytest 9.2 broke this silently: pytest-dev/pytest-xdist#1386)."""
+    if node.config.option.dist == "loadgroup" and ids and "@" not in ids[0]:
+        pytest.exit("pytest-xdist did not group the tests (`--dist loadgroup`); install the test "
+                    "extra's pytest (pyproject.toml), or run with -n 0", returncode=4)
 
 
 @pytest.fixture
@@ -182,20 +130,3 @@ def server(make_server) -> BoxServer:
 def api(server: BoxServer) -> Iterator[httpx.Client]:
     with server.client() as c:
         yield c
-
-
-def official_env(server: BoxServer, key: str | None = None, **extra: str) -> dict[str, str]:
-    """Environment for the official `artifacta` CLI / `artifacta-mcp` pointed at `server`."""
-    env = clean_env(ARTIFACTA_API_URL=server.url, ARTIFACTA_API_KEY=key or server.key or "", **extra)
-    env["XDG_CONFIG_HOME"] = str(server.data_dir.parent / "xdg")
-    env["HOME"] = str(server.data_dir.parent)
-    return env
-
-
-def artifacta_cli(server: BoxServer, *args: str, key: str | None = None, input: bytes | None = None,
-                  env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """Run the official `artifacta` CLI (from PyPI artifacta-cli) against `server`."""
-    exe = Path(sys.executable).parent / "artifacta"
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "artifacta.cli"]
-    return subprocess.run(cmd + list(args), capture_output=True, input=input,
-                          env={**official_env(server, key), **(env or {})}, timeout=120)

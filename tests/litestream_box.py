@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import KEY_RE, box_command, clean_env, free_port
+from tests.helpers import KEY_RE, box_command, clean_env, free_port
 from tests.s3_server import ADMIN, REGION, SeaweedFS
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -22,7 +22,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -34,6 +33,7 @@ import pytest
 
 from artifacta_box.storage.s3.settings import S3Settings
 from artifacta_box.storage.s3.sigv4 import Credentials, Signer
+from tests.helpers import free_port
 
 REGION = "us-east-1"
 ADMIN = ("box-test-admin", "box-test-admin-secret-" + "0" * 16)
@@ -50,17 +50,9 @@ def weed_binary() -> str:
 
 
 def _free_ports(n: int) -> list[int]:
-    """n distinct free loopback ports (held open together while choosing, so no duplicates)."""
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
+    """n distinct free loopback ports from this xdist worker's own block (tests/helpers.py): no
+    other worker's `weed mini` or box gets one, nor does a client socket before weed binds it."""
+    return [free_port() for _ in range(n)]
 
 
 class SeaweedFS:

@@ -181,6 +181,21 @@ MIGRATIONS: list[str] = [
     CREATE INDEX artifacts_by_upload ON artifacts(tenant_id, upload_sha256)
         WHERE upload_sha256 IS NOT NULL;
     """,
+    # 3: where a blob's bytes live (storage/blobs.py): NULL = a local file at the content
+    # address (every row written before: existing stores keep working, nothing moves),
+    # 's3:<key>' = an S3 object, 'inline' = in SQLite. `upload_location` is where a pending
+    # presigned upload's bytes are (NULL: the local content address of `upload_sha256`). ADD
+    # COLUMN without a default rewrites no row. The indexes answer "which of these listed keys
+    # has a row?" for check and gc (`location IN (...)`: a partial index whose condition is
+    # only IS NOT NULL, which SQLite infers from IN; keys are 128 random bits, and 'inline'
+    # rows share one value, so the index is not UNIQUE).
+    """
+    ALTER TABLE blobs ADD COLUMN location TEXT;
+    ALTER TABLE artifacts ADD COLUMN upload_location TEXT;
+    CREATE INDEX blobs_by_location ON blobs(location) WHERE location IS NOT NULL;
+    CREATE INDEX artifacts_by_upload_location ON artifacts(upload_location)
+        WHERE upload_location IS NOT NULL;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -51,6 +51,7 @@ from sanic.response import HTTPResponse
 from artifacta_box import errors
 from artifacta_box.http import sanic_seams
 from artifacta_box.services.downloads import Representation
+from artifacta_box.storage import BlobMissing, BlobStores
 
 SMALL_BODY = 64 * 1024           # read in one go and sent as one response
 READ_CHUNK = 1024 * 1024         # fallback path: bytes read per worker-thread call
@@ -297,12 +298,18 @@ def preflight(request: Request, allowed: tuple[str, ...]) -> HTTPResponse:
 async def serve(
     request: Request,
     rep: Representation,
+    blobs: BlobStores,
     extra_headers: dict[str, str] | None = None,
     use_sendfile: bool = True,
 ) -> HTTPResponse | None:
-    """Answer a GET or HEAD for `rep`. Returns a response, or None once a stream has been sent."""
+    """Answer a GET or HEAD for `rep`. Returns a response, or None once a stream has been sent.
+
+    A local file (`rep.path`) is served with pread/sendfile; bytes that came with the row
+    (`rep.data`) from memory; any other store's through `blobs.open`, chunk by chunk."""
     decision = decide(request.method, request.headers, rep)
     headers = {**decision.headers, **(extra_headers or {})}
+    if rep.path is None:
+        return await _serve_stored(request, rep, blobs, decision, headers)
     if not decision.body:
         if decision.status == 200:  # HEAD: promise only bytes that a GET could deliver
             os.close(_open_blob(rep))
@@ -321,6 +328,51 @@ async def serve(
         return None
     finally:
         owner.release()
+
+
+async def _serve_stored(request: Request, rep: Representation, blobs: BlobStores,
+                        decision: Decision, headers: dict[str, str]) -> HTTPResponse | None:
+    """`rep` without a local file: its bytes from memory (`rep.data`) or streamed from its
+    store, one chunk (<= 1 MiB) at a time with Sanic's back-pressure: memory stays bounded by
+    a chunk whatever the size. The reader is closed in every case, also when the client
+    leaves mid-way (a half-read remote response is dropped, never reused)."""
+    if rep.data is not None:
+        if len(rep.data) != rep.size:
+            raise _corrupt(rep)
+        body = rep.data[decision.start:decision.start + decision.length] if decision.body else b""
+        return HTTPResponse(body=body, status=decision.status, headers=headers)
+    if not decision.body:
+        if decision.status == 200:  # HEAD: promise only bytes that a GET could deliver
+            st = await blobs.stat(rep.ref)
+            if st is None or st.size != rep.size:
+                raise _corrupt(rep)
+        return HTTPResponse(status=decision.status, headers=headers)
+    try:
+        reader = await blobs.open(rep.ref, decision.start, decision.length)
+    except BlobMissing:
+        raise _corrupt(rep) from None
+    try:
+        if decision.length <= SMALL_BODY:
+            data = b"".join([bytes(c) async for c in reader])
+            if len(data) != decision.length:
+                raise _corrupt(rep)
+            return HTTPResponse(body=data, status=decision.status, headers=headers)
+        response = await request.respond(status=decision.status, headers=headers)
+        await response.send(b"")  # the status line and headers
+        sent = 0
+        async for chunk in reader:
+            sent += len(chunk)
+            if sent > decision.length:
+                raise _corrupt(rep)
+            await response.send(chunk)
+        if sent != decision.length:
+            raise _corrupt(rep)  # the store held fewer bytes: abort the connection
+        await response.send(b"", end_stream=True)
+        return None
+    except BlobMissing:
+        raise _corrupt(rep) from None
+    finally:
+        await asyncio.shield(reader.aclose())
 
 
 def _open_blob(rep: Representation) -> int:
@@ -344,7 +396,8 @@ class BlobDamaged(RuntimeError):
 
 
 def _corrupt(rep: Representation) -> BlobDamaged:
-    return BlobDamaged(f"blob {rep.path} is missing or not {rep.size} bytes long")
+    return BlobDamaged(f"blob {rep.path or rep.ref.location} of tenant {rep.ref.tenant_id} is "
+                       f"missing or not {rep.size} bytes long")
 
 
 class _FdOwner:

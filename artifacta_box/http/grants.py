@@ -24,7 +24,8 @@ async def serve_grant(request: Request, authorize: Awaitable[Grant]):
         box = box_of(request)
         charge_rate(request, grant.tenant_id, grant.plan.rate_sustained, grant.plan.rate_burst)
         rep = downloads.open_grant(box, grant)
-        return await byteserve.serve(request, rep, cors, use_sendfile=box.settings.sendfile)
+        return await byteserve.serve(request, rep, box.blobs, cors,
+                                     use_sendfile=box.settings.sendfile)
     except errors.ApiError as exc:
         exc.headers.update(cors)
         raise

@@ -21,7 +21,7 @@ async def health(request: Request):
         await asyncio.wait_for(box.db.fetchone("SELECT 1"), timeout=5)
     except Exception as exc:  # noqa: BLE001 - any failure means unhealthy
         raise errors.Unavailable(f"The database does not answer: {exc}") from None
-    for d in (box.root, box.blobs.tmp_root, box.blobs.blob_root):
+    for d in (box.root, box.blobs.local.tmp_root, box.blobs.local.blob_root):
         if not os.access(d, os.W_OK | os.X_OK):
             raise errors.Unavailable(f"The data directory {d} is not writable.")
     if box.shutting_down:

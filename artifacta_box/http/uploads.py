@@ -44,11 +44,10 @@ from artifacta_box.services.uploads import (
     check_fields,
     check_session_open,
     commit_new_artifact,
-    discard_staged,
     spec_from_fields,
 )
 from artifacta_box.services.principal import Principal
-from artifacta_box.storage import LimitExceeded, StagedBlob, StagingFile, StorageError
+from artifacta_box.storage import BlobWriter, LimitExceeded, Received, StorageError
 
 bp = Blueprint("uploads", url_prefix="/v1")
 # The signed PUT of presigned uploads: outside /v1, authenticated by its signature alone.
@@ -141,10 +140,11 @@ async def refuse_after_draining(request: Request, handler, *args: Any) -> Any:
         raise
 
 
-async def abort_staging(staging: StagingFile | None) -> None:
-    """Drop a staging file; shielded so a client disconnect cannot interrupt the cleanup."""
-    if staging is not None:
-        await asyncio.shield(staging.abort())
+async def abort_writer(writer: BlobWriter | None) -> None:
+    """Drop an upload in progress; shielded so a client disconnect cannot interrupt the
+    cleanup."""
+    if writer is not None:
+        await asyncio.shield(writer.abort())
 
 
 def _mb(n: int) -> str:
@@ -185,7 +185,7 @@ async def _upload(request: Request):
 
 async def receive_multipart(
     request: Request, box: Box, principal: Principal, content_type: str
-) -> tuple[StagedBlob, ArtifactSpec]:
+) -> tuple[Received, ArtifactSpec]:
     """Stream the `file` part into a staging file; buffer only the small text fields."""
     plan = principal.plan
     try:
@@ -201,7 +201,7 @@ async def receive_multipart(
         raise too_large(limit, f"The upload ({declared:,} bytes declared)", hint)
     box.blobs.check_space(declared or 0)
     reader = FormReader(boundary, max_field_bytes=MAX_FIELD_BYTES, max_fields=MAX_FIELDS)
-    staging: StagingFile | None = None
+    staging: BlobWriter | None = None
     received = 0
     try:
         async for chunk in body_chunks(request):
@@ -215,12 +215,12 @@ async def receive_multipart(
                     check_fields(plan, reader.fields)
                     await check_session_open(box, principal.tenant_id,
                                              reader.fields.get("session_id") or None)
-                    staging = box.blobs.staging(limit)
+                    staging = box.blobs.writer(principal.tenant_id, limit)
         reader.close()
         assert staging is not None  # close() raises without a file part
         staged = await staging.finish()
     except BaseException as exc:
-        await abort_staging(staging)
+        await abort_writer(staging)
         if isinstance(exc, LimitExceeded):
             raise too_large(limit, "The file", hint) from None
         if isinstance(exc, MultipartError):
@@ -231,7 +231,7 @@ async def receive_multipart(
         spec = spec_from_fields(plan, reader.fields, fallback_filename=part.filename,
                                 fallback_content_type=part.content_type)
     except BaseException:
-        await discard_staged(staged)
+        await box.blobs.discard(staged)
         raise
     return staged, spec
 
@@ -248,7 +248,7 @@ def base64_decoded_size(content: str) -> int:
 
 
 async def receive_json(request: Request, box: Box, principal: Principal
-                       ) -> tuple[StagedBlob, ArtifactSpec]:
+                       ) -> tuple[Received, ArtifactSpec]:
     """A JSON body with the bytes base64-encoded in `content`, decoded in bounded slices."""
     plan = principal.plan
     cap = plan.max_json_bytes
@@ -280,7 +280,7 @@ async def receive_json(request: Request, box: Box, principal: Principal
         raise errors.InvalidRequest("content is not valid base64: '=' padding inside the data.")
     await check_session_open(box, principal.tenant_id, spec.session_id)
     box.blobs.check_space(size)
-    staging = box.blobs.staging(cap)
+    staging = box.blobs.writer(principal.tenant_id, cap)
     try:
         for start in range(0, len(content), BASE64_SLICE):
             try:
@@ -293,7 +293,7 @@ async def receive_json(request: Request, box: Box, principal: Principal
             await staging.write(data)
         staged = await staging.finish()
     except BaseException as exc:
-        await abort_staging(staging)
+        await abort_writer(staging)
         if isinstance(exc, LimitExceeded):
             raise too_large(cap, "The decoded content", hint) from None
         raise
@@ -373,18 +373,18 @@ async def _put_upload(request: Request, artifact_id: str):
     if declared is not None and declared != size:
         raise errors.InvalidRequest(f"{mismatch}; the request declares {declared:,}.")
     box.blobs.check_space(size)
-    staging = box.blobs.staging(size)
+    staging = box.blobs.writer(target.tenant_id, size)
     try:
         async for chunk in body_chunks(request):
             await staging.write(chunk)
         staged = await staging.finish()
     except BaseException as exc:
-        await abort_staging(staging)
+        await abort_writer(staging)
         if isinstance(exc, LimitExceeded):
             raise errors.InvalidRequest(f"{mismatch}; more bytes arrived.") from None
         raise
     if staged.size != size:
-        await discard_staged(staged)
+        await box.blobs.discard(staged)
         raise errors.InvalidRequest(f"{mismatch}; only {staged.size:,} arrived.")
     await presigned.store_upload(box, target, staged)
     return ok(

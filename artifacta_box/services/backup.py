@@ -74,13 +74,18 @@ def _copy_verified(src: Path, dest: Path, sha256: str, size: int | None) -> int:
 
 
 def _referenced_blobs(conn: sqlite3.Connection) -> list[tuple[int, str, int | None]]:
-    """(tenant_id, sha256, size) of every blob a database references."""
+    """(tenant_id, sha256, size) of every local blob file a database references (rows whose
+    location is NULL: the local content address; a backup made before locations existed has
+    only those)."""
+    has_locations = any(r[1] == "location" for r in conn.execute("PRAGMA table_info(blobs)"))
+    local, pending_local = ("AND location IS NULL", "AND upload_location IS NULL") \
+        if has_locations else ("", "")
     rows = conn.execute(
-        "SELECT tenant_id, sha256, size_bytes FROM blobs WHERE refs > 0 "
+        f"SELECT tenant_id, sha256, size_bytes FROM blobs WHERE refs > 0 {local} "
         "UNION SELECT tenant_id, upload_sha256, upload_size FROM artifacts "
-        "WHERE state = 'pending' AND upload_sha256 IS NOT NULL "
+        f"WHERE state = 'pending' AND upload_sha256 IS NOT NULL {pending_local} "
         "AND NOT EXISTS (SELECT 1 FROM blobs b WHERE b.tenant_id = artifacts.tenant_id "
-        "AND b.sha256 = artifacts.upload_sha256 AND b.refs > 0) "
+        f"AND b.sha256 = artifacts.upload_sha256 AND b.refs > 0 {local.replace('AND ', 'AND b.')}) "
         "ORDER BY 1, 2"
     ).fetchall()
     return [(int(r[0]), r[1], None if r[2] is None else int(r[2])) for r in rows]
@@ -128,7 +133,7 @@ async def backup(box: Box, dest: Path, progress: Progress | None = None) -> dict
     dest_store = LocalBlobStore(dest)
     try:
         for tenant_id, sha, size in blobs:
-            src = box.blobs.path(tenant_id, sha)
+            src = box.blobs.local.path(tenant_id, sha)
             try:
                 copied_bytes += await asyncio.to_thread(
                     _copy_verified, src, dest_store.path(tenant_id, sha), sha, size)

@@ -33,7 +33,7 @@ from artifacta_box.db import execute, fetchone
 from artifacta_box.services import lifecycle
 from artifacta_box.services.audit import record_audit
 from artifacta_box.services.progress import NoProgress, Progress
-from artifacta_box.storage import hash_file, is_sha256
+from artifacta_box.storage import BlobMissing, BlobRef
 
 PAGE = 500
 
@@ -97,7 +97,7 @@ class _Check:
                 rows = await self.box.db.fetchall(
                     """
                     SELECT b.tenant_id, b.sha256, b.size_bytes, b.refs, b.live_refs,
-                           b.unreferenced_at,
+                           b.unreferenced_at, b.location,
                            (SELECT COUNT(*) FROM artifacts a WHERE a.tenant_id = b.tenant_id
                               AND a.content_hash = b.sha256 AND a.state != 'pending') AS want_refs,
                            (SELECT COUNT(*) FROM artifacts a WHERE a.tenant_id = b.tenant_id
@@ -111,7 +111,8 @@ class _Check:
                     self.report.blob_rows += 1
                     await self._counters(r)
                     if r["refs"] > 0 or r["want_refs"] > 0:
-                        await self._verify_file(r["tenant_id"], r["sha256"], int(r["size_bytes"]))
+                        await self._verify_blob(BlobRef(r["tenant_id"], r["sha256"],
+                                                        int(r["size_bytes"]), r["location"]))
                 if len(rows) < PAGE:
                     break
                 last = (rows[-1]["tenant_id"], rows[-1]["sha256"])
@@ -154,11 +155,13 @@ class _Check:
         await self.box.db.execute_write_fn(fix)
         return True
 
-    async def _verify_file(self, tenant_id: int, sha256: str, size: int) -> None:
-        path = self.box.blobs.path(tenant_id, sha256)
+    async def _verify_blob(self, ref: BlobRef) -> None:
+        """Read a referenced blob back from its store and hash it."""
+        tenant_id, sha256, size = ref.tenant_id, ref.sha256, ref.size
+        path = self.box.blobs.describe(ref)
         try:
-            digest, actual = await asyncio.to_thread(hash_file, path)
-        except FileNotFoundError:
+            digest, actual = await self.box.blobs.verify(ref)
+        except BlobMissing:
             if await self._still_referenced(tenant_id, sha256):
                 self.report.add("missing_blob",
                                 f"blob {sha256} of tenant {tenant_id} is referenced but {path} "
@@ -208,9 +211,11 @@ class _Check:
             self.report.add("missing_blob_row", detail, repaired)
 
     async def _recreate_blob_row(self, tenant_id: int, sha256: str, size: int) -> bool:
+        """From the verified local file at the content address (a row recreated points there)."""
         try:
-            digest, actual = await asyncio.to_thread(hash_file, self.box.blobs.path(tenant_id, sha256))
-        except FileNotFoundError:
+            digest, actual = await self.box.blobs.local.verify(BlobRef(tenant_id, sha256, size,
+                                                                       None))
+        except BlobMissing:
             return False
         if digest != sha256 or actual != size:
             return False
@@ -225,15 +230,16 @@ class _Check:
 
     async def pending_uploads(self) -> None:
         rows = await self.box.db.fetchall(
-            "SELECT artifact_id, tenant_id, upload_sha256, upload_size FROM artifacts "
-            "WHERE state = 'pending' AND upload_sha256 IS NOT NULL"
+            "SELECT artifact_id, tenant_id, upload_sha256, upload_size, upload_location "
+            "FROM artifacts WHERE state = 'pending' AND upload_sha256 IS NOT NULL"
         )
         for r in rows:
             tenant_id, sha = r["tenant_id"], r["upload_sha256"]
-            path = self.box.blobs.path(tenant_id, sha)
+            ref = BlobRef(tenant_id, sha, r["upload_size"] or 0, r["upload_location"])
+            path = self.box.blobs.describe(ref)
             try:
-                digest, actual = await asyncio.to_thread(hash_file, path)
-            except FileNotFoundError:
+                digest, actual = await self.box.blobs.verify(ref)
+            except BlobMissing:
                 digest, actual = None, -1
             if digest == sha and (r["upload_size"] is None or actual == r["upload_size"]):
                 continue
@@ -275,18 +281,19 @@ class _Check:
     # ------------------------------------------------------------------ orphans and temp files
 
     async def orphans(self) -> None:
-        files = await asyncio.to_thread(lambda: list(self.box.blobs.iter_blobs()))
+        local = self.box.blobs.local
+        files = await asyncio.to_thread(lambda: list(local.iter_blobs()))
         self.report.files_on_disk = len(files)
         pending = {
             (r["tenant_id"], r["upload_sha256"])
             for r in await self.box.db.fetchall(
                 "SELECT tenant_id, upload_sha256 FROM artifacts WHERE state = 'pending' "
-                "AND upload_sha256 IS NOT NULL")
+                "AND upload_sha256 IS NOT NULL AND upload_location IS NULL")
         }
         sizes: dict[tuple[int, str], tuple[int, float]] = {}
         for info in files:
-            if not is_sha256(info.sha256):
-                self.report.add("stray_file", f"{info.path} is not a blob (its name is not a "
+            if info.stray or info.sha256 is None or info.tenant_id is None:
+                self.report.add("stray_file", f"{info.name} is not a blob (its name is not a "
                                 "SHA-256); move it out of the data directory")
                 continue
             sizes[(info.tenant_id, info.sha256)] = (info.size, info.mtime)
@@ -304,11 +311,11 @@ class _Check:
         removed = set()
         if self.repair:
             await lifecycle.remove_orphan_files(self.box, [(t, s) for t, s, _ in stale])
-            removed = {(t, s) for t, s, _ in stale if not self.box.blobs.exists(t, s)}
+            removed = {(t, s) for t, s, _ in stale if not local.exists(t, s)}
         for tenant_id, sha, size in stale:
             self.report.add(
                 "orphan_file",
-                f"{self.box.blobs.path(tenant_id, sha)} ({size:,} bytes) has no blob row and no "
+                f"{local.path(tenant_id, sha)} ({size:,} bytes) has no blob row and no "
                 "upload holds it",
                 (tenant_id, sha) in removed,
             )
@@ -318,7 +325,7 @@ class _Check:
         min_age = float(self.box.settings.orphan_grace_seconds) if running else 0.0
         cutoff = time.time() - min_age
         stale = []
-        for entry in self.box.blobs.iter_temp_files():
+        for entry in self.box.blobs.local.iter_temp_files():
             try:
                 st = entry.stat()
             except FileNotFoundError:

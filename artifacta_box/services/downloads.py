@@ -25,7 +25,7 @@ from artifacta_box.context import Box
 from artifacta_box.services.records import check_live, load_artifact
 from artifacta_box.services.principal import Principal
 from artifacta_box.services.validation import is_artifact_id
-from artifacta_box.storage import LocalBlobStore
+from artifacta_box.storage import BlobRef, BlobStores
 
 DOWNLOAD_URL_SECONDS = 3600
 DOWNLOAD_PREFIX = "/d/"
@@ -34,11 +34,16 @@ MAX_BATCH = 20
 # The columns the byte routes need, with the tenant's plan and suspension (for its rate bucket).
 _SERVE_COLUMNS = (
     "a.artifact_id, a.tenant_id, a.state, a.filename, a.content_type, a.size_bytes, "
-    "a.content_hash, a.expires_at, t.plan AS tenant_plan, t.suspended_at AS tenant_suspended_at"
+    "a.content_hash, a.expires_at, t.plan AS tenant_plan, t.suspended_at AS tenant_suspended_at, "
+    "b.location AS blob_location"
 )
+# Where the bytes are: one more indexed point read (blobs' primary key). No blob row (a damage
+# `check` reports) reads as NULL, the local content address, as before locations existed.
+SERVE_BLOB_JOIN = ("LEFT JOIN blobs b ON b.tenant_id = a.tenant_id "
+                   "AND b.sha256 = a.content_hash")
 _SIGNED_SQL = (
     f"SELECT {_SERVE_COLUMNS} FROM artifacts a JOIN tenants t ON t.tenant_id = a.tenant_id "
-    "WHERE a.artifact_id = ?"
+    f"{SERVE_BLOB_JOIN} WHERE a.artifact_id = ?"
 )
 
 
@@ -55,13 +60,19 @@ class Grant:
 @dataclass(frozen=True)
 class Representation:
     """One stored artifact as the byte routes serve it: what `open_grant` hands to
-    http.byteserve (a file, its length and hash, and how to present it)."""
+    http.byteserve (where its bytes are, their length and hash, and how to present them).
 
-    path: str
+    `ref` names the blob in its store; `path` is its local file when it has one (served with
+    pread/sendfile), `data` its bytes when they came with the row (inline); with neither,
+    http.byteserve streams them through `box.blobs.open`."""
+
+    ref: BlobRef
+    path: str | None
     size: int
     sha256: str
     content_type: str
     filename: str
+    data: bytes | None = None
 
     @property
     def etag(self) -> str:
@@ -164,10 +175,10 @@ async def authorize_signed(
 
 
 @lru_cache(maxsize=8192)
-def _blob_path(blobs: LocalBlobStore, tenant_id: int, sha256: str) -> str:
+def _local_path(blobs: BlobStores, ref: BlobRef) -> str | None:
     # pathlib costs ~20 us a call; a hot artifact's path is computed once (the layout stays
-    # LocalBlobStore's).
-    return str(blobs.path(tenant_id, sha256))
+    # the store's).
+    return blobs.local_path(ref)
 
 
 def open_grant(box: Box, grant: Grant) -> Representation:
@@ -180,9 +191,12 @@ def open_grant(box: Box, grant: Grant) -> Representation:
         )
     check_live(row if row["state"] is not None else None, grant.artifact_id,
                iso(box.clock.now()), allow_pending=False)
+    ref = BlobRef(grant.tenant_id, row["content_hash"], int(row["size_bytes"]),
+                  row["blob_location"])
     return Representation(
-        path=_blob_path(box.blobs, grant.tenant_id, row["content_hash"]),
-        size=int(row["size_bytes"]),
+        ref=ref,
+        path=_local_path(box.blobs, ref),
+        size=ref.size,
         sha256=row["content_hash"],
         content_type=row["content_type"],
         filename=row["filename"],

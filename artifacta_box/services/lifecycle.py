@@ -19,7 +19,7 @@ yielding the writer to API requests in between):
 Deleting a blob file is safe against uploads in flight because it happens only inside a write
 transaction that has just re-checked, in that transaction, that no row references the content
 and that the file has not been touched (uploads refresh the mtime on a dedup hit) for the grace
-period; an upload re-checks the file inside its own write transaction (`ensure_committed`) and
+period; an upload re-checks the file inside its own write transaction (`ensure_placed`) and
 re-links it from its staging file if it went missing, so the two can never interleave badly.
 
 `dry_run` runs the same selection and checks, but rolls back every batch and unlinks nothing
@@ -44,7 +44,7 @@ from artifacta_box.datadir import GC_LOCK_FILE, ServerLock
 from artifacta_box.db import execute, fetchall, fetchone
 from artifacta_box.services import usage
 from artifacta_box.services.audit import record_audit
-from artifacta_box.storage import is_sha256
+from artifacta_box.storage import BlobRef
 
 log = logging.getLogger("artifacta_box.lifecycle")
 
@@ -63,25 +63,29 @@ T = TypeVar("T")
 # The lifecycle's selections, each served by a partial index (tests check the query plans).
 PURGE_SQL = {
     state: (
-        f"SELECT id, artifact_id, tenant_id, content_hash, upload_sha256, {column} AS at "
+        f"SELECT id, artifact_id, tenant_id, content_hash, upload_sha256, upload_location, "
+        f"{column} AS at "
         f"FROM artifacts WHERE state = '{state}' AND {column} <= ? AND ({column}, id) > (?, ?) "
         f"ORDER BY {column}, id LIMIT ?"
     )
     for state, column in (("deleted", "deleted_at"), ("expired", "expired_at"))
 }
 STALE_PENDING_SQL = (
-    "SELECT id, artifact_id, tenant_id, upload_sha256, upload_expires_at AS at "
+    "SELECT id, artifact_id, tenant_id, upload_sha256, upload_location, "
+    "upload_expires_at AS at "
     "FROM artifacts WHERE state = 'pending' AND upload_expires_at <= ? "
     "AND (upload_expires_at, id) > (?, ?) ORDER BY upload_expires_at, id LIMIT ?"
 )
 UNREFERENCED_SQL = (
-    "SELECT tenant_id, sha256, unreferenced_at FROM blobs "
+    "SELECT tenant_id, sha256, size_bytes, location, unreferenced_at FROM blobs "
     "WHERE refs = 0 AND unreferenced_at <= ? "
     "AND (unreferenced_at, tenant_id, sha256) > (?, ?, ?) "
     "ORDER BY unreferenced_at, tenant_id, sha256 LIMIT ?"
 )
+# A pending upload's bytes at the local content address (upload_location NULL) hold that file.
 PENDING_HOLDS_SQL = (
-    "SELECT 1 FROM artifacts WHERE state = 'pending' AND tenant_id = ? AND upload_sha256 = ? LIMIT 1"
+    "SELECT 1 FROM artifacts WHERE state = 'pending' AND tenant_id = ? AND upload_sha256 = ? "
+    "AND upload_location IS NULL LIMIT 1"
 )
 
 
@@ -152,12 +156,28 @@ class _Run:
         self.unreferenced_cutoff = iso_in(self.now, -s.orphan_grace_seconds)
         self.mtime_cutoff = self.now_ts - s.orphan_grace_seconds
         self.report = GcReport(dry_run=dry_run, started_at=self.now_iso)
+        self.deferred: list[BlobRef] = []   # see `write`
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """One batch: `fn` in a write transaction of its own (a batch's bounded work, file
         deletions included, never delays or fails a group of API writes); a dry run rolls it
-        back once `fn` returned."""
-        return await self.box.db.execute_write_fn(fn, own_transaction=True, rollback=self.dry_run)
+        back once `fn` returned. Bytes `fn` deferred (`delete_after_commit`) are deleted once
+        the transaction that removed their last row has committed."""
+        self.deferred = []
+        try:
+            result = await self.box.db.execute_write_fn(fn, own_transaction=True,
+                                                        rollback=self.dry_run)
+        except BaseException:
+            self.deferred = []  # rolled back: their rows are still there
+            raise
+        deferred, self.deferred = self.deferred, []
+        if not self.dry_run:
+            for ref in deferred:
+                try:
+                    await self.box.blobs.delete(ref)
+                except Exception:  # noqa: BLE001 - an orphan now: the next sweep removes it
+                    log.exception("could not delete %s", self.box.blobs.describe(ref))
+        return result
 
     async def pause(self) -> None:
         """Between two batches of a step that has more to do: leave the writer to others."""
@@ -195,23 +215,33 @@ class _Run:
     # ------------------------------------------------------------------ file checks
 
     def _file_is_stale(self, tenant_id: int, sha256: str) -> bool | None:
-        """True if the blob file is older than the grace, False if recently touched, None if
-        it does not exist."""
-        try:
-            st = self.box.blobs.path(tenant_id, sha256).stat()
-        except FileNotFoundError:
-            return None
-        return st.st_mtime <= self.mtime_cutoff
+        """True if the local blob file is older than the grace, False if recently touched,
+        None if it does not exist."""
+        return self.box.blobs.local.untouched_since(BlobRef(tenant_id, sha256, 0, None),
+                                                   self.mtime_cutoff)
 
     def _unlink(self, tenant_id: int, sha256: str) -> int:
-        """Delete a blob file (inside a write transaction, so in the writer's thread: reads on
-        the event loop go on while the filesystem works). A dry run only measures it."""
+        """Delete a local blob file (inside a write transaction, so in the writer's thread:
+        reads on the event loop go on while the filesystem works). A dry run only measures it."""
+        ref = BlobRef(tenant_id, sha256, 0, None)
         if self.dry_run:
-            try:
-                return self.box.blobs.size(tenant_id, sha256)
-            except FileNotFoundError:
-                return 0
-        return self.box.blobs.delete(tenant_id, sha256)
+            st = self.box.blobs.local.stat_sync(ref)
+            return 0 if st is None else st.size
+        return self.box.blobs.local.delete_in_transaction(None, ref)
+
+    def delete_after_commit(self, ref: BlobRef) -> None:
+        """Bytes with their own copy (not content-addressed: no upload can come to share
+        them) whose last row this transaction removes: deleted once it has committed (`write`),
+        so an object is never gone while a row names it."""
+        self.deferred.append(ref)
+
+    def drop_pending_bytes(self, conn: sqlite3.Connection, r: Any) -> None:
+        """A pending reservation leaves the table: the bytes it received go with it."""
+        if r["upload_location"] is not None:
+            self.delete_after_commit(BlobRef(r["tenant_id"], r["upload_sha256"], 0,
+                                             r["upload_location"]))
+        elif r["upload_sha256"] is not None:
+            self.delete_unrowed_file(conn, r["tenant_id"], r["upload_sha256"])
 
     def _pending_holds(self, conn: sqlite3.Connection, tenant_id: int, sha256: str) -> bool:
         """Is a presigned upload still waiting to be completed with these bytes?"""
@@ -220,8 +250,8 @@ class _Run:
     def delete_unrowed_file(self, conn: sqlite3.Connection, tenant_id: int, sha256: str) -> bool:
         """Delete a store file that has no blob row, if nothing can still want it. Must run
         inside a write transaction (see the module docstring)."""
-        if fetchone(conn, "SELECT 1 FROM blobs WHERE tenant_id = ? AND sha256 = ?",
-                    (tenant_id, sha256)):
+        if fetchone(conn, "SELECT 1 FROM blobs WHERE tenant_id = ? AND sha256 = ? "
+                    "AND location IS NULL", (tenant_id, sha256)):
             return False
         if self._file_is_stale(tenant_id, sha256) is not True:
             return False
@@ -266,9 +296,9 @@ class _Run:
         conn.execute("DELETE FROM artifacts WHERE id = ?", (r["id"],))
         if r["content_hash"] is not None:
             usage.drop_reference(conn, r["tenant_id"], r["content_hash"], self.now_iso)
-        elif r["upload_sha256"] is not None:
+        else:
             # A presigned reservation deleted before completion: its bytes never had a row.
-            self.delete_unrowed_file(conn, r["tenant_id"], r["upload_sha256"])
+            self.drop_pending_bytes(conn, r)
 
     async def stale_pending(self) -> None:
         def remove(conn: sqlite3.Connection, r: Any) -> None:
@@ -276,8 +306,7 @@ class _Run:
                          (r["artifact_id"],))
             conn.execute("DELETE FROM links WHERE artifact_id = ?", (r["artifact_id"],))
             conn.execute("DELETE FROM artifacts WHERE id = ?", (r["id"],))
-            if r["upload_sha256"] is not None:
-                self.delete_unrowed_file(conn, r["tenant_id"], r["upload_sha256"])
+            self.drop_pending_bytes(conn, r)
 
         self.report.purged_pending += await self.keyset_batches(
             STALE_PENDING_SQL, (self.pending_cutoff,), ("", 0), lambda r: (r["at"], r["id"]),
@@ -286,14 +315,23 @@ class _Run:
 
     async def unreferenced_blobs(self) -> None:
         def collect(conn: sqlite3.Connection, r: Any) -> None:
-            tenant_id, sha = r["tenant_id"], r["sha256"]
-            if self._file_is_stale(tenant_id, sha) is False:
-                return  # touched recently: an upload is about to reference it
-            if self._pending_holds(conn, tenant_id, sha):
-                return
+            tenant_id, sha, location = r["tenant_id"], r["sha256"], r["location"]
+            ref = BlobRef(tenant_id, sha, int(r["size_bytes"]), location)
+            shared = self.box.blobs.content_addressed_for(location)
+            if shared:
+                # One file per content: an upload of the same bytes may be about to reference
+                # it (it touched the file on its dedup hit), or a pending upload holds it.
+                if self._file_is_stale(tenant_id, sha) is False:
+                    return
+                if self._pending_holds(conn, tenant_id, sha):
+                    return
             conn.execute("DELETE FROM blobs WHERE tenant_id = ? AND sha256 = ? AND refs = 0",
                          (tenant_id, sha))
-            freed = self._unlink(tenant_id, sha)
+            if shared:
+                freed = self._unlink(tenant_id, sha)
+            else:
+                freed = ref.size
+                self.delete_after_commit(ref)
             self.report.deleted_blobs += 1
             self.report.reclaimed_bytes += freed
 
@@ -333,8 +371,9 @@ class _Run:
 
     def _scan_stale_files(self) -> list[tuple[int, str]]:
         out = []
-        for info in self.box.blobs.iter_blobs():
-            if info.mtime <= self.mtime_cutoff and is_sha256(info.sha256):
+        for info in self.box.blobs.local.iter_blobs():
+            if info.mtime <= self.mtime_cutoff and not info.stray and info.sha256 is not None \
+                    and info.tenant_id is not None:
                 out.append((info.tenant_id, info.sha256))
         return out
 
@@ -374,7 +413,7 @@ class _Run:
             (iso_in(self.now, -GC_RUNS_KEEP_DAYS * 86400),)))
 
     async def temp_files(self, min_age: float) -> None:
-        blobs = self.box.blobs
+        blobs = self.box.blobs.local
         if self.dry_run:
             cutoff = time.time() - min_age
             files = size = 0
@@ -454,7 +493,7 @@ async def run_gc(
 
 
 async def rowless(box: Box, files: list[tuple[int, str]]) -> list[tuple[int, str]]:
-    """The (tenant_id, sha256) pairs among `files` that have no blob row, looked up in batches
+    """The (tenant_id, sha256) pairs among local `files` that have no local blob row, looked up in batches
     on a reader (one indexed IN query per 500 files), so a store of millions of files costs the
     writer nothing. A snapshot answer: whoever deletes must re-check under the writer."""
     by_tenant: dict[int, list[str]] = {}
@@ -466,7 +505,8 @@ async def rowless(box: Box, files: list[tuple[int, str]]) -> list[tuple[int, str
             chunk = shas[start:start + BATCH]
             marks = ",".join("?" * len(chunk))
             rows = await box.db.fetchall(
-                f"SELECT sha256 FROM blobs WHERE tenant_id = ? AND sha256 IN ({marks})",
+                f"SELECT sha256 FROM blobs WHERE tenant_id = ? AND sha256 IN ({marks}) "
+                "AND location IS NULL",
                 (tenant_id, *chunk),
             )
             known = {r["sha256"] for r in rows}

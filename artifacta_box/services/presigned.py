@@ -38,15 +38,15 @@ from artifacta_box.services.uploads import (
     ArtifactSpec,
     check_session_open,
     check_storage_quota,
-    discard_staged,
     drop_blob_if_unreferenced,
+    drop_received,
     insert_metadata_rows,
     record_session_use,
 )
 from artifacta_box.services.records import artifact_record, load_artifact
 from artifacta_box.services.principal import Principal
 from artifacta_box.services.validation import is_artifact_id, metadata_json
-from artifacta_box.storage import StagedBlob
+from artifacta_box.storage import BlobRef, Received
 
 log = logging.getLogger("artifacta_box.presigned")
 
@@ -137,81 +137,121 @@ def check_accepts_bytes(state: str, artifact_id: str, *, tenant_suspended: bool 
     )
 
 
-async def store_upload(box: Box, target: UploadTarget, staged: StagedBlob) -> None:
+async def store_upload(box: Box, target: UploadTarget, received: Received) -> None:
     """Commit the received bytes to the blob store and point the pending row at them.
 
-    The staging file is discarded in every case. If the row stopped being pending meanwhile
-    (completed → 409, deleted → 410), the bytes are dropped again.
+    The store's commit steps run as for a direct upload (`uploads.commit_new_artifact`). If
+    the row stopped being pending meanwhile (completed → 409, deleted → 410), the bytes are
+    dropped again; a retried PUT's earlier bytes are dropped once the row names the new ones.
     """
     tenant_id = target.tenant_id
 
-    def point_at_bytes(conn: sqlite3.Connection) -> str | None:
+    def point_at_bytes(conn: sqlite3.Connection) -> tuple[str | None, str | None]:
         row = fetchone(
-            conn, "SELECT id, state, upload_sha256 FROM artifacts WHERE artifact_id = ? "
-            "AND tenant_id = ?", (target.artifact_id, tenant_id),
+            conn, "SELECT id, state, upload_sha256, upload_location FROM artifacts "
+            "WHERE artifact_id = ? AND tenant_id = ?", (target.artifact_id, tenant_id),
         )
         if row is None:
             raise errors.ArtifactNotFound(f"Artifact {target.artifact_id} was not found.")
         check_accepts_bytes(row["state"], target.artifact_id)
-        box.blobs.ensure_committed(tenant_id, staged)
+        box.blobs.ensure_placed(conn, received)
         conn.execute(
-            "UPDATE artifacts SET upload_sha256 = ?, upload_size = ? WHERE id = ?",
-            (staged.sha256, staged.size, row["id"]),
+            "UPDATE artifacts SET upload_sha256 = ?, upload_size = ?, upload_location = ? "
+            "WHERE id = ?",
+            (received.sha256, received.size, received.location, row["id"]),
         )
-        return row["upload_sha256"]
+        return row["upload_sha256"], row["upload_location"]
 
-    created = stored = False
-    previous: str | None = None
+    placed = stored = False
+    previous: tuple[str | None, str | None] = (None, None)
     try:
-        created = await box.blobs.commit_staged(tenant_id, staged)
+        placed = await box.blobs.place(received)
         previous = await box.db.execute_write_fn(point_at_bytes)
         stored = True
     finally:
-        await discard_staged(staged)
-        stale = None
-        if created and not stored:
-            stale = staged.sha256
-        elif stored and previous and previous != staged.sha256:
-            stale = previous  # a retried PUT replaced these bytes
-        if stale is not None:
-            try:
-                await asyncio.shield(drop_blob_if_unreferenced(box, tenant_id, stale))
-            except Exception:  # keep the original outcome; gc removes orphans later
-                log.exception("could not remove an unreferenced presigned upload blob")
+        await box.blobs.release(received)
+        if not stored:
+            await drop_received(box, received, placed)
+    prev_sha, prev_location = previous
+    if prev_sha is not None and (prev_sha, prev_location) != (received.sha256, received.location):
+        # A retried PUT replaced these bytes.
+        await drop_upload_bytes(box, tenant_id, prev_sha, prev_location)
+
+
+async def drop_upload_bytes(box: Box, tenant_id: int, sha256: str | None,
+                            location: str | None) -> None:
+    """Remove bytes a pending row no longer names (replaced, or never completed): a local file
+    only if no row names its content, anything else (its own key) outright. Shielded; a
+    failure is logged (gc removes orphans later)."""
+    try:
+        if box.blobs.content_addressed_for(location):
+            if sha256 is not None:
+                await asyncio.shield(drop_blob_if_unreferenced(box, tenant_id, sha256))
+        else:
+            await asyncio.shield(box.blobs.delete(BlobRef(tenant_id, sha256, 0, location)))
+    except Exception:  # keep the original outcome
+        log.exception("could not remove the bytes of a replaced presigned upload")
 
 
 async def complete_upload(box: Box, principal: Principal, artifact_id: str) -> dict[str, Any]:
-    """Make a pending upload an active artifact (see the module docstring). Idempotent."""
-    tenant_id = principal.tenant_id
+    """Make a pending upload an active artifact (see the module docstring). Idempotent.
 
-    def complete(conn: sqlite3.Connection) -> Any:
-        now = box.clock.now()
-        now_iso = iso(now)
-        row = load_artifact(conn, tenant_id, artifact_id, now_iso, allow_pending=True)
-        if row["state"] == "active":
-            return row
-        sha256, size = row["upload_sha256"], row["upload_size"]
-        if sha256 is None or not box.blobs.exists(tenant_id, sha256):
+    The received bytes are looked up in their store before the write job (no store I/O holds
+    the writer); the job then re-reads the row and commits only if it still names the same
+    bytes (a PUT retried meanwhile: looked up again). A pending row keeps its bytes
+    referenced, so gc cannot take them in between."""
+    tenant_id = principal.tenant_id
+    while True:
+        now_iso = iso(box.clock.now())
+        pending = await box.db.execute_fn(
+            lambda conn, now_iso=now_iso: load_artifact(conn, tenant_id, artifact_id, now_iso,
+                                                        allow_pending=True))
+        if pending["state"] == "active":
+            return artifact_record(pending)
+        names = (pending["upload_sha256"], pending["upload_size"], pending["upload_location"])
+        sha256, size, location = names
+        if sha256 is None or await box.blobs.stat(
+                BlobRef(tenant_id, sha256, size, location)) is None:
             raise errors.UploadNotFound(
                 f"The bytes of {artifact_id} have not arrived: PUT them to its upload_url, then "
                 "call complete again."
             )
-        record_session_use(conn, tenant_id, row["session_id"], now_iso)
-        billable = usage.billable_bytes(conn, tenant_id, sha256, size)
-        check_storage_quota(conn, principal, billable, now_iso)
-        usage.add_reference(conn, tenant_id, sha256, size, now_iso)
-        expires_at = row["expires_at"]
-        if expires_at is not None:
-            ttl = parse_iso(expires_at) - parse_iso(row["created_at"])
-            expires_at = iso(now + ttl)
-        conn.execute(
-            "UPDATE artifacts SET state = 'active', content_hash = ?, size_bytes = ?, "
-            "created_at = ?, expires_at = ?, upload_sha256 = NULL, upload_size = NULL, "
-            "upload_expires_at = NULL WHERE id = ?",
-            (sha256, size, now_iso, expires_at, row["id"]),
-        )
-        metadata = json.loads(row["metadata"]) if row["metadata"] else {}
-        insert_metadata_rows(conn, tenant_id, artifact_id, now_iso, metadata)
-        return fetchone(conn, "SELECT * FROM artifacts WHERE id = ?", (row["id"],))
+        committed = await box.db.execute_write_fn(
+            lambda conn, names=names: _complete(conn, box, principal, artifact_id, names))
+        if committed is not None:
+            row, kept = committed
+            if not kept:  # a duplicate of bytes the tenant already stores elsewhere
+                await drop_upload_bytes(box, tenant_id, sha256, location)
+            return artifact_record(row)
 
-    return artifact_record(await box.db.execute_write_fn(complete))
+
+def _complete(conn: sqlite3.Connection, box: Box, principal: Principal, artifact_id: str,
+              names: tuple[str, int, str | None]) -> tuple[Any, bool] | None:
+    """The commit of `complete_upload`: (row, whether the blob row names these bytes), or None
+    if the row no longer names the bytes looked up (look again)."""
+    tenant_id = principal.tenant_id
+    sha256, size, location = names
+    now = box.clock.now()
+    now_iso = iso(now)
+    row = load_artifact(conn, tenant_id, artifact_id, now_iso, allow_pending=True)
+    if row["state"] == "active":
+        return row, True
+    if (row["upload_sha256"], row["upload_size"], row["upload_location"]) != names:
+        return None
+    record_session_use(conn, tenant_id, row["session_id"], now_iso)
+    billable = usage.billable_bytes(conn, tenant_id, sha256, size)
+    check_storage_quota(conn, principal, billable, now_iso)
+    kept = usage.add_reference(conn, tenant_id, sha256, size, now_iso, location=location)
+    expires_at = row["expires_at"]
+    if expires_at is not None:
+        ttl = parse_iso(expires_at) - parse_iso(row["created_at"])
+        expires_at = iso(now + ttl)
+    conn.execute(
+        "UPDATE artifacts SET state = 'active', content_hash = ?, size_bytes = ?, "
+        "created_at = ?, expires_at = ?, upload_sha256 = NULL, upload_size = NULL, "
+        "upload_location = NULL, upload_expires_at = NULL WHERE id = ?",
+        (sha256, size, now_iso, expires_at, row["id"]),
+    )
+    metadata = json.loads(row["metadata"]) if row["metadata"] else {}
+    insert_metadata_rows(conn, tenant_id, artifact_id, now_iso, metadata)
+    return fetchone(conn, "SELECT * FROM artifacts WHERE id = ?", (row["id"],)), kept

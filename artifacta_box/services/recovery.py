@@ -32,6 +32,7 @@ from artifacta_box.context import Box
 from artifacta_box.db import fetchone
 from artifacta_box.services import tenants, usage, validation
 from artifacta_box.services.audit import record_audit
+from artifacta_box.storage import BlobRef
 from artifacta_box.units import format_duration
 
 # Deleted rows that still have their bytes, newest delete first: the partial index
@@ -82,6 +83,19 @@ async def restore_artifact(box: Box, artifact_id: str, ttl: str | None = None,
                            actor: str = "cli") -> dict[str, Any]:
     """Undelete `artifact_id` (see the module docstring). `ttl` ("7d", "never") gives it a new
     expiry counted from now; without it the artifact keeps the expiry it had."""
+    # The bytes are looked up in their store first (no store I/O holds the writer): a deleted
+    # row keeps its blob reference, so gc cannot take them before the job below runs.
+    present = True
+    stored = None
+    if validation.is_artifact_id(artifact_id):
+        stored = await box.db.fetchone(
+            "SELECT a.tenant_id, a.content_hash, a.size_bytes, b.location FROM artifacts a "
+            "LEFT JOIN blobs b ON b.tenant_id = a.tenant_id AND b.sha256 = a.content_hash "
+            "WHERE a.artifact_id = ? AND a.state = 'deleted'", (artifact_id,))
+    if stored is not None and stored["content_hash"] is not None:
+        present = await box.blobs.stat(BlobRef(int(stored["tenant_id"]), stored["content_hash"],
+                                               int(stored["size_bytes"]),
+                                               stored["location"])) is not None
 
     def restore(conn: sqlite3.Connection) -> dict[str, Any]:
         now = box.clock.now()
@@ -127,7 +141,7 @@ async def restore_artifact(box: Box, artifact_id: str, ttl: str | None = None,
                 "deleted; give it a new lifetime, e.g. --ttl 7d."
             )
         tenant_id, sha256, size = int(row["tenant_id"]), row["content_hash"], int(row["size_bytes"])
-        if not box.blobs.path(tenant_id, sha256).is_file():
+        if not present:
             raise errors.InternalError(
                 f"The bytes of {artifact_id} are missing from the blob store; run "
                 "`artifacta-box check` and restore them from a backup."

@@ -33,7 +33,7 @@ from artifacta_box.services import usage, validation
 from artifacta_box.services.records import artifact_record, is_expired
 from artifacta_box.services.principal import Principal
 from artifacta_box.services.validation import metadata_json
-from artifacta_box.storage import StagedBlob
+from artifacta_box.storage import BlobRef, Received
 
 log = logging.getLogger("artifacta_box.artifacts")
 
@@ -200,59 +200,72 @@ def check_storage_quota(conn: sqlite3.Connection, principal: Principal, billable
 
 
 def blob_referenced(conn: sqlite3.Connection, tenant_id: int, sha256: str) -> bool:
-    """Whether any row points at these bytes: a `blobs` row (a committed artifact, in any state
-    until purge) or an artifact row holding them as a received presigned upload."""
-    if fetchone(conn, "SELECT 1 FROM blobs WHERE tenant_id = ? AND sha256 = ?",
-                (tenant_id, sha256)) is not None:
+    """Whether any row points at the local file of these bytes (its content address): a
+    `blobs` row at the local location (a committed artifact, in any state until purge) or an
+    artifact row holding them as a received presigned upload."""
+    if fetchone(conn, "SELECT 1 FROM blobs WHERE tenant_id = ? AND sha256 = ? "
+                "AND location IS NULL", (tenant_id, sha256)) is not None:
         return True
     return fetchone(
-        conn, "SELECT 1 FROM artifacts WHERE tenant_id = ? AND upload_sha256 = ? LIMIT 1",
+        conn, "SELECT 1 FROM artifacts WHERE tenant_id = ? AND upload_sha256 = ? "
+        "AND upload_location IS NULL LIMIT 1",
         (tenant_id, sha256),
     ) is not None
 
 
-async def discard_staged(staged: StagedBlob) -> None:
-    """Remove a staging file in a worker thread: unlinking a large file whose blocks are not
-    shared with a committed blob takes long enough (~0.2 s per GiB) to stall every request if
-    done on the event loop. Shielded, so a request cancelled meanwhile still removes it."""
-    if not staged.on_disk:
-        return  # a small body held in memory: nothing to remove
-    await asyncio.shield(asyncio.get_running_loop().run_in_executor(None, staged.discard))
-
-
 async def drop_blob_if_unreferenced(box: Box, tenant_id: int, sha256: str) -> bool:
-    """Remove a blob file no row references (one a failed or replaced upload added).
+    """Remove a local blob file no row references (one a failed or replaced upload added).
 
     Runs in a write transaction, so it cannot interleave with a commit that references the same
-    bytes; such a commit re-links the file from its own staging copy (`ensure_committed`)
-    if it finds it gone. Returns True if the file was removed.
+    bytes; such a commit re-links the file from its own staging copy (`ensure_placed`) if it
+    finds it gone. Returns True if the file was removed.
     """
+    ref = BlobRef(tenant_id, sha256, 0, None)
+
     def drop(conn: sqlite3.Connection) -> bool:
         if blob_referenced(conn, tenant_id, sha256):
             return False
-        box.blobs.delete(tenant_id, sha256)  # in the writer's thread, off the event loop
+        box.blobs.delete_in_transaction(conn, ref)  # in the writer's thread, off the event loop
         return True
 
     return await box.db.execute_write_fn(drop)
 
 
+async def drop_received(box: Box, received: Received, placed: bool) -> None:
+    """After a commit that did not keep `received` (refused, replayed, or a duplicate of bytes
+    stored elsewhere): remove what this upload added. A content-addressed store may share the
+    file with another row, so it is removed only if `place` created it and no row names it; any
+    other store gave this upload its own copy, deleted outright. Shielded: a client disconnect
+    (task cancellation) must not skip it; a failure is logged (gc removes orphans later)."""
+    try:
+        if box.blobs.content_addressed_for(received.location):
+            if placed:
+                await asyncio.shield(drop_blob_if_unreferenced(box, received.tenant_id,
+                                                               received.sha256))
+        else:
+            await asyncio.shield(box.blobs.delete(received.ref))
+    except Exception:  # keep the original outcome
+        log.exception("could not remove the unreferenced bytes of an upload")
+
+
 async def commit_new_artifact(
     box: Box,
     principal: Principal,
-    staged: StagedBlob,
+    received: Received,
     spec: ArtifactSpec,
     idem_key: str | None = None,
 ) -> tuple[dict[str, Any], bool]:
-    """Make an uploaded blob a visible artifact. Returns (record, replayed).
+    """Make uploaded bytes a visible artifact. Returns (record, replayed).
 
-    The staging file is discarded in every case (it stays a hard link in the CAS when new); a
-    blob file this call added is removed again when the commit is refused.
+    The store's three commit steps (storage/blobs.py): `place` before the write job, then
+    `ensure_placed` inside it (in the same transaction as the blob row), `release` after it in
+    every case. Bytes the commit did not keep are removed again (`drop_received`).
     """
     tenant_id = principal.tenant_id
-    request_hash = spec.request_hash(staged.sha256) if idem_key else None
-    created = inserted = False
+    request_hash = spec.request_hash(received.sha256) if idem_key else None
+    placed = kept = False
 
-    def transaction(conn: sqlite3.Connection) -> tuple[Any, bool]:
+    def transaction(conn: sqlite3.Connection) -> tuple[Any, bool, bool]:
         # Runs in the writer's thread as one job of a group commit (Database.execute_write_fn).
         now = box.clock.now()
         now_iso = iso(now)
@@ -260,20 +273,21 @@ async def commit_new_artifact(
             original = find_idempotent_replay(conn, box, tenant_id, idem_key, request_hash,
                                                    now_iso)
             if original is not None:
-                return original, True
+                return original, True, False
         record_session_use(conn, tenant_id, spec.session_id, now_iso)
-        billable = usage.billable_bytes(conn, tenant_id, staged.sha256, staged.size)
+        billable = usage.billable_bytes(conn, tenant_id, received.sha256, received.size)
         check_storage_quota(conn, principal, billable, now_iso)
-        box.blobs.ensure_committed(tenant_id, staged)
-        usage.add_reference(conn, tenant_id, staged.sha256, staged.size, now_iso)
+        box.blobs.ensure_placed(conn, received)
+        kept = usage.add_reference(conn, tenant_id, received.sha256, received.size, now_iso,
+                                   location=received.location)
         artifact_id = new_artifact_id()
         expires_at = None if spec.ttl_seconds is None else iso_in(now, spec.ttl_seconds)
         conn.execute(
             "INSERT INTO artifacts (artifact_id, tenant_id, state, filename, content_type, "
             "size_bytes, content_hash, session_id, agent_id, metadata, created_at, expires_at) "
             "VALUES (?, ?, 'active', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (artifact_id, tenant_id, spec.filename, spec.content_type, staged.size,
-             staged.sha256, spec.session_id, spec.agent_id, metadata_json(spec.metadata),
+            (artifact_id, tenant_id, spec.filename, spec.content_type, received.size,
+             received.sha256, spec.session_id, spec.agent_id, metadata_json(spec.metadata),
              now_iso, expires_at),
         )
         insert_metadata_rows(conn, tenant_id, artifact_id, now_iso, spec.metadata)
@@ -284,20 +298,13 @@ async def commit_new_artifact(
                 (tenant_id, idem_key, request_hash, artifact_id, now_iso),
             )
         row = fetchone(conn, "SELECT * FROM artifacts WHERE artifact_id = ?", (artifact_id,))
-        return row, False
+        return row, False, kept
 
     try:
-        created = await box.blobs.commit_staged(tenant_id, staged)
-        row, replayed = await box.db.execute_write_fn(transaction)
-        if replayed:
-            return artifact_record(row), True
-        inserted = True
-        return artifact_record(row), False
+        placed = await box.blobs.place(received)
+        row, replayed, kept = await box.db.execute_write_fn(transaction)
+        return artifact_record(row), replayed
     finally:
-        await discard_staged(staged)
-        if created and not inserted:
-            # Shielded: a client disconnect (task cancellation) must not skip the cleanup.
-            try:
-                await asyncio.shield(drop_blob_if_unreferenced(box, tenant_id, staged.sha256))
-            except Exception:  # keep the original error; gc removes orphans later
-                log.exception("could not remove the unreferenced blob of a refused upload")
+        await box.blobs.release(received)
+        if not kept:
+            await drop_received(box, received, placed)

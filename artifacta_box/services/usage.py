@@ -23,30 +23,42 @@ from artifacta_box.db import fetchall, fetchone
 
 
 def add_reference(conn: sqlite3.Connection, tenant_id: int, sha256: str, size: int,
-                  now_iso: str) -> int:
-    """Reference a blob from a newly active artifact. Returns the bytes newly billed (0 on dedup)."""
+                  now_iso: str, location: str | None = None) -> bool:
+    """Reference a blob from a newly active artifact whose bytes were received at `location`
+    (storage/blobs.py). A new blob row records that location; on a dedup hit the row keeps its
+    own. Returns whether the row names `location`, i.e. whether the received bytes are the ones
+    kept (False: they are a duplicate of bytes stored elsewhere, to be deleted after the
+    commit unless the store shares one copy per content)."""
     row = fetchone(
-        conn, "SELECT live_refs FROM blobs WHERE tenant_id = ? AND sha256 = ?", (tenant_id, sha256)
+        conn, "SELECT live_refs, location FROM blobs WHERE tenant_id = ? AND sha256 = ?",
+        (tenant_id, sha256),
     )
     if row is None:
         conn.execute(
-            "INSERT INTO blobs (tenant_id, sha256, size_bytes, refs, live_refs, created_at) "
-            "VALUES (?, ?, ?, 1, 1, ?)",
-            (tenant_id, sha256, size, now_iso),
+            "INSERT INTO blobs (tenant_id, sha256, size_bytes, refs, live_refs, created_at, "
+            "location) VALUES (?, ?, ?, 1, 1, ?, ?)",
+            (tenant_id, sha256, size, now_iso, location),
         )
-        billed = size
+        billed, kept = size, True
     else:
         conn.execute(
             "UPDATE blobs SET refs = refs + 1, live_refs = live_refs + 1, unreferenced_at = NULL "
             "WHERE tenant_id = ? AND sha256 = ?",
             (tenant_id, sha256),
         )
-        billed = size if row["live_refs"] == 0 else 0
+        billed, kept = (size if row["live_refs"] == 0 else 0), row["location"] == location
     if billed:
         conn.execute(
             "UPDATE tenants SET storage_bytes = storage_bytes + ? WHERE tenant_id = ?", (billed, tenant_id)
         )
-    return billed
+    return kept
+
+
+def blob_location(conn: sqlite3.Connection, tenant_id: int, sha256: str) -> tuple[bool, str | None]:
+    """(whether a blob row exists, its location)."""
+    row = fetchone(conn, "SELECT location FROM blobs WHERE tenant_id = ? AND sha256 = ?",
+                   (tenant_id, sha256))
+    return (False, None) if row is None else (True, row["location"])
 
 
 def billable_bytes(conn: sqlite3.Connection, tenant_id: int, sha256: str, size: int) -> int:

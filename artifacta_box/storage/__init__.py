@@ -1,14 +1,26 @@
-"""Content-addressed blob storage with streaming ingest."""
+"""Blob storage: the interface (blobs.py), the local content-addressed store (blobstore.py) and
+the S3 backend (s3/)."""
 
-from artifacta_box.storage.blobstore import (
-    BlobInfo,
+from artifacta_box.storage.blobs import (
+    INLINE,
+    BlobMissing,
+    BlobReader,
+    BlobRef,
+    BlobStat,
+    BlobStore,
+    BlobStores,
+    BlobWriter,
     LimitExceeded,
-    LocalBlobStore,
-    StagedBlob,
-    StagingFile,
+    PresignedUpload,
+    Received,
     StorageError,
     StorageFull,
     StorageUnwritable,
+    StoredBlob,
+)
+from artifacta_box.storage.blobstore import (
+    LocalBlobStore,
+    StagingFile,
     fsync_dir,
     hash_file,
     is_sha256,
@@ -16,7 +28,8 @@ from artifacta_box.storage.blobstore import (
 )
 
 __all__ = [
-    "BlobInfo", "LimitExceeded", "LocalBlobStore", "StagedBlob", "StagingFile",
-    "StorageError", "StorageFull", "StorageUnwritable", "fsync_dir", "hash_file", "is_sha256",
-    "write_file_durably",
+    "INLINE", "BlobMissing", "BlobReader", "BlobRef", "BlobStat", "BlobStore", "BlobStores",
+    "BlobWriter", "LimitExceeded", "LocalBlobStore", "PresignedUpload", "Received",
+    "StagingFile", "StorageError", "StorageFull", "StorageUnwritable", "StoredBlob",
+    "fsync_dir", "hash_file", "is_sha256", "write_file_durably",
 ]

@@ -15,15 +15,19 @@ One fan-out level (256 directories per tenant, like git's objects/): a second le
 Write order (durability: an acknowledged upload survives a crash, README "Operations"): stream
 to a staging file while hashing and counting, enforce the byte limit mid-stream, fsync the file,
 hard-link it into place and fsync the directory; only then does the caller commit the database
-row that makes it visible. A body small enough to stay in the first buffer (`INLINE_MAX`) skips
+row that makes it visible. A body small enough to stay in the first buffer (`MEMORY_MAX`) skips
 the staging file: it is hashed in memory and written once, straight to its content address (an
 anonymous O_TMPFILE inode in the target directory, fsynced, then linked to its name), or not
 written at all when those bytes are already stored.
 A crash leaves at worst a staging file (removed on the next start) or an unreferenced blob
 (removed by gc after a grace period).
 
-The interface (`staging`, `commit_staged`, `ensure_committed`, `path`, `exists`, `delete`,
-`iter_blobs`) is what a second backend (S3-compatible object storage) would implement.
+`LocalBlobStore` implements the blob-store interface (storage/blobs.py: `writer`, `place`,
+`ensure_placed`, `release`, `stat`, `open`, `verify`, `delete`, `listing`, ...) for rows whose
+location is NULL. Being content-addressed, every upload of the same bytes by one tenant shares
+one file, so a file is deleted only inside a write transaction (`delete_in_transaction`) that
+has just re-checked no row references it, and an upload re-checks its file inside its own
+(`ensure_placed`).
 """
 
 from __future__ import annotations
@@ -34,73 +38,33 @@ import hashlib
 import os
 import secrets
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
+
+from artifacta_box.storage.blobs import (
+    LOCAL,
+    BlobMissing,
+    BlobRef,
+    BlobStat,
+    LimitExceeded,
+    Received,
+    StorageError,
+    StorageFull,
+    StorageUnwritable,
+    StoredBlob,
+)
 
 CHUNK = 1024 * 1024  # staging buffer flushed to disk (and hashed) in 1 MiB slices
-INLINE_MAX = 256 * 1024  # bodies up to this size never touch a staging file
+MEMORY_MAX = 256 * 1024  # bodies up to this size never touch a staging file (held in memory)
 _INLINE_HASH_MAX = 64 * 1024  # hashed on the event loop below this (~40 us), else in a thread
 LAYOUT_VERSION = "2"
-
-
-class StorageError(Exception):
-    """Base class for blob store failures."""
-
-
-class LimitExceeded(StorageError):
-    """More bytes arrived than the caller allowed; the staging file has been removed."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"more than {limit} bytes")
-        self.limit = limit
-
-
-class StorageFull(StorageError):
-    """The disk is full, or below the configured free-space reserve."""
-
-
-class StorageUnwritable(StorageError):
-    """The data directory cannot be written (permissions, read-only filesystem, I/O error)."""
 
 
 def _classify_oserror(exc: OSError) -> StorageError:
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return StorageFull("the disk holding the data directory is full")
     return StorageUnwritable(f"the data directory cannot be written: {exc.strerror or exc}")
-
-
-@dataclass(frozen=True, eq=False)
-class StagedBlob:
-    """Received, hashed bytes not yet at their content address: a named staging file (`path`),
-    or for small bodies the bytes themselves (`data`, `path` None)."""
-
-    path: str | None
-    sha256: str
-    size: int
-    data: bytes | bytearray | None = None
-
-    @property
-    def on_disk(self) -> bool:
-        return self.path is not None
-
-    def discard(self) -> None:
-        if self.path is None:
-            return
-        try:
-            os.unlink(self.path)
-        except FileNotFoundError:
-            pass
-
-
-@dataclass(frozen=True)
-class BlobInfo:
-    tenant_id: int
-    sha256: str
-    path: str
-    size: int
-    mtime: float
 
 
 def fsync_dir(path: str | Path) -> None:
@@ -133,9 +97,10 @@ class StagingFile:
     byte is hashed once and written once; the whole body is never in memory.
     """
 
-    def __init__(self, path: str, limit: int) -> None:
+    def __init__(self, path: str, limit: int, tenant_id: int) -> None:
         self.path = path
         self.limit = limit
+        self.tenant_id = tenant_id
         self.size = 0
         self._hash = hashlib.sha256()
         self._buf = bytearray()
@@ -200,13 +165,13 @@ class StagingFile:
         finally:
             os.close(fd)
 
-    async def finish(self) -> StagedBlob:
+    async def finish(self) -> Received:
         """Flush, fsync and close. The staging file stays until committed or discarded.
 
-        A body that never left the first buffer and is at most INLINE_MAX comes back in memory
-        (no staging file at all); `commit_staged` writes it once, at its content address.
+        A body that never left the first buffer and is at most MEMORY_MAX comes back in memory
+        (no staging file at all); `place` writes it once, at its content address.
         """
-        if self._fd is None and self._pending is None and self.size <= INLINE_MAX \
+        if self._fd is None and self._pending is None and self.size <= MEMORY_MAX \
                 and not self._closed:
             data, self._buf = self._buf, bytearray()  # handed over, not copied
             self._closed = True
@@ -214,7 +179,7 @@ class StagingFile:
                 self._hash.update(data)
             else:
                 await asyncio.get_running_loop().run_in_executor(None, self._hash.update, data)
-            return StagedBlob(None, self._hash.hexdigest(), self.size, data)
+            return Received(self.tenant_id, self._hash.hexdigest(), self.size, data=data)
         loop = asyncio.get_running_loop()
         work: asyncio.Future[None] | None = None
         try:
@@ -228,7 +193,8 @@ class StagingFile:
             # worker thread (which may be creating it right now) is done with it.
             await asyncio.shield(self._discard_after(work))
             raise
-        return StagedBlob(self.path, self._hash.hexdigest(), self.size)
+        return Received(self.tenant_id, self._hash.hexdigest(), self.size,
+                        staging_path=self.path)
 
     async def _discard_after(self, work: asyncio.Future[None] | None) -> None:
         if work is not None:
@@ -388,10 +354,11 @@ class LocalBlobStore:
 
     # ------------------------------------------------------------------ write path
 
-    def staging(self, limit: int) -> StagingFile:
-        """A new staging file that refuses more than `limit` bytes."""
+    def writer(self, tenant_id: int, limit: int, content_type: str | None = None) -> StagingFile:
+        """A new staging file that refuses more than `limit` bytes (`content_type` is not
+        stored: the row holds it)."""
         name = f"{int(time.time())}-{secrets.token_hex(8)}.part"
-        return StagingFile(str(self.tmp_root / name), limit)
+        return StagingFile(str(self.tmp_root / name), limit, tenant_id)
 
     def path(self, tenant_id: int, sha256: str) -> Path:
         if not is_sha256(sha256):
@@ -410,8 +377,8 @@ class LocalBlobStore:
     def exists(self, tenant_id: int, sha256: str) -> bool:
         return self.path(tenant_id, sha256).is_file()
 
-    def _commit_sync(self, tenant_id: int, staged: StagedBlob) -> bool:
-        target = self.path(tenant_id, staged.sha256)
+    def _commit_sync(self, received: Received) -> bool:
+        target = self.path(received.tenant_id, received.sha256)
         if target.exists():
             # Dedup hit: refresh mtime so orphan gc's grace period protects it until our row lands.
             os.utime(target)
@@ -423,13 +390,13 @@ class LocalBlobStore:
                 d.mkdir(parents=True, exist_ok=True)
             dfd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
             try:
-                if staged.path is not None:
+                if received.staging_path is not None:
                     try:
-                        os.link(staged.path, target)
+                        os.link(received.staging_path, target)
                     except FileExistsError:
                         os.utime(target)
                         return False
-                elif not self._write_at(dfd, target, staged.data or b""):
+                elif not self._write_at(dfd, target, received.data or b""):
                     return False
                 os.fsync(dfd)
             finally:
@@ -490,29 +457,77 @@ class LocalBlobStore:
         finally:
             os.unlink(name)
 
-    async def commit_staged(self, tenant_id: int, staged: StagedBlob) -> bool:
-        """Make `staged` durable at its content address. Returns True if the blob is new.
+    async def place(self, received: Received) -> bool:
+        """Make `received` durable at its content address. Returns True if the blob is new.
 
-        The staging file is kept (call `staged.discard()` after the row commits) so
-        `ensure_committed` can restore the blob if gc removed it in between.
+        The staging file is kept (`release` removes it after the row commits) so
+        `ensure_placed` can restore the blob if gc removed it in between.
         """
         return await asyncio.get_running_loop().run_in_executor(
-            None, self._commit_sync, tenant_id, staged
-        )
+            None, self._commit_sync, received)
 
-    def ensure_committed(self, tenant_id: int, staged: StagedBlob) -> None:
+    def ensure_placed(self, conn: Any, received: Received) -> None:
         """Called inside the write transaction that references the blob: a stat, or a re-link
         if a concurrent gc (which deletes files only inside its own write transaction) removed it.
         """
-        if not self.exists(tenant_id, staged.sha256):
-            self._commit_sync(tenant_id, staged)
+        if not self.exists(received.tenant_id, received.sha256):
+            self._commit_sync(received)
 
-    # ------------------------------------------------------------------ read / delete
+    async def release(self, received: Received) -> None:
+        """Remove the staging file in a worker thread: unlinking a large file whose blocks are
+        not shared with a committed blob takes long enough (~0.2 s per GiB) to stall every
+        request if done on the event loop. Shielded, so a request cancelled meanwhile still
+        removes it."""
+        if received.staging_path is None:
+            return  # a small body held in memory: nothing to remove
+        await asyncio.shield(asyncio.get_running_loop().run_in_executor(
+            None, _unlink_quietly, received.staging_path))
 
-    def size(self, tenant_id: int, sha256: str) -> int:
-        return self.path(tenant_id, sha256).stat().st_size
+    # ------------------------------------------------------------------ the interface
 
-    def delete(self, tenant_id: int, sha256: str) -> int:
+    backend = LOCAL
+    content_addressed = True
+    direct_uploads = False
+
+    def owns(self, location: str | None) -> bool:
+        return location is None
+
+    def local_path(self, ref: BlobRef) -> str:
+        return str(self.path(ref.tenant_id, _sha(ref)))
+
+    def describe(self, ref: BlobRef) -> str:
+        return self.local_path(ref)
+
+    def stat_sync(self, ref: BlobRef) -> BlobStat | None:
+        try:
+            st = self.path(ref.tenant_id, _sha(ref)).stat()
+        except FileNotFoundError:
+            return None
+        return BlobStat(st.st_size, st.st_mtime)
+
+    async def stat(self, ref: BlobRef) -> BlobStat | None:
+        return self.stat_sync(ref)  # one stat: cheaper than a thread hop
+
+    async def open(self, ref: BlobRef, start: int, length: int) -> FileReader:
+        """Read `length` bytes from `start`, in 1 MiB slices in a worker thread. Raises
+        BlobMissing if the file is absent or shorter. (Downloads use the file itself through
+        `local_path`, with sendfile; this is for everything else.)"""
+        path = self.local_path(ref)
+        try:
+            fd = await asyncio.to_thread(os.open, path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise BlobMissing(f"blob {path} does not exist") from None
+        return FileReader(fd, path, start, length)
+
+    async def verify(self, ref: BlobRef) -> tuple[str, int]:
+        """SHA-256 and size of the stored bytes, read once (BlobMissing if absent)."""
+        path = self.local_path(ref)
+        try:
+            return await asyncio.to_thread(hash_file, path)
+        except FileNotFoundError:
+            raise BlobMissing(f"blob {path} does not exist") from None
+
+    def delete_sync(self, tenant_id: int, sha256: str) -> int:
         """Remove a blob file; returns the bytes freed (0 if it was already gone)."""
         p = self.path(tenant_id, sha256)
         try:
@@ -524,13 +539,28 @@ class LocalBlobStore:
         # raced with uploads re-creating them).
         return size
 
-    def iter_blobs(self) -> Iterator[BlobInfo]:
-        """Every blob file on disk (for check and gc)."""
+    async def delete(self, ref: BlobRef) -> int:
+        return await asyncio.to_thread(self.delete_sync, ref.tenant_id, _sha(ref))
+
+    def untouched_since(self, ref: BlobRef, cutoff: float) -> bool | None:
+        """True if the file is older than `cutoff` (Unix seconds), False if touched since (an
+        upload of the same bytes refreshed it on its dedup hit), None if it does not exist."""
+        st = self.stat_sync(ref)
+        return None if st is None else st.mtime <= cutoff
+
+    def delete_in_transaction(self, conn: Any, ref: BlobRef) -> int:
+        """Inside the write transaction that removed the last row naming these bytes, in the
+        writer's thread: so no commit of the same content can interleave (module docstring)."""
+        return self.delete_sync(ref.tenant_id, _sha(ref))
+
+    def iter_blobs(self) -> Iterator[StoredBlob]:
+        """Every file in the blob directories (sync; `listing` runs it in a thread)."""
         if not self.blob_root.is_dir():
             return
         for tenant_dir in self.blob_root.iterdir():
             if not tenant_dir.is_dir() or not tenant_dir.name.isdigit():
                 continue
+            tenant_id = int(tenant_dir.name)
             for root, _dirs, files in os.walk(tenant_dir):
                 for name in files:
                     p = Path(root) / name
@@ -538,10 +568,96 @@ class LocalBlobStore:
                         st = p.stat()
                     except FileNotFoundError:
                         continue
-                    yield BlobInfo(int(tenant_dir.name), name, str(p), st.st_size, st.st_mtime)
+                    ok = is_sha256(name) and p.parent.parent == tenant_dir \
+                        and p.parent.name == name[:2]
+                    yield StoredBlob(None, tenant_id, name if ok else None, st.st_size,
+                                     st.st_mtime, str(p), stray=not ok)
+
+    async def listing(self) -> AsyncIterator[StoredBlob]:
+        """Every blob file, walked in a worker thread 1,000 at a time."""
+        walk = self.iter_blobs()
+
+        def page() -> list[StoredBlob]:
+            return [b for _, b in zip(range(1000), walk, strict=False)]
+
+        while batch := await asyncio.to_thread(page):
+            for blob in batch:
+                yield blob
+
+    async def remove_incomplete(self, older_than: float) -> tuple[int, int]:
+        """Staging leftovers older than `older_than` seconds (files, bytes)."""
+        return await asyncio.to_thread(self.remove_temp_files, older_than)
+
+    def new_upload_location(self, tenant_id: int) -> None:
+        return None  # presigned uploads come through the box (PUT /u/)
+
+    def presign_put(self, location: str, expires_in: int, *, size: int,
+                    content_type: str | None) -> None:
+        return None
+
+    def presign_get(self, ref: BlobRef, expires_in: int, *, method: str = "GET",
+                    content_disposition: str | None = None,
+                    content_type: str | None = None) -> None:
+        return None  # served by the box (sendfile)
+
+    async def aclose(self) -> None:
+        return None
 
     def usage_on_disk(self) -> int:
         return sum(b.size for b in self.iter_blobs())
+
+
+class FileReader:
+    """`LocalBlobStore.open`: a byte range of a blob file in 1 MiB slices (pread in a thread).
+    The descriptor is closed only once no worker thread still reads it (a reader abandoned by
+    a cancelled task must never pread a reused descriptor number)."""
+
+    def __init__(self, fd: int, path: str, start: int, length: int) -> None:
+        self._fd: int | None = fd
+        self.path = path
+        self._pos = start
+        self._left = length
+        self._inflight: asyncio.Future[bytes] | None = None
+
+    def __aiter__(self) -> FileReader:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._left <= 0 or self._fd is None:
+            raise StopAsyncIteration
+        loop = asyncio.get_running_loop()
+        self._inflight = loop.run_in_executor(None, os.pread, self._fd,
+                                              min(CHUNK, self._left), self._pos)
+        data = await asyncio.shield(self._inflight)
+        self._inflight = None
+        if not data:
+            raise BlobMissing(f"blob {self.path} is shorter than its row says")
+        self._pos += len(data)
+        self._left -= len(data)
+        return data
+
+    async def aclose(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        inflight = self._inflight
+        if inflight is not None and not inflight.done():
+            inflight.add_done_callback(lambda _f: os.close(fd))
+        else:
+            os.close(fd)
+
+
+def _sha(ref: BlobRef) -> str:
+    if ref.sha256 is None:
+        raise ValueError("a local blob is named by its SHA-256")
+    return ref.sha256
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 _tmpfile_ok = hasattr(os, "O_TMPFILE")  # cleared at the first filesystem that refuses it

@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from tests.api.manage_helpers import assert_error, audit_rows, db, expire_now, new_tenant, upload
+from tests.api.manage_helpers import audit_rows
+from tests.helpers import assert_error, db, expire_now, new_tenant, upload
 
 
 def parse_ts(value: str) -> datetime:

@@ -4,24 +4,13 @@ import httpx
 import pytest
 
 from artifacta_box.http.errors import error_response
+from tests.helpers import assert_error
 
 WHOAMI_INT_FIELDS = [
     "usage_requests_month", "plan_requests_limit_month", "usage_storage_bytes",
     "plan_storage_limit_bytes", "active_links", "max_active_links", "rate_limit_sustained",
     "rate_limit_burst",
 ]
-
-
-def assert_envelope(resp, status, code):
-    assert resp.status_code == status, resp.text
-    body = resp.json()
-    assert set(body) == {"error"} or set(body) == {"error"}, body
-    err = body["error"]
-    assert err["code"] == code
-    assert err["status"] == status
-    assert isinstance(err["message"], str) and err["message"]
-    assert "Traceback" not in resp.text
-    return err
 
 
 def test_whoami_has_all_eleven_fields_with_the_right_types(shared_server):
@@ -59,7 +48,7 @@ def test_health_is_unauthenticated(shared_server):
 def test_unknown_routes_are_404_envelopes_with_request_id(shared_server, path):
     with shared_server.client() as c:
         r = c.get(path)
-    assert_envelope(r, 404, "not_found")
+    assert_error(r, 404, "not_found")
     assert r.headers["X-Request-Id"].startswith("req_")
 
 
@@ -67,7 +56,7 @@ def test_unknown_routes_are_404_envelopes_with_request_id(shared_server, path):
                                           ("PUT", "/v1/whoami")])
 def test_wrong_method_is_405_envelope(shared_server, method, path):
     with shared_server.client() as c:
-        assert_envelope(c.request(method, path), 405, "method_not_allowed")
+        assert_error(c.request(method, path), 405, "method_not_allowed")
 
 
 def test_no_redirect_for_trailing_slash(shared_server):
@@ -84,7 +73,7 @@ def test_no_redirect_for_trailing_slash(shared_server):
 def test_bad_credentials_are_401_envelopes(shared_server, header):
     headers = {"Authorization": header} if header else {}
     r = httpx.get(shared_server.url + "/v1/whoami", headers=headers)
-    err = assert_envelope(r, 401, "unauthorized")
+    err = assert_error(r, 401, "unauthorized")
     assert "suspended" not in err["message"]
     assert r.headers.get("X-Request-Id")
 
@@ -97,6 +86,7 @@ def test_crash_renders_internal_error_without_traceback():
     assert "secret detail" not in body and "Traceback" not in body
 
 
+@pytest.mark.serial  # a token bucket refilling while the requests run
 def test_burst_then_429_with_retry_after(make_server):
     srv = make_server(config="[plans.selfhosted]\nrate_burst = 5\nrate_sustained = 0.5\n")
     with srv.client() as c:
@@ -109,12 +99,13 @@ def test_burst_then_429_with_retry_after(make_server):
     for r in responses:
         assert r.headers["X-RateLimit-Limit"] == "0.5"
         assert int(r.headers["X-RateLimit-Reset"]) > 1_700_000_000
-    err = assert_envelope(limited[0], 429, "rate_limited")
+    err = assert_error(limited[0], 429, "rate_limited")
     retry = int(limited[0].headers["Retry-After"])
     assert retry >= 1
     assert err["retry_after_seconds"] == retry and err["retry_after"] == retry
 
 
+@pytest.mark.serial  # a token bucket refilling while the requests run
 def test_rate_limits_are_per_tenant(make_server):
     srv = make_server(config="[plans.selfhosted]\nrate_burst = 2\nrate_sustained = 0.1\n")
     other = srv.new_tenant("other")
@@ -124,6 +115,7 @@ def test_rate_limits_are_per_tenant(make_server):
         assert c.get("/v1/whoami").status_code == 200
 
 
+@pytest.mark.serial  # a token bucket refilling while the requests run
 def test_failed_authentication_is_limited_per_address(make_server):
     srv = make_server(config="[security]\nfailed_auth_limit = 3\nfailed_auth_window = '1h'\n")
     bad = {"Authorization": "Bearer ak_live_" + "B" * 32}
@@ -131,7 +123,7 @@ def test_failed_authentication_is_limited_per_address(make_server):
     assert codes == [401, 401, 401, 429]
     # even a valid key from the blocked address waits: guessing cannot continue
     r = httpx.get(srv.url + "/v1/whoami", headers={"Authorization": f"Bearer {srv.key}"})
-    err = assert_envelope(r, 429, "rate_limited")
+    err = assert_error(r, 429, "rate_limited")
     assert int(r.headers["Retry-After"]) >= 1 and "authentication" in err["message"]
 
 
@@ -141,7 +133,7 @@ def test_monthly_request_quota(make_server):
         codes = [c.get("/v1/whoami").status_code for _ in range(4)]
         r = c.get("/v1/whoami")
     assert codes == [200, 200, 200, 403]
-    assert_envelope(r, 403, "quota_exceeded")
+    assert_error(r, 403, "quota_exceeded")
 
 
 def test_upgrade_url_is_added_to_quota_errors_when_configured(make_server):
@@ -149,7 +141,7 @@ def test_upgrade_url_is_added_to_quota_errors_when_configured(make_server):
                              "[tenants]\nupgrade_url = 'https://example.com/up'\n")
     with srv.client() as c:
         c.get("/v1/whoami")
-        err = assert_envelope(c.get("/v1/whoami"), 403, "quota_exceeded")
+        err = assert_error(c.get("/v1/whoami"), 403, "quota_exceeded")
     assert err["upgrade_url"] == "https://example.com/up"
 
 
@@ -168,7 +160,7 @@ def test_every_kind_of_quota_error_carries_the_upgrade_url(make_server):
         assert small.status_code == 201, small.text
         answers.append(c.post(f"/v1/artifacts/{small.json()['artifact_id']}/links", json={}))
     for r in answers:
-        assert assert_envelope(r, 403, "quota_exceeded")["upgrade_url"] == "https://example.com/up"
+        assert assert_error(r, 403, "quota_exceeded")["upgrade_url"] == "https://example.com/up"
 
 
 def test_a_locked_database_is_503_unavailable_not_a_crash():

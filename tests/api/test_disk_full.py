@@ -19,7 +19,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.ops_helpers import admin_json, download, error_code, sql, upload
+from tests.helpers import download, error_code, sql, upload
+from tests.ops_helpers import admin_json
+
+# Timing- and load-sensitive (mounts a tmpfs and fills it up):
+# one at a time, on one xdist worker.
+pytestmark = pytest.mark.serial
 
 MB = 10**6
 

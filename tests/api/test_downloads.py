@@ -11,23 +11,28 @@ import re
 import secrets
 import socket
 import time
-from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 
+from artifacta_box.services import tenants
 from tests.api.download_helpers import (
-    PAST,
-    assert_error,
     download_url,
-    execute,
-    new_tenant,
     past_expiry,
     signed_url,
     tenant_id_of,
-    upload,
 )
-from tests.conftest import BoxServer
+from tests.helpers import (
+    PAST,
+    BoxServer,
+    assert_error,
+    new_tenant,
+    sha,
+    sql,
+    upload,
+    with_query,
+)
 
 SMALL = secrets.token_bytes(5000)            # served with one read
 LARGE = secrets.token_bytes(300 * 1024)      # streamed (over the 64 KiB inline limit)
@@ -62,22 +67,6 @@ def small(client):
 @pytest.fixture(scope="module")
 def large(client):
     return upload(client, LARGE, "large.dat", "application/x-test")
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def with_query(url: str, **changes: str | None) -> str:
-    """The URL with query parameters replaced (None removes one)."""
-    parts = urlsplit(url)
-    query = {k: v[0] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
-    for k, v in changes.items():
-        if v is None:
-            query.pop(k, None)
-        else:
-            query[k] = v
-    return urlunsplit(parts._replace(query=urlencode(query)))
 
 
 # ------------------------------------------------------------------------------ minting and bytes
@@ -352,8 +341,8 @@ def test_deleted_artifact_stops_serving_at_once(client):
 def test_expired_artifact_stops_serving_at_once(shared_server, client):
     record = upload(client, b"soon expired", "old.txt", "text/plain")
     url = download_url(client, record["artifact_id"])
-    execute(shared_server, "UPDATE artifacts SET expires_at = ? WHERE artifact_id = ?",
-            (PAST, record["artifact_id"]))
+    sql(shared_server, "UPDATE artifacts SET expires_at = ? WHERE artifact_id = ?",
+        (PAST, record["artifact_id"]))
     assert_error(httpx.get(url), 410, "artifact_expired")
     assert_error(client.get(f"/v1/artifacts/{record['artifact_id']}/download-url"), 410,
                  "artifact_expired")
@@ -395,10 +384,10 @@ def test_suspended_tenant_downloads_are_refused(shared_server):
     name, c = new_tenant(shared_server)
     record = upload(c, b"suspended bytes", "s.txt", "text/plain")
     url = download_url(c, record["artifact_id"])
-    shared_server.admin("tenants", "suspend", name)
+    shared_server.in_box(lambda box: tenants.set_suspended(box, name, True))
     err = assert_error(httpx.get(url), 401, "unauthorized")
     assert "suspended" in err["message"]
-    shared_server.admin("tenants", "resume", name)
+    shared_server.in_box(lambda box: tenants.set_suspended(box, name, False))
     assert httpx.get(url).content == b"suspended bytes"
     c.close()
 
@@ -522,11 +511,11 @@ def test_ranges_past_4_gib_on_a_5_gib_artifact(shared_server, client):
         fh.seek(size - len(tail))
         fh.write(tail)
     aid = "art_" + secrets.token_hex(8)
-    execute(shared_server,
-            "INSERT INTO artifacts (artifact_id, tenant_id, state, filename, content_type, size_bytes, "
-            "content_hash, metadata, created_at) SELECT ?, tenant_id, 'active', 'five.bin', "
-            "'application/octet-stream', ?, ?, '{}', created_at FROM artifacts WHERE artifact_id = ?",
-            (aid, size, digest, seed["artifact_id"]))
+    sql(shared_server,
+        "INSERT INTO artifacts (artifact_id, tenant_id, state, filename, content_type, size_bytes, "
+        "content_hash, metadata, created_at) SELECT ?, tenant_id, 'active', 'five.bin', "
+        "'application/octet-stream', ?, ?, '{}', created_at FROM artifacts WHERE artifact_id = ?",
+        (aid, size, digest, seed["artifact_id"]))
     try:
         url = download_url(c, aid)
         head = httpx.head(url)
@@ -539,7 +528,7 @@ def test_ranges_past_4_gib_on_a_5_gib_artifact(shared_server, client):
         assert r.status_code == 206 and r.content == bytes(100000)
         assert_error(httpx.get(url, headers={"Range": f"bytes={size}-"}), 416, "range_not_satisfiable")
     finally:
-        execute(shared_server, "DELETE FROM artifacts WHERE artifact_id = ?", (aid,))
+        sql(shared_server, "DELETE FROM artifacts WHERE artifact_id = ?", (aid,))
         path.unlink()
 
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import json
 import secrets
-from datetime import datetime
 
 import httpx
 import pytest
 
-from tests.api.download_helpers import PAST, assert_error, execute, new_tenant, upload
+from tests.api.manage_helpers import audit_rows
+from tests.helpers import PAST, assert_error, new_tenant, seconds_between, sql, upload
 
 CONTENT = secrets.token_bytes(100_000)
 
@@ -33,11 +33,6 @@ def other(shared_server) -> httpx.Client:
 @pytest.fixture(scope="module")
 def artifact(client) -> dict:
     return upload(client, CONTENT, "shared report.pdf", "application/pdf")
-
-
-def seconds_between(a: str, b: str) -> float:
-    fmt = "%Y-%m-%dT%H:%M:%S.%fZ"
-    return (datetime.strptime(b, fmt) - datetime.strptime(a, fmt)).total_seconds()
 
 
 def make_link(client: httpx.Client, artifact_id: str, **body) -> dict:
@@ -87,13 +82,13 @@ def test_expires_in_sets_the_expiry_and_each_call_makes_a_new_link(client, artif
          "array", "string-body"],
 )
 def test_a_bad_expiry_or_body_is_400_and_creates_nothing(shared_server, client, artifact, raw):
-    before = execute(shared_server, "SELECT COUNT(*) FROM links WHERE artifact_id = ?",
-                     (artifact["artifact_id"],))[0][0]
+    before = sql(shared_server, "SELECT COUNT(*) FROM links WHERE artifact_id = ?",
+                 (artifact["artifact_id"],))[0][0]
     r = client.post(f"/v1/artifacts/{artifact['artifact_id']}/links", content=raw,
                     headers={"Content-Type": "application/json"})
     assert_error(r, 400, "invalid_request")
-    after = execute(shared_server, "SELECT COUNT(*) FROM links WHERE artifact_id = ?",
-                    (artifact["artifact_id"],))[0][0]
+    after = sql(shared_server, "SELECT COUNT(*) FROM links WHERE artifact_id = ?",
+                (artifact["artifact_id"],))[0][0]
     assert after == before
 
 
@@ -145,7 +140,7 @@ def test_unknown_links_are_404(shared_server):
 
 def test_an_expired_link_is_410_link_expired(shared_server, client, artifact):
     link = make_link(client, artifact["artifact_id"], expires_in=60)
-    execute(shared_server, "UPDATE links SET expires_at = ? WHERE link_id = ?", (PAST, link["link_id"]))
+    sql(shared_server, "UPDATE links SET expires_at = ? WHERE link_id = ?", (PAST, link["link_id"]))
     assert_error(httpx.get(link["url"]), 410, "link_expired")
     assert httpx.head(link["url"]).status_code == 410
 
@@ -158,8 +153,8 @@ def test_links_stop_when_the_artifact_is_deleted_or_expires(shared_server, clien
     assert httpx.get(to_deleted["url"]).content == b"delete me later"
     assert client.delete(f"/v1/artifacts/{deleted['artifact_id']}").status_code == 200
     assert_error(httpx.get(to_deleted["url"]), 410, "artifact_already_deleted")
-    execute(shared_server, "UPDATE artifacts SET expires_at = ? WHERE artifact_id = ?",
-            (PAST, expired["artifact_id"]))
+    sql(shared_server, "UPDATE artifacts SET expires_at = ? WHERE artifact_id = ?",
+        (PAST, expired["artifact_id"]))
     assert_error(httpx.get(to_expired["url"]), 410, "artifact_expired")
 
 
@@ -168,7 +163,7 @@ def test_a_link_to_a_purged_artifact_is_404(shared_server, client):
     link = make_link(client, record["artifact_id"])
     client.delete(f"/v1/artifacts/{record['artifact_id']}")
     # what the retention purge does to the row (not waiting 30 days)
-    execute(shared_server, "DELETE FROM artifacts WHERE artifact_id = ?", (record["artifact_id"],))
+    sql(shared_server, "DELETE FROM artifacts WHERE artifact_id = ?", (record["artifact_id"],))
     assert_error(httpx.get(link["url"]), 404, "artifact_not_found")
 
 
@@ -190,13 +185,11 @@ def test_revoke_stops_the_link_and_is_audited(shared_server, client, other, arti
     # a second revoke answers the same, and is not audited twice
     again = client.delete(f"/v1/links/{link['link_id']}")
     assert again.status_code == 200 and again.json() == body
-    rows = execute(shared_server, "SELECT * FROM audit_log WHERE action = 'link.revoke' AND target = ?",
-                   (link["link_id"],))
-    assert len(rows) == 1
-    assert rows[0]["actor"].startswith("key:")
-    assert json.loads(rows[0]["details"]) == {"artifact_id": artifact["artifact_id"]}
-    assert len(execute(shared_server, "SELECT * FROM audit_log WHERE action = 'link.create' AND target = ?",
-                       (link["link_id"],))) == 1
+    revokes = audit_rows(shared_server, "link.revoke", link["link_id"])
+    assert len(revokes) == 1
+    assert revokes[0]["actor"].startswith("key:")
+    assert json.loads(revokes[0]["details"]) == {"artifact_id": artifact["artifact_id"]}
+    assert len(audit_rows(shared_server, "link.create", link["link_id"])) == 1
     assert_error(client.delete("/v1/links/lnk_" + "Z" * 20), 404, "link_not_found")
     assert_error(client.delete("/v1/links/nonsense"), 404, "link_not_found")
     assert_error(httpx.delete(f"{shared_server.url}/v1/links/{link['link_id']}"), 401, "unauthorized")
@@ -219,7 +212,7 @@ def test_the_active_link_cap_counts_only_live_links(shared_server):
     assert "50" in err["message"]
     # a revoked link and an expired link free their places
     c.delete(f"/v1/links/{links[0]['link_id']}")
-    execute(shared_server, "UPDATE links SET expires_at = ? WHERE link_id = ?", (PAST, links[1]["link_id"]))
+    sql(shared_server, "UPDATE links SET expires_at = ? WHERE link_id = ?", (PAST, links[1]["link_id"]))
     assert c.get("/v1/whoami").json()["active_links"] == 48
     make_link(c, aid)
     make_link(c, aid)
@@ -236,7 +229,7 @@ def test_links_to_a_deleted_or_expired_artifact_free_their_places_at_once(shared
         make_link(c, record["artifact_id"])
     assert c.get("/v1/whoami").json()["active_links"] == 3
     assert c.delete(f"/v1/artifacts/{gone['artifact_id']}").status_code == 200
-    execute(shared_server, "UPDATE artifacts SET expires_at = ? WHERE artifact_id = ?",
-            (PAST, stale["artifact_id"]))
+    sql(shared_server, "UPDATE artifacts SET expires_at = ? WHERE artifact_id = ?",
+        (PAST, stale["artifact_id"]))
     assert c.get("/v1/whoami").json()["active_links"] == 1
     c.close()

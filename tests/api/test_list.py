@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.api.manage_helpers import assert_error, expire_now, list_all, new_tenant, upload
+from tests.api.manage_helpers import list_all
+from tests.helpers import assert_error, expire_now, new_tenant, upload
 
 RECORD_FIELDS = {
     "artifact_id", "filename", "content_type", "size_bytes", "content_hash", "session_id",
@@ -196,7 +197,8 @@ def test_has_more_is_false_when_the_last_page_is_exactly_full(shared_server):
 
 def test_deleted_and_expired_artifacts_leave_the_list_at_once(shared_server):
     _, c = new_tenant(shared_server)
-    keep, gone, old = (upload(c, session_id="s", metadata={"k": "v"}) for _ in range(3))
+    keep, gone, old = (upload(c, content_type="text/plain", session_id="s", metadata={"k": "v"})
+                       for _ in range(3))
     assert c.delete(f"/v1/artifacts/{gone['artifact_id']}").status_code == 200
     expire_now(shared_server, old["artifact_id"])
     for params in ({}, {"session_id": "s"}, {"metadata.k": "v"}, {"content_type": "text/plain"}):
@@ -220,6 +222,7 @@ rate_burst = 100000
 """
 
 
+@pytest.mark.serial  # a thousand uploads, then paging beside eight writers
 def test_paging_over_a_thousand_artifacts_returns_each_exactly_once_even_during_uploads(make_server):
     server = make_server(config=FAST_PLAN)
     c = server.client()

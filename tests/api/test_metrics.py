@@ -15,8 +15,8 @@ import uuid
 import httpx
 import pytest
 
-from tests.conftest import BoxServer
-from tests.ops_helpers import DAY, admin_json, download, iso_ago, sql, upload
+from tests.helpers import BoxServer, download, new_key, sql, upload
+from tests.ops_helpers import DAY, admin_json, iso_ago
 
 TOKEN = "metrics-secret-token-0123456789"
 CONFIG = f"""
@@ -137,8 +137,7 @@ def test_store_gauges_and_gc_results(box):
 
 
 def test_rate_limited_requests_are_counted(box):
-    name = f"tiny-{uuid.uuid4().hex[:8]}"
-    key = box.new_tenant(name, "tiny")
+    key = new_key(box, "tiny", prefix="tiny")
     before = value(scrape(box), "artifacta_box_rate_limited_total")
     with box.client(key) as c:
         statuses = [c.get("/v1/whoami").status_code for _ in range(5)]
@@ -178,6 +177,7 @@ def test_streamed_downloads_count_their_bytes_out(box):
     assert after - before == len(content)
 
 
+@pytest.mark.serial  # worker processes publishing once a second
 def test_with_several_workers_every_scrape_counts_the_whole_server(tmp_path):
     # Each worker process answers part of the requests and part of the scrapes; every scrape
     # must show the sum over all workers (not the counters of whichever worker answered).

@@ -13,20 +13,17 @@ import httpx
 import pytest
 
 from artifacta_box.security.signing import UrlSigner
-from tests.api.upload_helpers import (
-    LIMITS_CONFIG,
-    RawRequest,
+from tests.api.upload_helpers import LIMITS_CONFIG, RawRequest, assert_nothing_left, snapshot
+from tests.helpers import (
+    BoxServer,
     assert_error,
-    assert_nothing_left,
     blob_files,
     new_client,
     sha,
-    snapshot,
     sql,
     temp_files,
     wait_for,
 )
-from tests.conftest import BoxServer
 
 
 @pytest.fixture(scope="module")

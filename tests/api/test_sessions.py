@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.api.manage_helpers import assert_error, audit_rows, new_tenant, upload
+from tests.api.manage_helpers import audit_rows
+from tests.helpers import assert_error, new_tenant, upload
 
 SESSION_FIELDS = {"session_id", "artifact_count", "is_sealed", "first_artifact_at", "last_artifact_at",
                   "sealed_at"}

@@ -2,7 +2,7 @@
 
 import json
 
-from tests.conftest import artifacta_cli
+from tests.helpers import artifacta_cli
 
 
 def test_health_answers_ok_with_version(server):

@@ -5,7 +5,6 @@ no blob, no temp file and no usage change behind."""
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import os
 import threading
@@ -18,19 +17,22 @@ from tests.api.upload_helpers import (
     LIMITS_CONFIG,
     MULTIPART,
     RawRequest,
-    assert_error,
     assert_nothing_left,
     form,
-    new_client,
     part,
     post_form,
     snapshot,
+)
+from tests.helpers import (
+    BoxServer,
+    assert_error,
+    key_of,
+    new_client,
+    sha,
     sql,
     temp_files,
-    tenant_key,
     wait_for,
 )
-from tests.conftest import BoxServer
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +85,7 @@ def test_multipart_upload_returns_201_with_the_record(c):
     assert rec["filename"] == "model.bin"
     assert rec["content_type"] == "application/x-model"
     assert rec["size_bytes"] == len(content)
-    assert rec["content_hash"] == hashlib.sha256(content).hexdigest()
+    assert rec["content_hash"] == sha(content)
     assert (rec["session_id"], rec["agent_id"]) == ("sess-1", "agent.7")
     assert rec["metadata"] == {"run": "42", "stage": "train"}
     assert rec["status"] == "active"
@@ -181,7 +183,7 @@ def test_json_base64_upload(c):
     })
     assert r.status_code == 201, r.text
     rec = r.json()
-    assert rec["content_hash"] == hashlib.sha256(content).hexdigest()
+    assert rec["content_hash"] == sha(content)
     assert rec["size_bytes"] == len(content)
     assert (rec["filename"], rec["session_id"], rec["metadata"]) == ("data.bin", "json-s", {"via": "json"})
     assert rec["content_type"] == "application/octet-stream"
@@ -302,7 +304,7 @@ def test_refused_uploads_leave_nothing_behind(box, tenant_of_plan, name, plan, r
 
 
 def test_declared_content_length_over_the_limit_is_refused_before_the_body(box, tenant_of_plan):
-    key = tenant_key(tenant_of_plan("tiny"))
+    key = key_of(tenant_of_plan("tiny"))
     before = snapshot(box)
     raw = RawRequest(box, "POST", "/v1/artifacts", {
         "Authorization": f"Bearer {key}", "Content-Type": MULTIPART,
@@ -347,7 +349,7 @@ def test_storage_quota_is_checked_after_dedup_and_refusal_leaves_nothing(box):
 
 def test_upload_into_a_sealed_session_is_refused_before_streaming(box):
     with new_client(box) as client:
-        key = tenant_key(client)
+        key = key_of(client)
         assert upload_bytes(client, b"first", session_id="sealme").status_code == 201
         r = client.post("/v1/sessions/sealme/seal")
         assert r.status_code == 200, r.text
@@ -369,7 +371,7 @@ def test_upload_into_a_sealed_session_is_refused_before_streaming(box):
 
 @pytest.mark.parametrize("chunked", [False, True])
 def test_client_disconnect_mid_upload_leaves_nothing(box, tenant_of_plan, chunked):
-    key = tenant_key(tenant_of_plan(None))
+    key = key_of(tenant_of_plan(None))
     before = snapshot(box)
     headers = {"Authorization": f"Bearer {key}", "Content-Type": MULTIPART}
     if chunked:
@@ -438,7 +440,7 @@ def test_idempotency_replay_of_a_deleted_artifact_is_a_new_upload(box):
 
 def test_concurrent_identical_requests_with_one_key_create_one_artifact(box):
     with new_client(box) as client:
-        key = tenant_key(client)
+        key = key_of(client)
     content = os.urandom(400_000)
     n = 8
     barrier = threading.Barrier(n)
@@ -474,7 +476,7 @@ def test_concurrent_identical_requests_with_one_key_create_one_artifact(box):
 
 def test_uploads_racing_a_seal_are_either_committed_before_it_or_refused(box):
     with new_client(box) as client:
-        key = tenant_key(client)
+        key = key_of(client)
         opening = upload_bytes(client, b"opening", session_id="race").json()["artifact_id"]
     n = 12
     statuses: list[tuple[int, dict]] = []

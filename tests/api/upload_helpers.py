@@ -4,18 +4,14 @@ everything an upload can leave behind (temp files, blob files, rows, usage)."""
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import json
-import sqlite3
-import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from tests.conftest import BoxServer
+from tests.helpers import BoxServer, blob_files, sql, temp_files, wait_for
 
 # Plans with small limits so every limit is reachable with small bodies.
 LIMITS_CONFIG = """
@@ -30,32 +26,6 @@ presigned_uploads = false
 """
 
 BOUNDARY = "a1testBoundary0123456789"
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def new_client(server: BoxServer, plan: str | None = None) -> httpx.Client:
-    """A client of a fresh tenant (isolation on a shared server)."""
-    key = server.new_tenant(f"u-{uuid.uuid4().hex[:10]}", plan)
-    return server.client(key)
-
-
-def tenant_key(client: httpx.Client) -> str:
-    return client.headers["authorization"].split(" ", 1)[1]
-
-
-def assert_error(resp: httpx.Response, status: int, code: str, *words: str) -> dict[str, Any]:
-    """The SPEC error envelope, with this status and code, whose message names `words`."""
-    assert resp.status_code == status, (resp.status_code, resp.text)
-    body = resp.json()
-    assert set(body) == {"error"}, body
-    err = body["error"]
-    assert err["code"] == code and err["status"] == status, err
-    for word in words:
-        assert word in err["message"], (word, err["message"])
-    return err
 
 
 # ---------------------------------------------------------------------------- multipart bodies
@@ -125,31 +95,6 @@ class RawRequest:
 # ---------------------------------------------------------------------------- state snapshot
 
 
-def db(server: BoxServer) -> sqlite3.Connection:
-    conn = sqlite3.connect(str(server.data_dir / "artifacta.db"), timeout=15, isolation_level=None)
-    conn.row_factory = sqlite3.Row
-    conn.execute("PRAGMA busy_timeout = 15000")
-    return conn
-
-
-def sql(server: BoxServer, query: str, params: tuple = ()) -> list[tuple]:
-    conn = db(server)
-    try:
-        return [tuple(r) for r in conn.execute(query, params).fetchall()]
-    finally:
-        conn.close()
-
-
-def temp_files(server: BoxServer) -> list[str]:
-    tmp = server.data_dir / "tmp"
-    return sorted(p.name for p in tmp.iterdir()) if tmp.is_dir() else []
-
-
-def blob_files(server: BoxServer) -> list[str]:
-    root = server.data_dir / "blobs"
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
-
-
 def snapshot(server: BoxServer) -> dict[str, Any]:
     """Everything an upload can change: files on disk, rows, usage."""
     return {
@@ -162,15 +107,6 @@ def snapshot(server: BoxServer) -> dict[str, Any]:
         "metadata": sql(server, "SELECT count(*) FROM artifact_metadata"),
         "idempotency": sql(server, "SELECT count(*) FROM idempotency_keys"),
     }
-
-
-def wait_for(predicate, timeout: float = 10.0, what: str = "condition") -> None:
-    """Poll a condition the server reaches on its own (e.g. cleanup after a disconnect)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def assert_nothing_left(server: BoxServer, before: dict[str, Any]) -> None:

@@ -12,25 +12,38 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
 import json
 import os
 import secrets
 import socket
-import sqlite3
 import time
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 
 from artifacta_box.security.signing import UrlSigner
-from tests.conftest import BoxServer
+from artifacta_box.services import tenants
+from tests.helpers import (
+    BoxServer,
+    files_under,
+    key_of,
+    new_tenant,
+    sha,
+    signer,
+    sql,
+    tenant_id,
+    upload,
+    with_query,
+)
+
+# Timing- and load-sensitive (trickled bodies against 2 s timeouts, the server's RSS under
+# oversize bodies): one at a time, on one xdist worker.
+pytestmark = pytest.mark.serial
 
 MB = 1024 * 1024
 
@@ -64,15 +77,10 @@ def box(tmp_path_factory) -> Iterator[BoxServer]:
     srv.stop()
 
 
-def new_tenant(box: BoxServer, prefix: str) -> tuple[str, httpx.Client]:
-    name = f"{prefix}-{uuid.uuid4().hex[:10]}"
-    return name, box.client(box.new_tenant(name))
-
-
 @pytest.fixture(scope="module")
 def tenant(box) -> Iterator[tuple[str, httpx.Client]]:
     """The attacker's own tenant (module-wide: the attacks compare the whole box's state)."""
-    name, client = new_tenant(box, "a")
+    name, client = new_tenant(box, prefix="a")
     yield name, client
     client.close()
 
@@ -83,23 +91,6 @@ def c(tenant) -> httpx.Client:
 
 
 # ---------------------------------------------------------------------------- helpers
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def sql(box: BoxServer, query: str, params: tuple = ()) -> list[tuple]:
-    conn = sqlite3.connect(str(box.data_dir / "artifacta.db"), timeout=15)
-    try:
-        conn.execute("PRAGMA busy_timeout = 15000")
-        return [tuple(r) for r in conn.execute(query, params).fetchall()]
-    finally:
-        conn.close()
-
-
-def files_under(root: Path) -> set[str]:
-    return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()} if root.is_dir() else set()
 
 
 def state(box: BoxServer) -> dict[str, Any]:
@@ -152,31 +143,6 @@ def rss_kib(box: BoxServer) -> int:
     raise AssertionError("no VmRSS")
 
 
-def tenant_id(box: BoxServer, name: str) -> int:
-    return sql(box, "SELECT tenant_id FROM tenants WHERE name = ?", (name,))[0][0]
-
-
-def signer(box: BoxServer) -> UrlSigner:
-    return UrlSigner((box.data_dir / "secret.key").read_text("ascii").strip().encode("ascii"))
-
-
-def with_query(url: str, **changes: str | None) -> str:
-    parts = urlsplit(url)
-    query = {k: v[0] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
-    for k, v in changes.items():
-        if v is None:
-            query.pop(k, None)
-        else:
-            query[k] = v
-    return urlunsplit(parts._replace(query=urlencode(query)))
-
-
-def upload(c: httpx.Client, content: bytes = b"payload", name: str = "f.bin", **fields: str) -> dict:
-    r = c.post("/v1/artifacts", files={"file": (name, content)}, data=fields)
-    assert r.status_code == 201, r.text
-    return r.json()
-
-
 class Raw:
     """A hand-written HTTP/1.1 exchange on a plain socket, for bodies httpx would not send."""
 
@@ -220,10 +186,6 @@ def auth_head(method: str, path: str, key: str, headers: dict[str, str]) -> byte
     lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", f"Authorization: Bearer {key}",
              *(f"{k}: {v}" for k, v in headers.items())]
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
-
-
-def key_of(c: httpx.Client) -> str:
-    return c.headers["authorization"].split(" ", 1)[1]
 
 
 # ---------------------------------------------------------------------------- names and paths
@@ -380,7 +342,7 @@ def test_a_part_header_cannot_smuggle_a_content_type(box, c):
 
 def test_active_content_is_served_as_an_inert_attachment(box, c):
     html = b"<html><script>document.cookie</script></html>"
-    rec = upload(c, html, "page.html", content_type="text/html")
+    rec = upload(c, html, "page.html", "text/html")
     assert rec["content_type"] == "text/html"
     for url in (c.get(f"/v1/artifacts/{rec['artifact_id']}/download-url").json()["download_url"],
                 c.post(f"/v1/artifacts/{rec['artifact_id']}/links").json()["url"]):
@@ -396,7 +358,7 @@ def test_active_content_is_served_as_an_inert_attachment(box, c):
 
 @pytest.fixture(scope="module")
 def victim(box) -> Iterator[tuple[str, httpx.Client, dict]]:
-    name, vc = new_tenant(box, "v")
+    name, vc = new_tenant(box, prefix="v")
     rec = upload(vc, secrets.token_bytes(1000), "victim.bin")
     yield name, vc, rec
     vc.close()
@@ -480,8 +442,8 @@ def test_forged_and_replayed_upload_urls_store_nothing(box, tenant):
 
 
 def test_forged_truncated_and_foreign_cursors_are_400(box):
-    _, c = new_tenant(box, "cur")
-    _, vc = new_tenant(box, "vcur")
+    _, c = new_tenant(box, prefix="cur")
+    _, vc = new_tenant(box, prefix="vcur")
     for i in range(5):
         upload(c, f"{i}".encode(), f"{i}.txt", session_id=f"s{i}")
         upload(vc, f"{i}".encode(), f"{i}.txt", session_id=f"s{i}")
@@ -513,7 +475,7 @@ def test_forged_truncated_and_foreign_cursors_are_400(box):
 
 
 def test_a_key_of_another_tenant_touches_nothing(box, victim):
-    _, c = new_tenant(box, "x")
+    _, c = new_tenant(box, prefix="x")
     _, vc, rec = victim
     aid = rec["artifact_id"]
     upload(vc, b"in session", "s.txt", session_id="victim-session")
@@ -568,11 +530,10 @@ def test_guessing_keys_in_parallel_hits_the_failed_auth_limit(make_server):
 
 def test_a_revoked_key_fails_and_counts_as_a_failed_attempt(make_server):
     srv = make_server(config="[security]\nfailed_auth_limit = 3\nfailed_auth_window = '1h'\n")
-    srv.admin("tenants", "create", "t")
-    key = srv.admin("keys", "create", "--tenant", "t").stdout.strip()
-    key_id = json.loads(srv.admin("keys", "list", "--tenant", "t", "--json").stdout)[0]["key_id"]
+    key = srv.new_tenant("t")
+    [key_id] = [k["key_id"] for k in srv.in_box(lambda box: tenants.list_keys(box, "t"))]
     assert httpx.get(srv.url + "/v1/whoami", headers={"Authorization": f"Bearer {key}"}).status_code == 200
-    srv.admin("keys", "revoke", key_id)
+    srv.in_box(lambda box: tenants.revoke_key(box, key_id))
     codes = [httpx.get(srv.url + "/v1/whoami", headers={"Authorization": f"Bearer {key}"}).status_code
              for _ in range(4)]
     assert codes == [401, 401, 401, 429]

@@ -4,8 +4,16 @@ import json
 import subprocess
 
 import httpx
+import pytest
 
-from tests.conftest import box_command, clean_env
+from tests.helpers import box_command, clean_env
+
+
+@pytest.fixture(scope="module")
+def server(shared_server):
+    """One server for the tests that each use tenants of their own names (a test that reads the
+    whole tenant list, a config or a first start has a server of its own)."""
+    return shared_server
 
 
 def whoami(srv, key):
@@ -46,8 +54,8 @@ def test_key_lifecycle_create_works_revoke_refused(server):
 
 
 def test_keys_are_isolated_by_tenant(server):
-    a = server.new_tenant("alpha")
-    b = server.new_tenant("beta")
+    a = server.new_tenant_with_cli("alpha")
+    b = server.new_tenant_with_cli("beta")
     assert whoami(server, a).json()["tenant_name"] == "alpha"
     assert whoami(server, b).json()["tenant_name"] == "beta"
 
@@ -82,7 +90,8 @@ def test_key_cap_of_the_plan(make_server):
     srv.admin("keys", "create", "--tenant", "small")  # room again after a revoke
 
 
-def test_tenants_list_json_shows_usage(server):
+def test_tenants_list_json_shows_usage(make_server):
+    server = make_server()
     rows = json.loads(server.admin("tenants", "list", "--json").stdout)
     assert rows[0]["name"] == "default"
     assert {"plan", "storage_bytes", "requests_month", "active_keys", "suspended"} <= set(rows[0])

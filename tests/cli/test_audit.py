@@ -3,12 +3,13 @@ action (or action group), time, with a limit; human table or --json."""
 
 from __future__ import annotations
 
-from tests.ops_helpers import admin_json, iso_ago, sql, upload
+from tests.helpers import sql, upload
+from tests.ops_helpers import admin_json, iso_ago
 
 
 def test_admin_and_destructive_actions_are_audited_and_queryable(make_server):
     srv = make_server()
-    key = srv.new_tenant("acme")
+    key = srv.new_tenant_with_cli("acme")
     key_id = admin_json(srv, "keys", "list", "--tenant", "acme")[0]["key_id"]
     srv.admin("keys", "revoke", key_id)
     srv.admin("tenants", "set-plan", "acme", "free")

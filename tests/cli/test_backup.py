@@ -11,7 +11,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.ops_helpers import download, error_code, offline_cli, put_bytes, reserve, sha, upload
+from tests.helpers import download, error_code, sha, upload
+from tests.ops_helpers import offline_cli, put_bytes, reserve
 
 
 def test_backup_during_writes_restores_every_artifact_byte_identical(make_server, tmp_path):

@@ -6,18 +6,8 @@ from __future__ import annotations
 
 import json
 
-from tests.ops_helpers import (
-    admin_json,
-    age_file,
-    blob_path,
-    download,
-    put_bytes,
-    reserve,
-    sha,
-    sql,
-    tenant_id,
-    upload,
-)
+from tests.helpers import download, rows, sha, sql, tenant_id, upload
+from tests.ops_helpers import admin_json, age_file, blob_path, put_bytes, reserve
 
 HOUR = 3600
 
@@ -93,7 +83,7 @@ def test_wrong_counters_are_reported_and_repaired(make_server):
     assert fixed["ok"] is True
     assert {p["kind"] for p in fixed["problems"]} == {"blob_counters", "tenant_storage", "missing_blob_row"}
     assert all(p["repaired"] for p in fixed["problems"])
-    row = sql(srv, "SELECT refs, live_refs FROM blobs WHERE sha256 = ?", (sha(content),))[0]
+    row = rows(srv, "SELECT refs, live_refs FROM blobs WHERE sha256 = ?", (sha(content),))[0]
     assert (row["refs"], row["live_refs"]) == (2, 2)
     expected = len(content) + len(b"second blob " * 10)
     assert api.get("/v1/whoami").json()["usage_storage_bytes"] == expected

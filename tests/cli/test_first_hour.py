@@ -9,8 +9,8 @@ import subprocess
 import httpx
 import pytest
 
-from tests.conftest import box_command, clean_env
-from tests.ops_helpers import admin_json, offline_cli, sha, sql, tenant_id, upload
+from tests.helpers import box_command, clean_env, expire_now, sha, sql, tenant_id, upload
+from tests.ops_helpers import admin_json, offline_cli
 
 # Every command that works on an existing box, with the arguments it needs.
 ADMIN_COMMANDS = [
@@ -116,7 +116,7 @@ def usage_of(server, tenant: str = "default") -> int:
 def test_a_deleted_artifact_is_restored_as_it_was_and_charged_again(server):
     api = server.client()
     content = b"worth keeping after all" * 100
-    art = upload(api, content, filename="report.txt", session_id="run-7", metadata='{"k": "v"}')
+    art = upload(api, content, filename="report.txt", session_id="run-7", metadata={"k": "v"})
     link = api.post(f"/v1/artifacts/{art['artifact_id']}/links").json()["url"]
     assert api.delete(f"/v1/artifacts/{art['artifact_id']}").status_code == 200
     assert usage_of(server) == 0
@@ -180,8 +180,7 @@ def test_an_artifact_that_expired_while_deleted_needs_a_new_ttl(server):
     api = server.client()
     art = upload(api, b"short-lived", ttl="1h")
     api.delete(f"/v1/artifacts/{art['artifact_id']}")
-    sql(server, "UPDATE artifacts SET expires_at = '2020-01-01T00:00:00.000000Z' "
-                "WHERE artifact_id = ?", (art["artifact_id"],))
+    expire_now(server, art["artifact_id"])
     res = server.admin("artifacts", "restore", art["artifact_id"], check=False)
     assert res.returncode == 1 and "--ttl" in res.stderr, res.stderr
     done = admin_json(server, "artifacts", "restore", art["artifact_id"], "--ttl", "7d")

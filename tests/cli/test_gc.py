@@ -11,21 +11,8 @@ import time
 
 import httpx
 
-from tests.ops_helpers import (
-    DAY,
-    admin_json,
-    age_file,
-    blob_path,
-    download,
-    error_code,
-    iso_ago,
-    put_bytes,
-    reserve,
-    sha,
-    sql,
-    tenant_id,
-    upload,
-)
+from tests.helpers import download, error_code, rows, sha, sql, tenant_id, upload
+from tests.ops_helpers import DAY, admin_json, age_file, blob_path, iso_ago, put_bytes, reserve
 
 HOUR = 3600
 
@@ -223,7 +210,7 @@ def test_gc_runs_are_recorded_and_audited(make_server):
     api.delete(f"/v1/artifacts/{art['artifact_id']}")
     sql(srv, "UPDATE artifacts SET deleted_at = ? WHERE artifact_id = ?", (iso_ago(40 * DAY), art["artifact_id"]))
     admin_json(srv, "gc")
-    runs = sql(srv, "SELECT purged_artifacts, finished_at FROM gc_runs WHERE purged_artifacts > 0")
+    runs = rows(srv, "SELECT purged_artifacts, finished_at FROM gc_runs WHERE purged_artifacts > 0")
     assert len(runs) == 1 and runs[0]["finished_at"] is not None
     entries = admin_json(srv, "audit", "--action", "gc")
     assert entries[0]["action"] == "gc.run" and entries[0]["actor"] == "cli"

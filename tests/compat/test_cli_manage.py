@@ -10,8 +10,7 @@ import pytest
 from artifacta import Client
 from artifacta.errors import ArtifactDeletedError, SessionNotFoundError
 
-from tests.api.manage_helpers import new_tenant
-from tests.conftest import artifacta_cli
+from tests.helpers import artifacta_cli, new_key
 
 
 def cli_json(server, key, *args, expect=0):
@@ -23,9 +22,7 @@ def cli_json(server, key, *args, expect=0):
 @pytest.fixture
 def tenant(shared_server):
     """(key, SDK client) of a fresh tenant."""
-    _, http = new_tenant(shared_server, prefix="cli")
-    key = http.headers["authorization"].split()[1]
-    http.close()
+    key = new_key(shared_server, prefix="cli")
     return key, Client(api_key=key, base_url=shared_server.url)
 
 

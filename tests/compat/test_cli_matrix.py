@@ -22,8 +22,8 @@ import httpx
 import pytest
 from artifacta.cli import main as cli_main
 
-from tests.compat.matrix_helpers import MATRIX_CONFIG, new_key, seconds_between, sha
-from tests.conftest import BoxServer, artifacta_cli
+from tests.compat.matrix_helpers import MATRIX_CONFIG
+from tests.helpers import BoxServer, artifacta_cli, new_key, seconds_between, sha
 
 # command -> options the matrix drives (every declared option but --help)
 COVERED: dict[str, set[str]] = {

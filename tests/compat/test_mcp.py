@@ -31,8 +31,8 @@ import pytest
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
-from tests.compat.matrix_helpers import MATRIX_CONFIG, new_key, seconds_between, sha
-from tests.conftest import BoxServer
+from tests.compat.matrix_helpers import MATRIX_CONFIG
+from tests.helpers import BoxServer, new_key, seconds_between, sha
 
 ALL_TOOLS = {
     "whoami", "list_artifacts", "get_artifact", "get_artifact_download_url", "list_sessions",

@@ -3,37 +3,23 @@ the box and sharing links: every byte comes back with the SHA-256 the box record
 
 from __future__ import annotations
 
-import hashlib
 import json
 import secrets
-from datetime import datetime
 
 import httpx
 import pytest
 from artifacta import Client
 from artifacta.errors import ArtifactaError, ArtifactDeletedError
 
-from tests.api.download_helpers import new_tenant
-from tests.conftest import artifacta_cli
+from tests.helpers import artifacta_cli, new_key, seconds_between, sha
 
 PAYLOAD = secrets.token_bytes(2 * 1024 * 1024 + 13)  # streamed, not an inline read
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def seconds_between(a: str, b: str) -> float:
-    fmt = "%Y-%m-%dT%H:%M:%S.%fZ"
-    return (datetime.strptime(b, fmt) - datetime.strptime(a, fmt)).total_seconds()
 
 
 @pytest.fixture(scope="module")
 def tenant(shared_server):
     """(key, SDK client) of a tenant of this module."""
-    _, http = new_tenant(shared_server)
-    key = http.headers["authorization"].split()[1]
-    http.close()
+    key = new_key(shared_server)
     return key, Client(api_key=key, base_url=shared_server.url)
 
 

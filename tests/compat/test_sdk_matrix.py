@@ -36,8 +36,8 @@ from artifacta.errors import (
 )
 from artifacta.sdk import Artifact, Link, ListResult, SealInfo, Session, TenantInfo
 
-from tests.compat.matrix_helpers import MATRIX_CONFIG, expire_now, new_key, seconds_between, sha
-from tests.conftest import BoxServer
+from tests.compat.matrix_helpers import MATRIX_CONFIG
+from tests.helpers import BoxServer, expire_now, new_key, seconds_between, sha
 
 COVERED = {
     "push": ["test_push_from_a_path", "test_push_content_with_every_field",
@@ -284,7 +284,7 @@ def test_list_sessions_with_offsets_and_pages(sdk):
 
 
 def test_whoami(box):
-    key = new_key(box)
+    key = new_key(box, prefix="m")
     sdk = Client(api_key=key, base_url=box.url)
     sdk.push(content=b"12345", filename="a.txt")
     sdk.push(content=b"12345", filename="b.txt")  # same bytes: one blob

@@ -6,10 +6,8 @@ download route exists, by pulling the bytes back."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import uuid
 
 import httpx
 import pytest
@@ -21,16 +19,12 @@ from artifacta.errors import (
     UploadNotFoundError,
 )
 
-from tests.conftest import artifacta_cli
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+from tests.helpers import artifacta_cli, new_key, sha
 
 
 @pytest.fixture(scope="module")
 def key(shared_server):
-    return shared_server.new_tenant(f"sdk-{uuid.uuid4().hex[:8]}")
+    return new_key(shared_server, prefix="sdk")
 
 
 @pytest.fixture(scope="module")

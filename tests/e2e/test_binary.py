@@ -11,22 +11,28 @@ left anywhere), the exit code 0 and the log free of tracebacks.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import sqlite3
 import subprocess
+import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
+import pytest
 
 from artifacta_box import __version__
-from tests.conftest import KEY_RE, BoxServer, artifacta_cli, box_command, clean_env
+from tests.helpers import KEY_RE, BoxServer, artifacta_cli, box_command, clean_env, sha
+
+# Timing- and load-sensitive (signals, restarts and worker processes against shutdown
+# deadlines): one at a time, on one xdist worker.
+pytestmark = pytest.mark.serial
 
 QUICK_STOP = "[server]\nshutdown_timeout = 10.0\n"
 
@@ -36,12 +42,23 @@ def run_box(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
                           env=clean_env(**(env or {})), timeout=120)
 
 
-def start_box(make_server, tmp_path: Path, name: str, **kw) -> tuple[BoxServer, Path]:
-    """A server with its own TMPDIR (where a onefile binary unpacks itself)."""
-    tmpdir = tmp_path / f"{name}-tmpdir"
-    tmpdir.mkdir()
-    srv = make_server(env={"TMPDIR": str(tmpdir)}, data_dir=tmp_path / name, **kw)
-    return srv, tmpdir
+@pytest.fixture
+def start_box(make_server, tmp_path: Path) -> Iterator[Callable[..., tuple[BoxServer, Path]]]:
+    """start_box(name, **kw): a server on `tmp_path / name` with its own TMPDIR (where a onefile
+    binary unpacks itself). The TMPDIR is a short path of the system's temp directory: with
+    --workers, Python binds an AF_UNIX socket inside it (at most 107 bytes), and pytest's own
+    per-test paths (longer still under xdist) leave too little room."""
+    made: list[Path] = []
+
+    def start(name: str, **kw) -> tuple[BoxServer, Path]:
+        tmpdir = Path(tempfile.mkdtemp(prefix=f"abx-{name}-"))
+        made.append(tmpdir)
+        srv = make_server(env={"TMPDIR": str(tmpdir)}, data_dir=tmp_path / name, **kw)
+        return srv, tmpdir
+
+    yield start
+    for tmpdir in made:
+        shutil.rmtree(tmpdir, ignore_errors=True)
 
 
 def assert_stopped_cleanly(srv: BoxServer, tmpdir: Path, code: int | None) -> None:
@@ -76,8 +93,8 @@ def test_help_and_version_list_every_command():
     assert re.search(r"sqlite \d+\.\d+\.\d+", res.stdout)
 
 
-def test_official_cli_round_trip_survives_sigterm_and_restart(make_server, tmp_path):
-    srv, tmpdir = start_box(make_server, tmp_path, "box", config=QUICK_STOP)
+def test_official_cli_round_trip_survives_sigterm_and_restart(start_box, tmp_path):
+    srv, tmpdir = start_box("box", config=QUICK_STOP)
 
     health = httpx.get(srv.url + "/health").json()
     bundled = re.search(r"sqlite (\S+)\)", run_box("version").stdout).group(1)
@@ -94,9 +111,9 @@ def test_official_cli_round_trip_survives_sigterm_and_restart(make_server, tmp_p
                       "--meta", "stage=final")
     presigned = cli_json(srv, key, "push", str(tmp_path / "dataset.bin"), "--session", "smoke",
                          "--presigned")
-    assert pushed["content_hash"] == hashlib.sha256(small).hexdigest()
+    assert pushed["content_hash"] == sha(small)
     assert presigned["status"] == "active"
-    assert presigned["content_hash"] == hashlib.sha256(large).hexdigest()
+    assert presigned["content_hash"] == sha(large)
     ids = {pushed["artifact_id"], presigned["artifact_id"]}
 
     listed = cli_json(srv, key, "ls", "--session", "smoke")
@@ -120,8 +137,8 @@ def test_official_cli_round_trip_survives_sigterm_and_restart(make_server, tmp_p
     assert_stopped_cleanly(srv, tmpdir, srv.stop(signal.SIGTERM))
 
 
-def test_gc_check_backup_and_restore_from_the_executable(make_server, tmp_path):
-    srv, tmpdir = start_box(make_server, tmp_path, "box", config=QUICK_STOP)
+def test_gc_check_backup_and_restore_from_the_executable(start_box, tmp_path):
+    srv, tmpdir = start_box("box", config=QUICK_STOP)
     content = os.urandom(100_000)
     with srv.client() as c:
         r = c.post("/v1/artifacts", files={"file": ("kept.bin", content, "application/octet-stream")})
@@ -141,8 +158,7 @@ def test_gc_check_backup_and_restore_from_the_executable(make_server, tmp_path):
     restored = tmp_path / "restored"
     res = run_box("restore", str(dest), "--data-dir", str(restored))
     assert res.returncode == 0, res.stdout + res.stderr
-    srv2, tmpdir2 = start_box(make_server, tmp_path, "restored", config=QUICK_STOP,
-                              args=["--no-bootstrap"])
+    srv2, tmpdir2 = start_box("restored", config=QUICK_STOP, args=["--no-bootstrap"])
     with srv2.client(srv.key) as c:
         r = c.get(f"/v1/artifacts/{artifact_id}/download-url")
         assert r.status_code == 200, r.text
@@ -150,11 +166,10 @@ def test_gc_check_backup_and_restore_from_the_executable(make_server, tmp_path):
     assert_stopped_cleanly(srv2, tmpdir2, srv2.stop(signal.SIGTERM))
 
 
-def test_two_workers_serve_and_stop_when_the_whole_group_is_signalled(make_server, tmp_path):
+def test_two_workers_serve_and_stop_when_the_whole_group_is_signalled(start_box, tmp_path):
     # SIGTERM to every process at once, as systemd's KillMode=control-group or `kill -- -PGID`
     # does: the bootloader, the worker manager, the workers and Sanic's helper processes.
-    srv, tmpdir = start_box(make_server, tmp_path, "box", config=QUICK_STOP,
-                            args=["--workers", "2"])
+    srv, tmpdir = start_box("box", config=QUICK_STOP, args=["--workers", "2"])
     (tmp_path / "w.txt").write_bytes(b"from a worker\n" * 1000)
     pushed = cli_json(srv, srv.key, "push", str(tmp_path / "w.txt"))
     with srv.client() as c:
@@ -190,8 +205,8 @@ def wait_until_refusing(srv: BoxServer, timeout: float = 20.0) -> None:
     raise AssertionError("the server kept accepting connections after SIGTERM")
 
 
-def test_repeated_sigterm_and_ctrl_c_stop_once_and_let_the_upload_finish(make_server, tmp_path):
-    srv, tmpdir = start_box(make_server, tmp_path, "box", config=QUICK_STOP)
+def test_repeated_sigterm_and_ctrl_c_stop_once_and_let_the_upload_finish(start_box, tmp_path):
+    srv, tmpdir = start_box("box", config=QUICK_STOP)
     sent, body, result = threading.Event(), bytearray(), {}
 
     def upload() -> None:
@@ -214,7 +229,7 @@ def test_repeated_sigterm_and_ctrl_c_stop_once_and_let_the_upload_finish(make_se
     assert_stopped_cleanly(srv, tmpdir, code)
     response = result["response"]
     assert response.status_code == 201, response.text
-    assert response.json()["content_hash"] == hashlib.sha256(bytes(body)).hexdigest()
+    assert response.json()["content_hash"] == sha(bytes(body))
 
     conn = sqlite3.connect(srv.data_dir / "artifacta.db")
     try:

@@ -5,15 +5,19 @@ temporary leftovers, and `check` is clean."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import random
 import threading
 import time
 
 import httpx
+import pytest
 
-from tests.ops_helpers import download
+from tests.helpers import download, sha
+
+# Timing- and load-sensitive (kill -9 in the middle of a load of concurrent uploads):
+# one at a time, on one xdist worker.
+pytestmark = pytest.mark.serial
 
 WRITERS = 6
 SLOW_CHUNK = 32 * 1024
@@ -130,6 +134,6 @@ def test_kill_9_during_concurrent_uploads_loses_nothing_acknowledged(make_server
         for art in listed:
             data = download(c, art["artifact_id"])
             assert len(data) == art["size_bytes"]
-            assert hashlib.sha256(data).hexdigest() == art["content_hash"]
+            assert sha(data) == art["content_hash"]
     res = srv.admin("check")
     assert res.returncode == 0, res.stdout

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.ops_helpers import download, offline_cli, upload
+from tests.helpers import download, upload
+from tests.ops_helpers import offline_cli
 
 
 def to_old_layout(blobs: Path) -> int:

@@ -12,8 +12,6 @@ host loss then removes the whole directory.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import signal
 import sqlite3
@@ -22,7 +20,7 @@ import subprocess
 import httpx
 import pytest
 
-from tests.conftest import box_command, clean_env
+from tests.helpers import box_command, clean_env, sha, upload
 from tests.litestream_box import LitestreamBox
 
 BLOB_BACKENDS = ["local"]
@@ -35,15 +33,15 @@ def litestream_box(seaweedfs, s3_bucket, tmp_path, request):
     box.kill()
 
 
-def upload(api: httpx.Client, i: int) -> tuple[str, bytes]:
+def upload_numbered(api: httpx.Client, i: int) -> tuple[str, bytes]:
+    """Artifact number i: mostly small, every fifth 2 MiB (more than one WAL page's worth)."""
     body = os.urandom(100 + 997 * i) if i % 5 else os.urandom(2 * 1024 * 1024 + i)
-    r = api.post("/v1/artifacts", files={"file": (f"f{i}.bin", body)},
-                 data={"session_id": "dr", "metadata": json.dumps({"i": str(i)})})
-    assert r.status_code == 201, r.text
-    return r.json()["artifact_id"], body
+    art = upload(api, body, filename=f"f{i}.bin", content_type=None, session_id="dr",
+                 metadata={"i": str(i)})
+    return art["artifact_id"], body
 
 
-def download(api: httpx.Client, artifact_id: str) -> bytes | None:
+def download_if_kept(api: httpx.Client, artifact_id: str) -> bytes | None:
     r = api.get(f"/v1/artifacts/{artifact_id}/download-url")
     if r.status_code == 404:
         return None
@@ -63,19 +61,19 @@ def check_is_clean(box: LitestreamBox) -> None:
 def test_host_loss_keeps_every_artifact_acknowledged_before_the_last_sync(litestream_box):
     box = litestream_box.start()
     with box.client() as api:
-        synced = dict(upload(api, i) for i in range(12))
+        synced = dict(upload_numbered(api, i) for i in range(12))
         box.sync()
-        unsynced = dict(upload(api, i) for i in range(12, 18))  # may or may not survive
+        unsynced = dict(upload_numbered(api, i) for i in range(12, 18))  # may or may not survive
     box.lose_host()
 
     box.start()  # restored by -restore-if-db-not-exists
     with box.client() as api:
         assert api.get("/v1/whoami").status_code == 200  # same tenant, same key
         for artifact_id, body in synced.items():
-            got = download(api, artifact_id)
-            assert got is not None and hashlib.sha256(got).digest() == hashlib.sha256(body).digest()
+            got = download_if_kept(api, artifact_id)
+            assert got is not None and sha(got) == sha(body)
         for artifact_id, body in unsynced.items():
-            got = download(api, artifact_id)
+            got = download_if_kept(api, artifact_id)
             assert got is None or got == body  # lost whole, or intact
         listed = api.get("/v1/artifacts", params={"session_id": "dr", "limit": 200}).json()
         assert set(synced) <= {a["artifact_id"] for a in listed["artifacts"]}
@@ -91,7 +89,7 @@ def test_a_box_crash_with_litestream_alive_loses_nothing(litestream_box):
     # has no generation to extend and the replica stays empty (1 run in 5 here before this).
     box.sync()
     with box.client() as api:
-        acknowledged = dict(upload(api, i) for i in range(15))
+        acknowledged = dict(upload_numbered(api, i) for i in range(15))
     os.kill(box.box_pid(), signal.SIGKILL)
     # Litestream outlives its child only for a last sync of the WAL, then exits.
     assert box.proc is not None
@@ -101,7 +99,7 @@ def test_a_box_crash_with_litestream_alive_loses_nothing(litestream_box):
     box.start()
     with box.client() as api:
         for artifact_id, body in acknowledged.items():
-            assert download(api, artifact_id) == body
+            assert download_if_kept(api, artifact_id) == body
     assert box.stop() == 0
     check_is_clean(box)
 
@@ -110,7 +108,7 @@ def test_a_box_crash_with_litestream_alive_loses_nothing(litestream_box):
 def test_backup_restore_and_check_tolerate_litestreams_tables(litestream_box, tmp_path):
     box = litestream_box.start()
     with box.client() as api:
-        kept = dict(upload(api, i) for i in range(3))
+        kept = dict(upload_numbered(api, i) for i in range(3))
     box.sync()
     conn = sqlite3.connect(box.data_dir / "artifacta.db")
     try:

@@ -7,7 +7,8 @@ import os
 import stat
 from pathlib import Path
 
-from tests.ops_helpers import download, offline_cli, upload
+from tests.helpers import download, upload
+from tests.ops_helpers import offline_cli
 
 
 def modes(root: Path) -> dict[str, int]:

@@ -11,11 +11,14 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
-from tests.conftest import box_command, clean_env, free_port
-from tests.ops_helpers import download, upload
+import pytest
+
+from tests.helpers import box_command, clean_env, download, free_port, upload
 
 
 def processes() -> dict[int, tuple[int, str]]:
@@ -80,9 +83,17 @@ def run_box(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
                           env=clean_env(**(env or {})), timeout=120, check=False)
 
 
-def test_kill_9_of_the_main_process_leaves_no_orphan_serving(make_server, tmp_path):
-    tmpdir = tmp_path / "tmpdir"  # where the binary unpacks itself
-    tmpdir.mkdir()
+@pytest.fixture
+def short_tmpdir() -> Iterator[Path]:
+    """A TMPDIR for the box (where the binary unpacks itself and Sanic's manager puts its
+    multiprocessing socket): not under tmp_path, which is too deep under xdist (popen-gwN/) for
+    an AF_UNIX path (107 bytes at most), so that `serve --workers 2` could not start."""
+    with tempfile.TemporaryDirectory(prefix="box-tree-") as d:
+        yield Path(d)
+
+
+def test_kill_9_of_the_main_process_leaves_no_orphan_serving(make_server, tmp_path, short_tmpdir):
+    tmpdir = short_tmpdir
     srv = make_server(data_dir=tmp_path / "box", args=["--workers", "2"],
                       config="[server]\nshutdown_timeout = 10.0\n", env={"TMPDIR": str(tmpdir)})
     with srv.client() as c:

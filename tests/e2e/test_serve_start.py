@@ -9,7 +9,7 @@ import subprocess
 
 from artifacta_box.config import load_settings
 from artifacta_box.server import metrics_exposed
-from tests.conftest import box_command, clean_env, free_port
+from tests.helpers import box_command, clean_env, free_port
 
 
 def serve(tmp_path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:

@@ -11,8 +11,13 @@ import time
 from collections.abc import Iterator
 
 import httpx
+import pytest
 
-from tests.ops_helpers import download, sql
+from tests.helpers import download, sql
+
+# Timing- and load-sensitive (shutdown deadlines of a second, measured against in-flight uploads):
+# one at a time, on one xdist worker.
+pytestmark = pytest.mark.serial
 
 CHUNK = 64 * 1024
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import BoxServer
+from tests.helpers import BoxServer
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -11,18 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
 import os
-import sqlite3
 import time
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import BoxServer
+from tests.helpers import BoxServer, error_code, sha, sql, temp_files, tenant_id, unique_name
+
+# Timing- and load-sensitive (many requests at once, against one process):
+# one at a time, on one xdist worker.
+pytestmark = pytest.mark.serial
 
 RACE_CONFIG = """
 [plans.roomy]
@@ -51,42 +52,14 @@ def box(tmp_path_factory) -> Iterator[BoxServer]:
     srv.stop()
 
 
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def tenant(box: BoxServer, plan: str = "roomy") -> tuple[str, str]:
-    name = f"r-{uuid.uuid4().hex[:10]}"
+    name = unique_name("r")
     return name, box.new_tenant(name, plan)
-
-
-def sql(box: BoxServer, query: str, params: tuple = ()) -> list[tuple]:
-    conn = sqlite3.connect(str(box.data_dir / "artifacta.db"), timeout=15)
-    try:
-        conn.execute("PRAGMA busy_timeout = 15000")
-        return [tuple(r) for r in conn.execute(query, params).fetchall()]
-    finally:
-        conn.close()
-
-
-def tenant_id(box: BoxServer, name: str) -> int:
-    return sql(box, "SELECT tenant_id FROM tenants WHERE name = ?", (name,))[0][0]
-
-
-def temp_files(box: BoxServer) -> list[str]:
-    tmp = box.data_dir / "tmp"
-    return sorted(p.name for p in tmp.iterdir()) if tmp.is_dir() else []
 
 
 def blob_files(box: BoxServer, tid: int) -> list[str]:
     root = box.data_dir / "blobs" / str(tid)
     return sorted(p.name for p in root.rglob("*") if p.is_file()) if root.is_dir() else []
-
-
-def error_code(resp: httpx.Response) -> str:
-    body = resp.json()
-    assert set(body) == {"error"} and body["error"]["status"] == resp.status_code, body
-    return body["error"]["code"]
 
 
 def together(key: str, box: BoxServer, make_calls) -> list[Any]:

@@ -4,7 +4,6 @@ streaming multipart uploads, listing, incomplete uploads, resumed and interrupte
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import time
 
@@ -19,6 +18,7 @@ from artifacta_box.storage.s3 import (
     S3Unavailable,
 )
 from artifacta_box.storage.s3.client import b64_sha256
+from tests.helpers import free_port, sha
 from tests.s3.tcp_faults import FaultyRelay
 
 MiB = 1024 * 1024
@@ -117,7 +117,7 @@ def test_if_none_match_create_is_refused_with_412_on_existing_keys(s3_settings):
 
 def test_a_wrong_checksum_is_refused_and_nothing_is_stored(s3_settings):
     async def go(c: S3Client):
-        wrong = hashlib.sha256(b"something else").hexdigest()
+        wrong = sha(b"something else")
 
         def put_with_wrong_checksum():
             c._request("PUT", "bad", headers={"x-amz-checksum-sha256": b64_sha256(wrong)},
@@ -143,9 +143,9 @@ def test_streaming_upload_of_unknown_length_becomes_multipart(s3_settings):
 
     written, small, empty, back, empty_back = run(s3_settings, go)
     assert written.parts == 3  # 8 MiB parts
-    assert written.size == len(data) and written.sha256 == hashlib.sha256(data).hexdigest()
+    assert written.size == len(data) and written.sha256 == sha(data)
     assert back == data
-    assert small.parts == 0 and small.sha256 == hashlib.sha256(b"tiny").hexdigest()
+    assert small.parts == 0 and small.sha256 == sha(b"tiny")
     assert empty.size == 0 and empty_back == b""
 
 
@@ -268,11 +268,7 @@ def test_closing_the_client_ends_a_read_stuck_on_a_silent_store(seaweedfs, s3_bu
 
 
 def test_an_unreachable_store_is_reported_as_unavailable(seaweedfs, s3_bucket, tmp_path):
-    import socket
-
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        closed_port = s.getsockname()[1]
+    closed_port = free_port()  # nobody listens there: this worker's own block (tests/helpers.py)
     settings = seaweedfs.settings(s3_bucket, endpoint=f"http://127.0.0.1:{closed_port}")
     with pytest.raises(S3Unavailable) as exc:
         run(settings, lambda c: c.head("x"), retries=0)

@@ -1,12 +1,13 @@
 """The content-addressed blob store: streaming ingest, limits, dedup, durability order."""
 
 import asyncio
-import hashlib
 import os
 
 import pytest
 
 from artifacta_box.storage import LimitExceeded, LocalBlobStore, StorageFull
+from artifacta_box.storage.blobstore import MEMORY_MAX
+from tests.helpers import sha
 
 
 def run(coro):
@@ -20,8 +21,8 @@ def store(tmp_path):
     return s
 
 
-async def ingest(store, chunks, limit=10**9):
-    staging = store.staging(limit)
+async def ingest(store, chunks, limit=10**9, tenant=1):
+    staging = store.writer(tenant, limit)
     for c in chunks:
         await staging.write(c)
     return await staging.finish()
@@ -32,11 +33,12 @@ def test_ingest_hashes_counts_and_commits_under_content_address(store):
     chunks = [data[i:i + 65536] for i in range(0, len(data), 65536)]
 
     async def go():
-        staged = await ingest(store, chunks)
-        assert staged.sha256 == hashlib.sha256(data).hexdigest()
+        staged = await ingest(store, chunks, tenant=7)
+        assert staged.sha256 == sha(data)
         assert staged.size == len(data)
-        assert await store.commit_staged(7, staged) is True
-        staged.discard()
+        assert (staged.tenant_id, staged.location) == (7, None)
+        assert await store.place(staged) is True
+        await store.release(staged)
         return staged
 
     staged = run(go())
@@ -51,11 +53,12 @@ def test_same_content_is_stored_once_per_tenant(store):
     async def go():
         a = await ingest(store, [b"hello"])
         b = await ingest(store, [b"hel", b"lo"])
-        first = await store.commit_staged(1, a)
-        second = await store.commit_staged(1, b)
-        other_tenant = await store.commit_staged(2, b)
-        a.discard()
-        b.discard()
+        c = await ingest(store, [b"hello"], tenant=2)
+        first = await store.place(a)
+        second = await store.place(b)
+        other_tenant = await store.place(c)
+        for r in (a, b, c):
+            await store.release(r)
         return first, second, other_tenant
 
     assert run(go()) == (True, False, True)
@@ -65,7 +68,7 @@ def test_same_content_is_stored_once_per_tenant(store):
 
 def test_limit_exceeded_mid_stream_leaves_nothing(store):
     async def go():
-        staging = store.staging(limit=2 * 1024 * 1024)
+        staging = store.writer(1, limit=2 * 1024 * 1024)
         with pytest.raises(LimitExceeded):
             for _ in range(10):
                 await staging.write(b"x" * 512 * 1024)
@@ -77,7 +80,7 @@ def test_limit_exceeded_mid_stream_leaves_nothing(store):
 
 def test_abort_removes_the_staging_file(store):
     async def go():
-        staging = store.staging(10**7)
+        staging = store.writer(1, 10**7)
         await staging.write(b"x" * (2 * 1024 * 1024))  # past the 1 MiB buffer: on disk
         await staging._wait_pending()
         assert os.path.exists(staging.path)
@@ -90,7 +93,7 @@ def test_abort_removes_the_staging_file(store):
 
 def test_small_upload_aborted_before_finish_never_touches_the_disk(store):
     async def go():
-        staging = store.staging(10**6)
+        staging = store.writer(1, 10**6)
         await staging.write(b"partial")
         await staging.abort()
         return staging.path
@@ -99,17 +102,18 @@ def test_small_upload_aborted_before_finish_never_touches_the_disk(store):
     assert list(store.iter_temp_files()) == []
 
 
-def test_ensure_committed_restores_a_blob_removed_between_link_and_row(store):
+def test_ensure_placed_restores_a_blob_removed_between_link_and_row(store):
     async def go():
-        staged = await ingest(store, [b"precious"])
-        await store.commit_staged(3, staged)
-        store.delete(3, staged.sha256)          # e.g. a concurrent gc
-        store.ensure_committed(3, staged)       # inside the row's transaction
-        staged.discard()
+        staged = await ingest(store, [b"x" * (MEMORY_MAX + 1)], tenant=3)  # a staging file
+        await store.place(staged)
+        await store.delete(staged.ref)           # e.g. a concurrent gc
+        store.ensure_placed(None, staged)        # inside the row's transaction
+        await store.release(staged)
         return staged
 
     staged = run(go())
-    assert store.path(3, staged.sha256).read_bytes() == b"precious"
+    assert store.path(3, staged.sha256).read_bytes() == b"x" * (MEMORY_MAX + 1)
+    assert list(store.iter_temp_files()) == []
 
 
 def test_leftover_temp_files_are_removed(store):
@@ -143,36 +147,34 @@ def test_path_refuses_non_digest(store):
 
 def test_small_body_is_written_once_at_its_address_without_a_staging_file(store):
     async def go():
-        staged = await ingest(store, [b"small ", b"body"])
-        assert not staged.on_disk and list(store.iter_temp_files()) == []
-        assert await store.commit_staged(5, staged) is True
-        again = await ingest(store, [b"small body"])
-        assert await store.commit_staged(5, again) is False  # dedup: nothing written
+        staged = await ingest(store, [b"small ", b"body"], tenant=5)
+        assert staged.staging_path is None and list(store.iter_temp_files()) == []
+        assert await store.place(staged) is True
+        again = await ingest(store, [b"small body"], tenant=5)
+        assert await store.place(again) is False  # dedup: nothing written
         return staged
 
     staged = run(go())
-    assert staged.sha256 == hashlib.sha256(b"small body").hexdigest()
+    assert staged.sha256 == sha(b"small body")
     assert store.path(5, staged.sha256).read_bytes() == b"small body"
     assert list(store.iter_temp_files()) == []
     assert [p.name for p in store.path(5, staged.sha256).parent.iterdir()] == [staged.sha256]
 
 
-def test_the_inline_limit_separates_memory_from_staging_files(store):
-    from artifacta_box.storage.blobstore import INLINE_MAX
-
+def test_the_memory_limit_separates_memory_from_staging_files(store):
     async def go():
-        at = await ingest(store, [b"a" * INLINE_MAX])
-        over = await ingest(store, [b"b" * (INLINE_MAX + 1)])
+        at = await ingest(store, [b"a" * MEMORY_MAX])
+        over = await ingest(store, [b"b" * (MEMORY_MAX + 1)])
         empty = await ingest(store, [])
         for s in (at, over, empty):
-            assert await store.commit_staged(1, s) is True
-            s.discard()
+            assert await store.place(s) is True
+            await store.release(s)
         return at, over, empty
 
     at, over, empty = run(go())
-    assert (at.on_disk, over.on_disk, empty.on_disk) == (False, True, False)
-    assert store.path(1, at.sha256).stat().st_size == INLINE_MAX
-    assert store.path(1, over.sha256).stat().st_size == INLINE_MAX + 1
+    assert tuple(r.staging_path is not None for r in (at, over, empty)) == (False, True, False)
+    assert store.path(1, at.sha256).stat().st_size == MEMORY_MAX
+    assert store.path(1, over.sha256).stat().st_size == MEMORY_MAX + 1
     assert store.path(1, empty.sha256).read_bytes() == b""
     assert list(store.iter_temp_files()) == []
 
@@ -183,8 +185,8 @@ def test_small_bodies_fall_back_to_named_staging_without_o_tmpfile(store, monkey
     monkeypatch.setattr(bs, "_tmpfile_ok", False)  # e.g. a filesystem that refuses O_TMPFILE
 
     async def go():
-        staged = await ingest(store, [b"no tmpfile here"])
-        assert await store.commit_staged(2, staged) is True
+        staged = await ingest(store, [b"no tmpfile here"], tenant=2)
+        assert await store.place(staged) is True
         return staged
 
     staged = run(go())
@@ -192,12 +194,12 @@ def test_small_bodies_fall_back_to_named_staging_without_o_tmpfile(store, monkey
     assert list(store.iter_temp_files()) == []
 
 
-def test_ensure_committed_rewrites_a_small_blob_removed_before_its_row(store):
+def test_ensure_placed_rewrites_a_small_blob_removed_before_its_row(store):
     async def go():
-        staged = await ingest(store, [b"tiny"])
-        await store.commit_staged(3, staged)
-        store.delete(3, staged.sha256)          # a concurrent gc
-        store.ensure_committed(3, staged)       # inside the row's transaction
+        staged = await ingest(store, [b"tiny"], tenant=3)
+        await store.place(staged)
+        await store.delete(staged.ref)           # a concurrent gc
+        store.ensure_placed(None, staged)        # inside the row's transaction
         return staged
 
     staged = run(go())
@@ -205,7 +207,7 @@ def test_ensure_committed_rewrites_a_small_blob_removed_before_its_row(store):
 
 
 def test_prepare_moves_blobs_of_the_two_level_layout_up_one_level(tmp_path):
-    digest = hashlib.sha256(b"old layout").hexdigest()
+    digest = sha(b"old layout")
     old = tmp_path / "blobs" / "4" / digest[:2] / digest[2:4] / digest
     old.parent.mkdir(parents=True)
     old.write_bytes(b"old layout")

@@ -24,13 +24,14 @@ from artifacta_box.http.byteserve import (
     safe_filename,
 )
 from artifacta_box.errors import RangeNotSatisfiable
+from artifacta_box.storage import BlobRef
 
 SHA = "ab" * 32
 ETAG = f'"{SHA}"'
 
 
 def rep(size: int = 1000, filename: str = "report.pdf", ctype: str = "application/pdf") -> Representation:
-    return Representation("/nonexistent", size, SHA, ctype, filename)
+    return Representation(BlobRef(1, SHA, size, None), "/nonexistent", size, SHA, ctype, filename)
 
 
 # ------------------------------------------------------------------------------ Range

@@ -63,3 +63,29 @@ def test_newer_database_is_refused(tmp_path):
         assert "newer" in str(exc)
     else:
         raise AssertionError("a newer schema must be refused")
+
+
+def test_blob_locations_leave_an_existing_store_as_it_was(tmp_path):
+    """Migration 3 (blob locations): rows written before it read as local files (NULL), and
+    the listed-keys lookups of check and gc use its indexes."""
+    from artifacta_box.db.migrations import MIGRATIONS, _split
+
+    path = tmp_path / "a.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for version, script in enumerate(MIGRATIONS[:2], start=1):
+        for statement in _split(script):
+            conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {version}")
+    conn.execute("INSERT INTO blobs (tenant_id, sha256, size_bytes, refs, live_refs, created_at) "
+                 "VALUES (1, 'ab', 5, 1, 1, 'x')")
+    conn.close()
+    assert initialise(path) == SCHEMA_VERSION - 2
+    conn = connect_sync(path)
+    assert [tuple(r) for r in conn.execute("SELECT location FROM blobs")] == [(None,)]
+    plan = " ".join(str(r[3]) for r in conn.execute(
+        "EXPLAIN QUERY PLAN SELECT location FROM blobs WHERE location IN ('s3:a', 's3:b')"))
+    assert "blobs_by_location" in plan
+    plan = " ".join(str(r[3]) for r in conn.execute(
+        "EXPLAIN QUERY PLAN SELECT upload_location FROM artifacts WHERE upload_location IN "
+        "('s3:a')"))
+    assert "artifacts_by_upload_location" in plan

@@ -48,7 +48,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from artifacta_box.storage.blobstore import StorageError
+from artifacta_box.storage.blobs import StorageError
 from artifacta_box.storage.s3.settings import S3Settings
 from artifacta_box.storage.s3.sigv4 import Credentials, Signer
 

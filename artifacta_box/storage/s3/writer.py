@@ -28,7 +28,7 @@ import hashlib
 from collections import deque
 from dataclasses import dataclass
 
-from artifacta_box.storage.blobstore import LimitExceeded, StorageError
+from artifacta_box.storage.blobs import LimitExceeded, StorageError
 from artifacta_box.storage.s3.client import S3Client
 
 MIN_PART = 8 * 1024 * 1024      # S3's minimum is 5 MiB; 8 MiB halves the request count
