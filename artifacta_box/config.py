@@ -171,7 +171,7 @@ def _one_of(*choices: str, fold: bool = False, quoted: bool = False) -> Check:
 
 
 def _http_url(v: str | None) -> str | None:
-    if v is None or re.match(r"^https?://[^\s/]+(/\S*)?$", v):
+    if v is None or re.fullmatch(r"^https?://[^\s/]+(/\S*)?$", v):
         return None
     return f"must be an absolute http(s) URL, got {v!r}"
 
@@ -221,6 +221,10 @@ class Plan:
     presigned_uploads: bool = plan_field(True, parse_bool, "whether upload-url is available")
     rate_sustained: float = plan_field(100.0, parse_float, "rate limit: tokens per second")
     rate_burst: int = plan_field(200, parse_int, "rate limit: bucket size")
+    anonymous_rate_sustained: float = plan_field(
+        100.0, parse_float, "anonymous byte routes (/d/, /l/): tokens per second, a bucket of "
+        "the tenant's own apart from its API's")
+    anonymous_rate_burst: int = plan_field(200, parse_int, "anonymous byte routes: bucket size")
     max_multipart_bytes: int = plan_field(500 * 10**6, parse_size, "largest multipart upload",
                                           key="max_multipart_size")
     max_json_bytes: int = plan_field(10 * 10**6, parse_size,
@@ -319,6 +323,18 @@ class Settings:
     response_timeout: float = setting("server", 3600.0, parse_float,
                                       "seconds a request may take end to end (large uploads!)",
                                       check=_positive)
+    body_idle_timeout: float = setting(
+        "server", 30.0, parse_float,
+        "an upload body that makes no progress for this many seconds is cut off with 408 and "
+        "leaves nothing (a stalled client, or one upload URL used to pin the server's memory)",
+        check=_positive)
+    upload_memory_bytes: int = setting(
+        "server", 256 * 10**6, parse_size,
+        "memory in-flight upload bodies may hold in one server process; past it new uploads get "
+        "503 with Retry-After", key="upload_memory")
+    upload_memory_per_tenant_bytes: int = setting(
+        "server", 64 * 10**6, parse_size, "... of which one tenant may hold at most this",
+        key="upload_memory_per_tenant")
     keep_alive_timeout: float = setting("server", 15.0, parse_float,
                                         "seconds an idle keep-alive connection stays open",
                                         check=_positive)
@@ -335,6 +351,10 @@ class Settings:
         "'full': an acknowledged write is on disk (fsync at every commit); 'relaxed': "
         "survives a crash of the process, a power loss may lose the last commits (never a row "
         "without its bytes)", check=_one_of("full", "relaxed", quoted=True))
+    ballast_bytes: int = setting(
+        "storage", 8 * 1024 * 1024, parse_size,
+        "preallocated file in the data directory, released when the disk is full so deletes "
+        "and gc can still write; 0 = none")
     # [security]
     secret_key: str | None = setting(
         "security", None, parse_optional_str,
@@ -350,7 +370,8 @@ class Settings:
                                      "failed authentications allowed per client address ...",
                                      check=_at_least(1))
     failed_auth_window_seconds: int = setting(
-        "security", 60, parse_duration, "... per this window; then 429 until the window passes",
+        "security", 60, parse_duration,
+        "... per this sliding window; failures past it get 429 (a correct key always passes)",
         key="failed_auth_window")
     # [retention]
     deleted_retention_seconds: int = setting(
@@ -380,6 +401,17 @@ class Settings:
     metrics_token: str | None = setting(
         "metrics", None, parse_optional_str,
         'when set, GET /metrics needs "Authorization: Bearer <token>"', key="token", secret=True)
+    metrics_gauge_interval_seconds: int = setting(
+        "metrics", 15, parse_duration,
+        "store gauges (artifacts by state, blobs, bytes) are recomputed in the background at "
+        "most this often; a scrape reads the last figures", key="gauge_interval",
+        check=_at_least(1, "s"))
+    metrics_scrape_rate: float = setting("metrics", 1.0, parse_float,
+                                         "scrapes per second the whole server answers ...",
+                                         key="scrape_rate", check=_positive)
+    metrics_scrape_burst: int = setting("metrics", 10, parse_int,
+                                        "... with bursts of this many; then 429 with Retry-After",
+                                        key="scrape_burst", check=_at_least(1))
     # [tenants]
     default_plan: str = setting("tenants", "selfhosted", parse_str,
                                 "plan of new tenants (including the bootstrap tenant 'default')")
@@ -465,7 +497,7 @@ def load_settings(
                 if not isinstance(table, dict):
                     raise ConfigError("plans: expected tables such as [plans.free]")
                 for name, raw in table.items():
-                    if not PLAN_NAME_RE.match(name):
+                    if not PLAN_NAME_RE.fullmatch(name):
                         raise ConfigError(f"plans.{name}: plan names are lowercase letters, digits, - and _")
                     base = BUILTIN_PLANS.get(name, Plan(name=name))
                     plans[name] = _build_plan(name, raw, base)

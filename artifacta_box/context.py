@@ -19,6 +19,7 @@ from artifacta_box.clock import Clock
 from artifacta_box.config import Settings
 from artifacta_box.datadir import (
     DB_FILE,
+    KEYS_GENERATION_FILE,
     RATE_FILE,
     ensure_blob_layout,
     free_space_probe_from_env,
@@ -26,10 +27,17 @@ from artifacta_box.datadir import (
     prepare_data_dir,
 )
 from artifacta_box.db import Database
-from artifacta_box.security.ratelimit import FailedAuthLimiter, SharedTokenBuckets, TokenBuckets
+from artifacta_box.security.keycache import KeyCache, SharedGeneration
+from artifacta_box.security.ratelimit import (
+    FailedAuthLimiter,
+    MemoryBudget,
+    SharedTokenBuckets,
+    TokenBuckets,
+)
 from artifacta_box.security.signing import CursorCodec, UrlSigner
 from artifacta_box.services.metering import UsageMeter
 from artifacta_box.storage import BlobStores, LocalBlobStore
+from artifacta_box.storage.reserve import DiskReserve
 
 log = logging.getLogger("artifacta_box")
 
@@ -43,10 +51,13 @@ class Box:
         self.clock = clock
         self.root = settings.data_path
         self.db = db
+        # The free-space reserve of the data directory (uploads, /health, /metrics, and the
+        # ballast the database writer releases when the disk is full): storage/reserve.py.
+        self.reserve = DiskReserve(self.root, settings.min_free_bytes, free_space_probe_from_env(),
+                                   ballast_bytes=settings.ballast_bytes)
+        db.space_guard = self.reserve
         # Every row is served by the store its location names (storage/blobs.py).
-        self.blobs = BlobStores(LocalBlobStore(
-            self.root, min_free_bytes=settings.min_free_bytes,
-            free_space_probe=free_space_probe_from_env()))
+        self.blobs = BlobStores(LocalBlobStore(self.root, reserve=self.reserve))
         self.secret = secret
         self.signer = UrlSigner(secret)
         self.cursors = CursorCodec(secret)
@@ -59,6 +70,12 @@ class Box:
             settings.failed_auth_limit, settings.failed_auth_window_seconds
         )
         self.meter = UsageMeter()
+        # memory held by in-flight upload bodies (http/uploads.py holds and releases it)
+        self.upload_memory = MemoryBudget(settings.upload_memory_bytes,
+                                          settings.upload_memory_per_tenant_bytes)
+        # key lookups, shared-generation checked (services.tenants.authenticate)
+        self.keys = KeyCache(SharedGeneration(self.root / KEYS_GENERATION_FILE))
+        self.keys.generation()  # the file exists from the start, not from the first request
         self.shutting_down = False
         self._tasks: list[asyncio.Task] = []
 
@@ -97,6 +114,7 @@ class Box:
             log.exception("could not flush request counters at shutdown")
         if isinstance(self.rate, SharedTokenBuckets):
             self.rate.close()
+        self.keys.close()
         await self.blobs.aclose()  # an S3 client's threads and sockets end before the loop
         await self.db.close()
 

@@ -62,7 +62,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from artifacta_box.db.migrations import migrate
 
@@ -170,6 +170,9 @@ class Database:
         self._checkpointing: asyncio.Future[None] | None = None
         self._last_checkpoint = 0.0
         self._writing: list[_WriteJob[Any]] = []  # the batch in the writer thread's hands
+        # Asked before each write transaction, and told when one failed for want of space
+        # (storage.reserve.DiskReserve: it releases the ballast so the database can write).
+        self.space_guard: SpaceGuard | None = None
         self._queue_lock = threading.Lock()  # the queue is filled on the loop, taken by the writer
         self._reader_threads: ThreadPoolExecutor | None = None
         self._reader_local = threading.local()
@@ -292,7 +295,7 @@ class Database:
             if not batch:
                 return batch, []
             try:
-                return batch, _run_transaction(self._writer, batch)
+                return batch, self._write_batch(batch)
             except BaseException as exc:  # noqa: BLE001 - BEGIN or COMMIT: the whole batch failed
                 return batch, exc
         finally:
@@ -324,6 +327,25 @@ class Database:
                     job.future.set_result(value)
                 else:
                     job.future.set_exception(value)
+
+    def _write_batch(self, batch: list[_WriteJob[Any]]) -> list[tuple[bool, Any]]:
+        """One transaction for `batch` in the writer's thread, with the space guard asked
+        first; a transaction that fails for want of space is tried once more if the guard
+        could free some (every job of a failed transaction was rolled back)."""
+        assert self._writer is not None
+        guard = self.space_guard
+        if guard is not None:
+            guard.before_write()
+        try:
+            outcomes = _run_transaction(self._writer, batch)
+        except sqlite3.OperationalError as exc:
+            if guard is None or not is_disk_full(exc) or not guard.disk_full():
+                raise
+            return _run_transaction(self._writer, batch)
+        if guard is not None and any(not ok and isinstance(v, sqlite3.OperationalError)
+                                     and is_disk_full(v) for ok, v in outcomes):
+            guard.disk_full()  # that job's caller gets its error; the next write has room
+        return outcomes
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -416,6 +438,16 @@ class Database:
             conn = self._inline = connect_sync(
                 self.path, read_only=True, busy_timeout_ms=INLINE_BUSY_TIMEOUT_MS)
         return fetchone(conn, sql, params)
+
+
+class SpaceGuard(Protocol):
+    def before_write(self) -> None: ...
+    def disk_full(self) -> bool: ...
+
+
+def is_disk_full(exc: sqlite3.OperationalError) -> bool:
+    return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or \
+        "disk is full" in str(exc).lower()
 
 
 def _run_transaction(conn: sqlite3.Connection, jobs: list[_WriteJob[Any]]

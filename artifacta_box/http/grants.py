@@ -1,6 +1,8 @@
 """Serving the bytes that a signed URL (`/d/`) or a share link (`/l/`) grants: both byte routes
-charge the artifact's tenant one rate token, then answer through `byteserve` with the same
-headers, ranges and validators. Shared by `http/downloads.py` and `http/links.py`."""
+charge one token to the artifact's tenant's *anonymous* bucket (its plan's
+`anonymous_rate_sustained`/`_burst`, apart from its API bucket: a leaked link cannot starve
+the tenant's API), then answer through `byteserve` with the same headers, ranges and
+validators. Shared by `http/downloads.py` and `http/links.py`."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from sanic import Request
 from artifacta_box import errors
 from artifacta_box.http import byteserve
 from artifacta_box.http.common import box_of, charge_rate
+from artifacta_box.security.ratelimit import anonymous_bucket
 from artifacta_box.services import downloads
 from artifacta_box.services.downloads import Grant
 
@@ -22,7 +25,8 @@ async def serve_grant(request: Request, authorize: Awaitable[Grant]):
     try:
         grant = await authorize
         box = box_of(request)
-        charge_rate(request, grant.tenant_id, grant.plan.rate_sustained, grant.plan.rate_burst)
+        charge_rate(request, anonymous_bucket(grant.tenant_id), grant.plan.anonymous_rate_sustained,
+                    grant.plan.anonymous_rate_burst, what="Anonymous download rate")
         rep = downloads.open_grant(box, grant)
         return await byteserve.serve(request, rep, box.blobs, cors,
                                      use_sendfile=box.settings.sendfile)

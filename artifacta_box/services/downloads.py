@@ -6,8 +6,11 @@ the 404/410 precedence of `records.check_live`. The byte routes (`/d/<artifact_i
 the artifact row's tenant (which the URL never shows), then the route charges that tenant's
 rate bucket, then `open_grant` applies the artifact's live/deleted/expired state at that instant.
 
-A URL is `<base>/d/<artifact_id>?e=<unix expiry>&s=<signature>`; the signature binds method
-(HEAD verifies as GET), artifact id, tenant id and expiry (security.signing).
+A URL is `<base>/d/<artifact_id>?e=<unix expiry>&k=<key id>&s=<signature>`; the signature binds
+method (HEAD verifies as GET), artifact id, tenant id, expiry and the id of the API key that
+minted it (security.signing). A URL dies with its key, as an S3 presigned URL does with its
+credentials: once the key is revoked the URL answers 403, from the very next request on (services.tenants.key_is_live). URLs minted before keys were bound carry
+no `k` and are verified without one until they expire.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from artifacta_box.clock import iso
 from artifacta_box.config import Plan
 from artifacta_box.context import Box
 from artifacta_box.services.records import check_live, load_artifact
+from artifacta_box.services.tenants import require_live_key
 from artifacta_box.services.principal import Principal
 from artifacta_box.services.validation import is_artifact_id
 from artifacta_box.storage import BlobRef, BlobStores
@@ -80,17 +84,18 @@ class Representation:
         return f'"{self.sha256}"'
 
 
-def download_path(artifact_id: str, expires: int, signature: str) -> str:
-    return f"{DOWNLOAD_PREFIX}{artifact_id}?e={expires}&s={signature}"
+def download_path(artifact_id: str, expires: int, key_id: str, signature: str) -> str:
+    return f"{DOWNLOAD_PREFIX}{artifact_id}?e={expires}&k={key_id}&s={signature}"
 
 
-def _mint(box: Box, tenant_id: int, row: Any, url_for: Callable[[str], str]) -> dict[str, Any]:
+def _mint(box: Box, principal: Principal, row: Any, url_for: Callable[[str], str]) -> dict[str, Any]:
     expires_in, expires, signature = box.signer.mint(
-        "GET", row["artifact_id"], tenant_id, box.clock.time(),
-        DOWNLOAD_URL_SECONDS, box.settings.max_signed_url_seconds,
+        "GET", row["artifact_id"], principal.tenant_id, box.clock.time(),
+        DOWNLOAD_URL_SECONDS, box.settings.max_signed_url_seconds, extra=principal.key_id,
     )
     return {
-        "download_url": url_for(download_path(row["artifact_id"], expires, signature)),
+        "download_url": url_for(download_path(row["artifact_id"], expires, principal.key_id,
+                                              signature)),
         "expires_in": expires_in,
         "filename": row["filename"],
         "content_type": row["content_type"],
@@ -106,7 +111,7 @@ async def describe_download(
     now_iso = iso(box.clock.now())
     row = await box.db.execute_fn(
         lambda conn: load_artifact(conn, principal.tenant_id, artifact_id, now_iso))
-    return _mint(box, principal.tenant_id, row, url_for)
+    return _mint(box, principal, row, url_for)
 
 
 def parse_batch(body: dict[str, Any]) -> list[str]:
@@ -147,7 +152,7 @@ async def describe_downloads(
             results.append({"artifact_id": artifact_id, **loaded.body()})
         else:
             results.append({"artifact_id": artifact_id,
-                            **_mint(box, principal.tenant_id, loaded, url_for)})
+                            **_mint(box, principal, loaded, url_for)})
     return results
 
 
@@ -155,9 +160,11 @@ async def describe_downloads(
 
 
 async def authorize_signed(
-    box: Box, method: str, artifact_id: str, expires: str | None, signature: str | None
+    box: Box, method: str, artifact_id: str, expires: str | None, signature: str | None,
+    key_id: str | None = None,
 ) -> Grant:
-    """Check a signed URL: 403 invalid_signature (tampered, foreign, unknown id) or url_expired."""
+    """Check a signed URL: 403 invalid_signature (tampered, foreign, unknown id, its key
+    revoked) or url_expired."""
     row = None
     if is_artifact_id(artifact_id):
         row = await box.db.fetchone_point(_SIGNED_SQL, (artifact_id,))
@@ -169,8 +176,10 @@ async def authorize_signed(
         )
     box.signer.verify(
         method, artifact_id, row["tenant_id"], expires, signature, box.clock.time(),
-        max_lifetime=box.settings.max_signed_url_seconds,
+        extra=key_id or "", max_lifetime=box.settings.max_signed_url_seconds,
     )
+    if key_id is not None:
+        await require_live_key(box, key_id, row["tenant_id"])
     return Grant(row["tenant_id"], box.settings.plan(row["tenant_plan"]), artifact_id, row)
 
 
