@@ -26,6 +26,7 @@ from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from artifacta_box.storage.s3.settings import S3Settings, S3SettingsError
 from artifacta_box.units import format_duration, format_size, parse_duration, parse_size
 
 ENV_PREFIX = "ARTIFACTA_BOX_"
@@ -355,6 +356,40 @@ class Settings:
         "storage", 8 * 1024 * 1024, parse_size,
         "preallocated file in the data directory, released when the disk is full so deletes "
         "and gc can still write; 0 = none")
+    storage_backend: str = setting(
+        "storage", "local", parse_str,
+        "where new blobs go: 'local' (files in the data directory) or 's3' (the [s3] bucket); "
+        "blobs already stored stay where their rows say", key="backend",
+        check=_one_of("local", "s3", quoted=True))
+    # [s3] (used with storage.backend = "s3"; checked by S3Settings.build)
+    s3_endpoint: str | None = setting(
+        "s3", None, parse_optional_str, "the S3 API the box talks to, e.g. http://127.0.0.1:8333",
+        key="endpoint")
+    s3_region: str | None = setting("s3", None, parse_optional_str,
+                                    "signing region (else AWS_REGION, else us-east-1)",
+                                    key="region")
+    s3_bucket: str | None = setting("s3", None, parse_optional_str, "the bucket (must exist)",
+                                    key="bucket")
+    s3_prefix: str | None = setting("s3", None, parse_optional_str,
+                                    "key prefix inside the bucket, e.g. 'box1/'", key="prefix")
+    s3_access_key_id: str | None = setting(
+        "s3", None, parse_optional_str, "access key (else AWS_ACCESS_KEY_ID)",
+        key="access_key_id")
+    s3_secret_access_key: str | None = setting(
+        "s3", None, parse_optional_str, "secret key (else AWS_SECRET_ACCESS_KEY)",
+        key="secret_access_key", secret=True)
+    s3_public_endpoint: str | None = setting(
+        "s3", None, parse_optional_str,
+        "the S3 endpoint clients reach, for redirects and presigned uploads, when it differs "
+        "from endpoint", key="public_endpoint")
+    s3_downloads: str = setting(
+        "s3", "proxy", parse_str,
+        "'proxy': the box streams the bytes; 'redirect': /d/ and /l/ answer 302 to a "
+        "presigned S3 URL (60-300 s) for bodies of at least redirect_min_bytes",
+        key="downloads", check=_one_of("proxy", "redirect", quoted=True))
+    s3_redirect_min_bytes: int = setting(
+        "s3", 1024 * 1024, parse_size, "smaller bodies are always proxied in redirect mode",
+        key="redirect_min_bytes")
     # [security]
     secret_key: str | None = setting(
         "security", None, parse_optional_str,
@@ -421,6 +456,8 @@ class Settings:
     plans: dict[str, Plan] = field(default_factory=lambda: dict(BUILTIN_PLANS))
     # where the file came from, for `config show`
     config_file: str | None = None
+    # the [s3] section validated (with the AWS_* fallbacks), when storage.backend = "s3"
+    s3: S3Settings | None = field(default=None, compare=False, repr=False)
 
     @property
     def data_path(self) -> Path:
@@ -535,6 +572,13 @@ def load_settings(
         values["public_url"] = values["public_url"].rstrip("/")
     settings = Settings(plans=plans, config_file=str(path) if path else None, **values)
     _validate(settings)
+    if settings.storage_backend == "s3":
+        try:
+            s3 = S3Settings.build({spec.key: getattr(settings, spec.attr)
+                                   for spec in SETTINGS if spec.section == "s3"}, env)
+        except S3SettingsError as exc:
+            raise ConfigError(str(exc)) from None
+        settings = replace(settings, s3=s3)
     return settings
 
 

@@ -360,11 +360,27 @@ async def _serve_stored(request: Request, rep: Representation, blobs: BlobStores
         response = await request.respond(status=decision.status, headers=headers)
         await response.send(b"")  # the status line and headers
         sent = 0
-        async for chunk in reader:
-            sent += len(chunk)
-            if sent > decision.length:
-                raise _corrupt(rep)
-            await response.send(chunk)
+        chunks = reader.__aiter__()
+        # One chunk read ahead while the previous one is sent: the store and the client
+        # connection work at once (memory: two chunks).
+        ahead = asyncio.ensure_future(chunks.__anext__())
+        try:
+            while True:
+                try:
+                    chunk = await ahead
+                except StopAsyncIteration:
+                    break
+                ahead = asyncio.ensure_future(chunks.__anext__())
+                sent += len(chunk)
+                if sent > decision.length:
+                    raise _corrupt(rep)
+                await response.send(chunk)
+        finally:
+            # A read still running (the client left mid-way) finishes before the reader is
+            # closed under it; its result, or error, is of no use any more.
+            await asyncio.wait([ahead])
+            if not ahead.cancelled():
+                ahead.exception()
         if sent != decision.length:
             raise _corrupt(rep)  # the store held fewer bytes: abort the connection
         await response.send(b"", end_stream=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Awaitable
 
 from sanic import Request
+from sanic.response import HTTPResponse
 
 from artifacta_box import errors
 from artifacta_box.http import byteserve
@@ -28,6 +29,16 @@ async def serve_grant(request: Request, authorize: Awaitable[Grant]):
         charge_rate(request, anonymous_bucket(grant.tenant_id), grant.plan.anonymous_rate_sustained,
                     grant.plan.anonymous_rate_burst, what="Anonymous download rate")
         rep = downloads.open_grant(box, grant)
+        if rep.path is None and not byteserve.if_none_match_hits(
+                request.headers.get("if-none-match"), rep.etag):
+            # The box still answers a revalidation with its own ETag (cheap, and the SHA-256
+            # is the representation's identity); anything else may go to the store itself.
+            target = downloads.redirect_target(box, grant, rep, request.method,
+                                               byteserve.content_disposition(rep.filename))
+            if target is not None:
+                return HTTPResponse(status=302, headers={
+                    "Location": target, "Cache-Control": "no-store",
+                    "X-Content-Type-Options": "nosniff", **cors})
         return await byteserve.serve(request, rep, box.blobs, cors,
                                      use_sendfile=box.settings.sendfile)
     except errors.ApiError as exc:

@@ -37,6 +37,9 @@ async def health(request: Request):
     reasons = degraded_reasons(box)
     if reasons:
         body.update(status="degraded", reason="; ".join(reasons))
+    if box.blobs.backend != "local":
+        # From the start-up probe: a health check sends no request to the store.
+        body.update(blobs=box.blobs.backend, direct_uploads=box.blobs.direct_uploads)
     return ok(body)
 
 

@@ -389,17 +389,30 @@ async def upload_url(request: Request):
     spec = spec_from_fields(plan, body)
     reservation = await presigned.reserve_upload(box, principal, spec, size)
     record = reservation.record
-    # Bound to the minting key too: the URL dies with it (services.downloads.require_live_key).
-    signature = box.signer.sign("PUT", record["artifact_id"], principal.tenant_id,
-                                reservation.expires, extra=f"{size}|{principal.key_id}")
-    url = absolute_url(request, f"/u/{record['artifact_id']}?e={reservation.expires}"
-                                f"&k={principal.key_id}&s={signature}")
+    headers = {"Content-Type": spec.content_type}
+    if reservation.upload_location is not None:
+        # Straight to the store: Content-Length and If-None-Match are signed, so another size
+        # is refused and the bytes cannot be replaced once `complete` hashed them. The client
+        # sends Content-Length itself (the size it reserved); the other signed headers must be
+        # sent as given. The store cannot know our keys, so this URL outlives a revoked key
+        # for its short life, but `complete` needs a live key: bytes sent after a revoke are
+        # never committed (the object is removed by gc as an abandoned upload).
+        signed = box.blobs.presign_put(reservation.upload_location, reservation.expires_in,
+                                       size=size, content_type=spec.content_type)
+        url = signed.url
+        headers = {k: v for k, v in signed.headers.items() if k.lower() != "content-length"}
+    else:
+        # Bound to the minting key too: the URL dies with it (services.downloads.require_live_key).
+        signature = box.signer.sign("PUT", record["artifact_id"], principal.tenant_id,
+                                    reservation.expires, extra=f"{size}|{principal.key_id}")
+        url = absolute_url(request, f"/u/{record['artifact_id']}?e={reservation.expires}"
+                                    f"&k={principal.key_id}&s={signature}")
     return ok({
         "artifact_id": record["artifact_id"],
         "status": "pending",
         "upload_url": url,
         "upload_method": "PUT",
-        "upload_headers": {"Content-Type": spec.content_type},
+        "upload_headers": headers,
         "upload_expires_at": reservation.upload_expires_at,
         "expires_in": reservation.expires_in,
         "filename": spec.filename,

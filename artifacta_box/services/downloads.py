@@ -59,6 +59,7 @@ class Grant:
     plan: Plan
     artifact_id: str
     row: Any  # the artifact columns of _SERVE_COLUMNS (state may be None: purged)
+    not_after: float | None = None  # Unix seconds the grant ends (URL expiry, link expiry)
 
 
 @dataclass(frozen=True)
@@ -180,7 +181,8 @@ async def authorize_signed(
     )
     if key_id is not None:
         await require_live_key(box, key_id, row["tenant_id"])
-    return Grant(row["tenant_id"], box.settings.plan(row["tenant_plan"]), artifact_id, row)
+    return Grant(row["tenant_id"], box.settings.plan(row["tenant_plan"]), artifact_id, row,
+                 not_after=float(expires or 0))
 
 
 @lru_cache(maxsize=8192)
@@ -210,3 +212,29 @@ def open_grant(box: Box, grant: Grant) -> Representation:
         content_type=row["content_type"],
         filename=row["filename"],
     )
+
+
+# Lifetime of the presigned store URL a redirect hands out: long enough to be followed at
+# once from anywhere (60 s), never longer than 5 minutes, and never past the grant itself
+# unless that is under a minute away. A URL handed out before a delete keeps working for at
+# most this long (README, "Scaling out").
+REDIRECT_MIN_SECONDS = 60
+REDIRECT_MAX_SECONDS = 300
+
+
+def redirect_target(box: Box, grant: Grant, rep: Representation, method: str,
+                    content_disposition: str) -> str | None:
+    """With `s3.downloads = "redirect"`: the presigned store URL (GET, or HEAD for a HEAD)
+    that serves `rep` with the box's Content-Disposition and Content-Type, for a body of at
+    least `s3.redirect_min_bytes` held by a store that can presign; else None (proxied).
+    Called after the grant was authorised, its rate token charged and its state checked."""
+    s3 = box.settings.s3
+    if s3 is None or s3.downloads != "redirect" or rep.path is not None or rep.data is not None:
+        return None
+    if rep.size < s3.redirect_min_bytes:
+        return None
+    left = REDIRECT_MAX_SECONDS if grant.not_after is None else grant.not_after - box.clock.time()
+    lifetime = int(min(REDIRECT_MAX_SECONDS, max(REDIRECT_MIN_SECONDS, left)))
+    return box.blobs.presign_get(rep.ref, lifetime, method="HEAD" if method == "HEAD" else "GET",
+                                 content_disposition=content_disposition,
+                                 content_type=rep.content_type)

@@ -27,12 +27,14 @@ from tests.helpers import (
     PAST,
     BoxServer,
     assert_error,
+    delete_blob,
     new_tenant,
     sha,
     sql,
     upload,
     with_query,
 )
+from tests.backends import both_blob_backends  # noqa: F401 - runs the module on both backends
 
 SMALL = secrets.token_bytes(5000)            # served with one read
 LARGE = secrets.token_bytes(300 * 1024)      # streamed (over the 64 KiB inline limit)
@@ -369,7 +371,7 @@ def test_a_missing_blob_is_an_internal_error_not_a_crash(shared_server, client):
     url = download_url(c, record["artifact_id"])
     h = record["content_hash"]
     tid = tenant_id_of(shared_server, record["artifact_id"])
-    os.unlink(shared_server.data_dir / "blobs" / str(tid) / h[:2] / h)
+    delete_blob(shared_server, tid, h)
     r = httpx.get(url)
     err = assert_error(r, 500, "internal_error")
     assert r.headers["x-request-id"] in err["message"]
