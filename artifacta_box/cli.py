@@ -19,6 +19,7 @@ import click
 
 from artifacta_box import __version__, errors, orphans
 from artifacta_box.config import (
+    MAX_DEFAULT_WORKERS,
     SETTING_OF,
     ConfigError,
     Settings,
@@ -175,7 +176,9 @@ def version() -> None:
 @click.option("--port", type=int, help=flag_help("port", "Port to listen on"))
 @click.option("--public-url", help="Base of every URL the API returns, e.g. https://box.example.com "
               f"(default: derived from each request, or ${SETTING_OF['public_url'].env}).")
-@click.option("--workers", type=int, help=flag_help("workers", "Worker processes"))
+@click.option("--workers", type=int,
+              help=flag_help("workers", "Worker processes: one per CPU core by default, at most "
+                             f"{MAX_DEFAULT_WORKERS}; 1 = a single process"))
 @click.option("--no-bootstrap", is_flag=True, help="Do not create tenant 'default' and a key on a fresh box.")
 @settings_options
 def serve(settings: Settings, host: str | None, port: int | None, public_url: str | None,

@@ -178,6 +178,19 @@ def _http_url(v: str | None) -> str | None:
 
 
 MIN_SECRET_KEY = 32
+MAX_DEFAULT_WORKERS = 8
+
+
+def default_workers() -> int:
+    """server.workers by default: one per CPU core this process may run on (its affinity, so a
+    container or taskset limit counts), at most MAX_DEFAULT_WORKERS. On 2 cores two workers
+    answered 4 KiB uploads, downloads and lists faster than one process, with no worse p99
+    (bench/compare.py, README "Benchmarks")."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, MAX_DEFAULT_WORKERS))
 
 
 def _secret_key(v: str | None) -> str | None:
@@ -298,9 +311,10 @@ class Settings:
         "base of every absolute URL the API returns (download, upload and share links); when "
         "unset it is derived from each request (X-Forwarded-Proto/-Host honoured only from "
         "trusted_proxies)", check=_http_url)
-    workers: int = setting("server", 1, parse_int,
-                           "worker processes (rate limits and /metrics shared; failed-auth limit "
-                           "per process)", check=_at_least(1))
+    workers: int = setting("server", default_workers(), parse_int,
+                           f"worker processes: one per CPU core by default (at most "
+                           f"{MAX_DEFAULT_WORKERS}), 1 = a single process (rate limits and "
+                           "/metrics shared; failed-auth limit per process)", check=_at_least(1))
     trusted_proxies: tuple[str, ...] = setting(
         "server", (), parse_list, "addresses/CIDRs whose X-Forwarded-* headers are believed")
     cors_origins: tuple[str, ...] = setting(
@@ -336,6 +350,11 @@ class Settings:
                             "database, blobs, secret; relative to the config file when set there")
     min_free_bytes: int = setting("storage", 100 * 10**6, parse_size,
                                   "uploads answer 503 when free disk space would drop below this")
+    durability: str = setting(
+        "storage", "full", parse_str,
+        "'full': an acknowledged write is on disk (fsync at every commit); 'relaxed': "
+        "survives a crash of the process, a power loss may lose the last commits (never a row "
+        "without its bytes)", check=_one_of("full", "relaxed", quoted=True))
     ballast_bytes: int = setting(
         "storage", 8 * 1024 * 1024, parse_size,
         "preallocated file in the data directory, released when the disk is full so deletes "

@@ -122,7 +122,7 @@ class Box:
         reserve = DiskReserve(root, settings.min_free_bytes, free_space_probe_from_env(),
                               ballast_bytes=settings.ballast_bytes)
         blobs = await open_blob_stores(settings, reserve)
-        db = Database(root / DB_FILE)
+        db = Database(root / DB_FILE, durability=settings.durability)
         try:
             await db.open()
         except BaseException:

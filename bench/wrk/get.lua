@@ -1,6 +1,7 @@
 -- wrk script: GETs cycling through a list of pre-minted paths (signed URLs, file URLs).
--- Script args (after `--`): file with one path (+query) per line. Each thread starts at a
--- different offset so connections do not march in lockstep.
+-- Script args (after `--`): file with one path (+query) per line, and optionally an
+-- Authorization header value (lists). Each thread starts at a different offset so connections
+-- do not march in lockstep.
 local threads = {}
 local count = 0
 
@@ -17,11 +18,13 @@ function init(args)
   end
   if #paths == 0 then error("no paths in " .. args[1]) end
   i = (tid * 7919) % #paths
+  headers = {}
+  if args[2] and args[2] ~= "-" then headers["Authorization"] = args[2] end
 end
 
 function request()
   i = i % #paths + 1
-  return wrk.format("GET", paths[i])
+  return wrk.format("GET", paths[i], headers)
 end
 
 statuses = {}

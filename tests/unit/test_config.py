@@ -29,19 +29,20 @@ def write(tmp_path, text):
 
 def test_defaults_without_any_file():
     s = load_settings(None, environ={})
-    assert (s.host, s.port, s.workers) == ("127.0.0.1", 8787, 1)
+    assert (s.host, s.port) == ("127.0.0.1", 8787)
+    assert s.workers == min(len(os.sched_getaffinity(0)), 8)  # one per core, at most 8
     assert s.default_plan == "selfhosted"
     assert set(s.plans) >= {"selfhosted", "free", "pro"}
     assert s.deleted_retention_seconds == 30 * 86400
 
 
 def test_precedence_flag_over_env_over_file_over_default(tmp_path):
-    path = write(tmp_path, "[server]\nport = 9001\nhost = '127.0.0.2'\nworkers = 2\n")
+    path = write(tmp_path, "[server]\nport = 9001\nhost = '127.0.0.2'\nworkers = 9\n")
     env = {"ARTIFACTA_BOX_SERVER_PORT": "9002", "ARTIFACTA_BOX_SERVER_HOST": "127.0.0.3"}
     s = load_settings(path, overrides={"port": 9003, "host": None}, environ=env)
     assert s.port == 9003            # flag wins
     assert s.host == "127.0.0.3"     # env beats file (flag unset)
-    assert s.workers == 2            # file beats default
+    assert s.workers == 9            # file beats default (one per core, at most 8)
     assert s.shutdown_timeout == 30  # default
 
 
@@ -62,6 +63,7 @@ def test_relative_data_dir_in_file_is_relative_to_the_file(tmp_path):
         ("[server]\nport = 70000\n", "server.port"),
         ("[server]\nbogus = 1\n", "server.bogus"),
         ("[storage]\nmin_free_bytes = 'lots'\n", "storage.min_free_bytes"),
+        ("[storage]\ndurability = 'fast'\n", "storage.durability"),
         ("[retention]\ndeleted = '30 days'\n", "retention.deleted"),
         ("[plans.free]\nmax_ttl = 'forever'\n", "plans.free.max_ttl"),
         ("[plans.free]\nunknown_knob = 1\n", "plans.free.unknown_knob"),

@@ -2,7 +2,10 @@
 savepoint; one writer's failure never undoes another's work; nothing is reported before COMMIT."""
 
 import asyncio
+import fcntl
+import os
 import sqlite3
+import time
 
 import pytest
 
@@ -131,3 +134,87 @@ def test_readers_see_commits_and_refuse_writes(db_path):
 
     assert asyncio.run(go()) == ([("a", 1)], 1)
     assert rows(db_path) == {"a": 1}
+
+
+def _blocked_on(path):
+    """Whether some process waits for a flock on `path` (Linux /proc/locks: `-> FLOCK` lines)."""
+    ino = os.stat(path).st_ino
+    with open("/proc/locks") as f:
+        return any(line.split()[1] == "->" and line.split()[6].endswith(f":{ino}") for line in f)
+
+
+def test_a_writer_waits_for_the_write_lock_and_then_commits_everything_queued_at_once(db_path):
+    """Between processes the write lock is handed over (a blocking flock beside the database),
+    not polled for; the jobs that queued meanwhile share one transaction once it is free."""
+    from artifacta_box.db.database import WRITE_LOCK_FILE
+
+    lock_path = db_path.parent / WRITE_LOCK_FILE
+
+    async def go():
+        async with Database(db_path) as db:
+            statements, ran = [], []
+            await db.execute_write_fn(lambda conn: conn.set_trace_callback(statements.append))
+            other = os.open(lock_path, os.O_RDWR)
+            fcntl.flock(other, fcntl.LOCK_EX)  # another process is writing
+            try:
+                statements.clear()
+
+                def insert(i):
+                    def job(conn):
+                        ran.append(i)
+                        conn.execute("INSERT INTO kv VALUES (?, ?)", (f"k{i}", i))
+                    return job
+
+                jobs = [asyncio.ensure_future(db.execute_write_fn(insert(i))) for i in range(20)]
+                deadline = time.monotonic() + 10
+                while not _blocked_on(lock_path):  # the writer thread waits in flock
+                    assert time.monotonic() < deadline, "the writer never waited for the lock"
+                    await asyncio.sleep(0.01)
+                ran_while_held, stored_while_held = list(ran), rows(db_path)
+            finally:
+                fcntl.flock(other, fcntl.LOCK_UN)
+                os.close(other)
+            await asyncio.gather(*jobs)
+            return ran_while_held, stored_while_held, statements
+
+    ran_while_held, stored_while_held, statements = asyncio.run(go())
+    assert ran_while_held == [] and stored_while_held == {}
+    assert len(rows(db_path)) == 20
+    assert statements.count("COMMIT") == 1  # the batch is taken once the lock is held
+
+
+def test_the_writer_never_checkpoints_and_a_passive_checkpoint_copies_the_wal(db_path):
+    """Checkpoints are off the writer path: its connection has no autocheckpoint; the
+    checkpoint thread's PASSIVE checkpoint moves every committed frame into the database file."""
+    async def go():
+        async with Database(db_path) as db:
+            auto = await db.execute_write_fn(
+                lambda conn: conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0])
+            blob = "x" * 3000
+            for i in range(50):  # separate transactions: > 50 pages of WAL
+                await db.execute_write_fn(
+                    lambda conn, i=i: conn.execute("INSERT INTO kv VALUES (?, ?)",
+                                                   (f"{blob}{i}", i)))
+            busy, frames, copied = await db.checkpoint()
+            # the database file alone (the WAL ignored) now holds every row
+            main_only = sqlite3.connect(f"file:{db_path}?immutable=1", uri=True)
+            try:
+                in_file = main_only.execute("SELECT COUNT(*) FROM kv").fetchone()[0]
+            finally:
+                main_only.close()
+            return auto, busy, frames, copied, in_file
+
+    auto, busy, frames, copied, in_file = asyncio.run(go())
+    assert auto == 0
+    assert busy == 0 and frames > 50 and copied == frames
+    assert in_file == 50
+
+
+@pytest.mark.parametrize(("durability", "synchronous"), [("full", 2), ("relaxed", 1)])
+def test_durability_sets_the_writers_synchronous_mode(db_path, durability, synchronous):
+    async def go():
+        async with Database(db_path, durability=durability) as db:
+            return await db.execute_write_fn(
+                lambda conn: conn.execute("PRAGMA synchronous").fetchone()[0])
+
+    assert asyncio.run(go()) == synchronous
