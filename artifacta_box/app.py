@@ -37,8 +37,9 @@ from artifacta_box.http.common import authenticate_request
 from artifacta_box.http.errors import EnvelopeErrorHandler
 from artifacta_box.http.sanic_seams import body_bytes_received, speed_up_header_sanitiser
 from artifacta_box.ids import new_request_id
-from artifacta_box.jobs import lifecycle_loop
+from artifacta_box.jobs import ballast_loop, lifecycle_loop
 from artifacta_box.metrics import UNMATCHED_ROUTE, Metrics, MetricsShare
+from artifacta_box.services.stats import StoreGauges
 
 log = logging.getLogger("artifacta_box")
 
@@ -84,8 +85,12 @@ def create_app(settings: Settings, clock: Clock | None = None, name: str = "arti
     async def open_box(app: Sanic) -> None:
         box = await Box.open(settings, clock)
         app.ctx.box = box
+        app.ctx.store_gauges = StoreGauges(box, settings.metrics_gauge_interval_seconds)
+        app.ctx.store_gauges.start()
         box.start_background(box.meter_loop())
         box.start_background(lifecycle_loop(box, app.ctx.metrics.observe_gc))
+        await asyncio.to_thread(box.reserve.ensure_ballast)  # before the first request
+        box.start_background(ballast_loop(box))
         if app.ctx.metrics_share is not None:
             box.start_background(_publish_metrics(app.ctx.metrics, app.ctx.metrics_share))
 
@@ -98,6 +103,7 @@ def create_app(settings: Settings, clock: Clock | None = None, name: str = "arti
     async def close_box(app: Sanic) -> None:
         box = app.ctx.box
         if box is not None:
+            await app.ctx.store_gauges.stop()
             if app.ctx.metrics_share is not None:  # the final counts of this worker
                 _publish_once(app.ctx.metrics, app.ctx.metrics_share)
             await box.close()

@@ -367,6 +367,8 @@ def _gc_lines(r: dict[str, Any]) -> list[str]:
         f"expired idempotency keys:    {r['idempotency_keys']:,}",
         f"removed temp files:          {r['temp_files']:,} ({r['temp_bytes']:,} bytes)",
     ]
+    if r.get("aborted_uploads"):
+        lines.append(f"aborted incomplete uploads:  {r['aborted_uploads']:,}")
     head = "gc dry run: nothing was changed; a run now would do this:" if verb == "would" else (
         "gc finished:")
     return [head] + ["  " + line for line in lines]
@@ -424,16 +426,19 @@ class ProgressBar:
 @click.option("--repair", is_flag=True,
               help="Fix counters, missing blob rows, orphans and temp leftovers "
               "(never deletes a referenced blob).")
+@click.option("--verify", is_flag=True,
+              help="Also rehash the blobs stored in S3 by streaming them back (local blobs are "
+              "always hashed; S3 objects are otherwise compared by size).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @settings_options
-def check(settings: Settings, repair: bool, as_json: bool) -> None:
+def check(settings: Settings, repair: bool, verify: bool, as_json: bool) -> None:
     """Verify the store: every referenced blob present with the right size and SHA-256, blob
     and usage counters right, no orphans or temp leftovers. Exits 1 on any unrepaired problem.
     """
     from artifacta_box.services.check import check_store
 
-    report = run_admin(settings,
-                       lambda box: check_store(box, repair=repair, progress=ProgressBar()))
+    report = run_admin(settings, lambda box: check_store(box, repair=repair,
+                                                         progress=ProgressBar(), verify=verify))
     result = report.as_dict()
     if as_json:
         print_json(result)
@@ -463,18 +468,23 @@ def check(settings: Settings, repair: bool, as_json: bool) -> None:
 
 @main.command()
 @click.argument("dest", type=click.Path(file_okay=False))
+@click.option("--copy-objects", is_flag=True,
+              help="Also copy the blobs stored in S3 into DEST (verified by their hash); "
+              "without it DEST names them (objects.jsonl) and a restore needs the bucket.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @settings_options
-def backup(settings: Settings, dest: str, as_json: bool) -> None:
+def backup(settings: Settings, dest: str, copy_objects: bool, as_json: bool) -> None:
     """Back up the box into DEST (a new or empty directory), safely while the server runs:
-    a consistent database snapshot, every blob it references, the secret, a manifest."""
+    a consistent database snapshot, every local blob it references (and S3 blobs' keys, or
+    with --copy-objects their bytes), the secret, a manifest."""
     from pathlib import Path
 
     from artifacta_box.services import backup as svc
 
     async def action(box: Box) -> dict[str, Any]:
         try:
-            return await svc.backup(box, Path(dest), progress=ProgressBar())
+            return await svc.backup(box, Path(dest), progress=ProgressBar(),
+                                    copy_objects=copy_objects)
         except svc.BackupError as exc:
             raise errors.InvalidRequest(str(exc)) from None
 

@@ -26,6 +26,7 @@ from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from artifacta_box.storage.s3.settings import S3Settings, S3SettingsError
 from artifacta_box.units import format_duration, format_size, parse_duration, parse_size
 
 ENV_PREFIX = "ARTIFACTA_BOX_"
@@ -171,7 +172,7 @@ def _one_of(*choices: str, fold: bool = False, quoted: bool = False) -> Check:
 
 
 def _http_url(v: str | None) -> str | None:
-    if v is None or re.match(r"^https?://[^\s/]+(/\S*)?$", v):
+    if v is None or re.fullmatch(r"^https?://[^\s/]+(/\S*)?$", v):
         return None
     return f"must be an absolute http(s) URL, got {v!r}"
 
@@ -209,6 +210,10 @@ class Plan:
     presigned_uploads: bool = plan_field(True, parse_bool, "whether upload-url is available")
     rate_sustained: float = plan_field(100.0, parse_float, "rate limit: tokens per second")
     rate_burst: int = plan_field(200, parse_int, "rate limit: bucket size")
+    anonymous_rate_sustained: float = plan_field(
+        100.0, parse_float, "anonymous byte routes (/d/, /l/): tokens per second, a bucket of "
+        "the tenant's own apart from its API's")
+    anonymous_rate_burst: int = plan_field(200, parse_int, "anonymous byte routes: bucket size")
     max_multipart_bytes: int = plan_field(500 * 10**6, parse_size, "largest multipart upload",
                                           key="max_multipart_size")
     max_json_bytes: int = plan_field(10 * 10**6, parse_size,
@@ -308,6 +313,18 @@ class Settings:
     response_timeout: float = setting("server", 3600.0, parse_float,
                                       "seconds a request may take end to end (large uploads!)",
                                       check=_positive)
+    body_idle_timeout: float = setting(
+        "server", 30.0, parse_float,
+        "an upload body that makes no progress for this many seconds is cut off with 408 and "
+        "leaves nothing (a stalled client, or one upload URL used to pin the server's memory)",
+        check=_positive)
+    upload_memory_bytes: int = setting(
+        "server", 256 * 10**6, parse_size,
+        "memory in-flight upload bodies may hold in one server process; past it new uploads get "
+        "503 with Retry-After", key="upload_memory")
+    upload_memory_per_tenant_bytes: int = setting(
+        "server", 64 * 10**6, parse_size, "... of which one tenant may hold at most this",
+        key="upload_memory_per_tenant")
     keep_alive_timeout: float = setting("server", 15.0, parse_float,
                                         "seconds an idle keep-alive connection stays open",
                                         check=_positive)
@@ -319,6 +336,44 @@ class Settings:
                             "database, blobs, secret; relative to the config file when set there")
     min_free_bytes: int = setting("storage", 100 * 10**6, parse_size,
                                   "uploads answer 503 when free disk space would drop below this")
+    ballast_bytes: int = setting(
+        "storage", 8 * 1024 * 1024, parse_size,
+        "preallocated file in the data directory, released when the disk is full so deletes "
+        "and gc can still write; 0 = none")
+    storage_backend: str = setting(
+        "storage", "local", parse_str,
+        "where new blobs go: 'local' (files in the data directory) or 's3' (the [s3] bucket); "
+        "blobs already stored stay where their rows say", key="backend",
+        check=_one_of("local", "s3", quoted=True))
+    # [s3] (used with storage.backend = "s3"; checked by S3Settings.build)
+    s3_endpoint: str | None = setting(
+        "s3", None, parse_optional_str, "the S3 API the box talks to, e.g. http://127.0.0.1:8333",
+        key="endpoint")
+    s3_region: str | None = setting("s3", None, parse_optional_str,
+                                    "signing region (else AWS_REGION, else us-east-1)",
+                                    key="region")
+    s3_bucket: str | None = setting("s3", None, parse_optional_str, "the bucket (must exist)",
+                                    key="bucket")
+    s3_prefix: str | None = setting("s3", None, parse_optional_str,
+                                    "key prefix inside the bucket, e.g. 'box1/'", key="prefix")
+    s3_access_key_id: str | None = setting(
+        "s3", None, parse_optional_str, "access key (else AWS_ACCESS_KEY_ID)",
+        key="access_key_id")
+    s3_secret_access_key: str | None = setting(
+        "s3", None, parse_optional_str, "secret key (else AWS_SECRET_ACCESS_KEY)",
+        key="secret_access_key", secret=True)
+    s3_public_endpoint: str | None = setting(
+        "s3", None, parse_optional_str,
+        "the S3 endpoint clients reach, for redirects and presigned uploads, when it differs "
+        "from endpoint", key="public_endpoint")
+    s3_downloads: str = setting(
+        "s3", "proxy", parse_str,
+        "'proxy': the box streams the bytes; 'redirect': /d/ and /l/ answer 302 to a "
+        "presigned S3 URL (60-300 s) for bodies of at least redirect_min_bytes",
+        key="downloads", check=_one_of("proxy", "redirect", quoted=True))
+    s3_redirect_min_bytes: int = setting(
+        "s3", 1024 * 1024, parse_size, "smaller bodies are always proxied in redirect mode",
+        key="redirect_min_bytes")
     # [security]
     secret_key: str | None = setting(
         "security", None, parse_optional_str,
@@ -334,7 +389,8 @@ class Settings:
                                      "failed authentications allowed per client address ...",
                                      check=_at_least(1))
     failed_auth_window_seconds: int = setting(
-        "security", 60, parse_duration, "... per this window; then 429 until the window passes",
+        "security", 60, parse_duration,
+        "... per this sliding window; failures past it get 429 (a correct key always passes)",
         key="failed_auth_window")
     # [retention]
     deleted_retention_seconds: int = setting(
@@ -364,6 +420,17 @@ class Settings:
     metrics_token: str | None = setting(
         "metrics", None, parse_optional_str,
         'when set, GET /metrics needs "Authorization: Bearer <token>"', key="token", secret=True)
+    metrics_gauge_interval_seconds: int = setting(
+        "metrics", 15, parse_duration,
+        "store gauges (artifacts by state, blobs, bytes) are recomputed in the background at "
+        "most this often; a scrape reads the last figures", key="gauge_interval",
+        check=_at_least(1, "s"))
+    metrics_scrape_rate: float = setting("metrics", 1.0, parse_float,
+                                         "scrapes per second the whole server answers ...",
+                                         key="scrape_rate", check=_positive)
+    metrics_scrape_burst: int = setting("metrics", 10, parse_int,
+                                        "... with bursts of this many; then 429 with Retry-After",
+                                        key="scrape_burst", check=_at_least(1))
     # [tenants]
     default_plan: str = setting("tenants", "selfhosted", parse_str,
                                 "plan of new tenants (including the bootstrap tenant 'default')")
@@ -378,6 +445,8 @@ class Settings:
     plans: dict[str, Plan] = field(default_factory=lambda: dict(BUILTIN_PLANS))
     # where the file came from, for `config show`
     config_file: str | None = None
+    # the [s3] section validated (with the AWS_* fallbacks), when storage.backend = "s3"
+    s3: S3Settings | None = field(default=None, compare=False, repr=False)
 
     @property
     def data_path(self) -> Path:
@@ -454,7 +523,7 @@ def load_settings(
                 if not isinstance(table, dict):
                     raise ConfigError("plans: expected tables such as [plans.free]")
                 for name, raw in table.items():
-                    if not PLAN_NAME_RE.match(name):
+                    if not PLAN_NAME_RE.fullmatch(name):
                         raise ConfigError(f"plans.{name}: plan names are lowercase letters, digits, - and _")
                     base = BUILTIN_PLANS.get(name, Plan(name=name))
                     plans[name] = _build_plan(name, raw, base)
@@ -492,6 +561,13 @@ def load_settings(
         values["public_url"] = values["public_url"].rstrip("/")
     settings = Settings(plans=plans, config_file=str(path) if path else None, **values)
     _validate(settings)
+    if settings.storage_backend == "s3":
+        try:
+            s3 = S3Settings.build({spec.key: getattr(settings, spec.attr)
+                                   for spec in SETTINGS if spec.section == "s3"}, env)
+        except S3SettingsError as exc:
+            raise ConfigError(str(exc)) from None
+        settings = replace(settings, s3=s3)
     return settings
 
 

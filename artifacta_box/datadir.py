@@ -9,6 +9,9 @@ Everything the box stores is under `storage.data_dir`:
     gc.lock                       held by a lifecycle run           GC_LOCK_FILE
     ratelimit.table               `serve --workers N` token buckets  RATE_FILE
     metrics.d/                    `serve --workers N` counters       METRICS_DIR
+    keys.generation               bumped on revoke/suspend/plan      KEYS_GENERATION_FILE
+    reserve.ballast               free-space ballast (serve)         storage.reserve.BALLAST_FILE
+                                  (every process's key cache)
 
 `prepare_data_dir` opens it (and creates it for `serve`), `load_secret` reads or creates the
 secret, `ServerLock` is the lock every serving process holds, `ensure_blob_layout` upgrades an
@@ -38,6 +41,7 @@ LOCK_FILE = "server.lock"
 RATE_FILE = "ratelimit.table"  # tenants' token buckets shared by `serve --workers N` processes
 GC_LOCK_FILE = "gc.lock"
 METRICS_DIR = "metrics.d"
+KEYS_GENERATION_FILE = "keys.generation"  # security.keycache.SharedGeneration
 
 # Everything the box writes is readable by its own user only: the process runs with umask
 # 077 (cli.main), and `make_private` fixes what an older version or a hand-made directory left.

@@ -1,5 +1,6 @@
 """Periodic work inside `serve`: the lifecycle run (expiry, purge, stale uploads, orphan blobs,
-links, idempotency keys, old temp files) every `[retention] gc_interval`.
+links, idempotency keys, old temp files) every `[retention] gc_interval`; the free-space ballast
+kept in place (`ballast_loop`).
 
 Each run works in bounded batches (see services.lifecycle), so API requests keep getting the
 writer between batches. The walk of the blob directory for row-less files is the only step whose
@@ -50,3 +51,20 @@ async def lifecycle_loop(
                 last_scan = time.monotonic()
             if on_result is not None:
                 on_result(report.as_dict())
+
+
+BALLAST_CHECK_SECONDS = 5.0
+
+
+async def ballast_loop(box: Box, interval: float = BALLAST_CHECK_SECONDS) -> None:
+    """Keep the free-space ballast in place (storage.reserve): made at start-up, put back within
+    `interval` once space returns after it was released."""
+    reserve = box.reserve
+    while True:
+        try:
+            await asyncio.to_thread(reserve.ensure_ballast)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("could not put the free-space ballast in place; retrying")
+        await asyncio.sleep(interval)

@@ -1,8 +1,8 @@
 """In-process metrics rendered in the Prometheus text exposition format (no external deps).
 
 Per request the cost is a few dict look-ups, one `bisect` into fixed latency buckets and a
-handful of integer additions; everything else (store totals, last gc run) is computed when
-`/metrics` is scraped. Labels are bounded: the route is the route *pattern* (`/v1/artifacts/
+handful of integer additions; the store totals and last gc run are gauges recomputed in the
+background (services.stats.StoreGauges), read by a scrape. Labels are bounded: the route is the route *pattern* (`/v1/artifacts/
 <artifact_id>`), never the raw path, and unmatched paths share one label.
 """
 
@@ -248,6 +248,23 @@ def _store_families(store: Mapping[str, object]) -> Iterable[tuple[str, str, str
            "Sum of the tenants' storage usage (each distinct live blob counted once per tenant).",
            [({}, store.get("billed_bytes", 0))])
     yield ("artifacta_box_tenants", "gauge", "Tenants.", [({}, store.get("tenants", 0))])
+    yield ("artifacta_box_store_gauges_timestamp_seconds", "gauge",
+           "When the store gauges above were computed (metrics.gauge_interval).",
+           [({}, store["computed_at"])] if "computed_at" in store else [])
+    yield ("artifacta_box_upload_memory_bytes", "gauge",
+           "Memory held by in-flight upload bodies in the process that answered (its budget: "
+           "server.upload_memory).",
+           [({}, store["upload_memory_bytes"])] if "upload_memory_bytes" in store else [])
+    yield ("artifacta_box_upload_memory_limit_bytes", "gauge",
+           "server.upload_memory: past it new uploads get 503 with Retry-After.",
+           [({}, store["upload_memory_limit_bytes"])] if "upload_memory_limit_bytes" in store
+           else [])
+    yield ("artifacta_box_disk_free_bytes", "gauge",
+           "Free bytes on the disk holding the data directory (as uploads see it).",
+           [({}, store["disk_free_bytes"])] if "disk_free_bytes" in store else [])
+    yield ("artifacta_box_disk_reserve_bytes", "gauge",
+           "storage.min_free_bytes: uploads are refused rather than take free space below it.",
+           [({}, store.get("disk_reserve_bytes", 0))])
     last = store.get("last_gc") or {}
     yield ("artifacta_box_gc_last_run_timestamp_seconds", "gauge",
            "When the last finished lifecycle run (server or `artifacta-box gc`) finished.",

@@ -76,9 +76,11 @@ def metrics_exposed(bound_host: str, settings: Settings) -> bool:
     return not loopback and not settings.metrics_token
 
 
-async def _bootstrap(settings: Settings) -> dict | None:
+async def _open_once(settings: Settings, bootstrap: bool) -> dict | None:
+    """Open the box once before serving: an S3 store that fails its probe stops `serve` here,
+    in one line (context.BlobStoreUnusable), before the port is announced; then bootstrap."""
     async with Box.opened(settings) as box:
-        return await tenants.bootstrap(box)
+        return await tenants.bootstrap(box) if bootstrap else None
 
 
 STOP_WAIT_SECONDS = 15  # how long `serve` waits at exit for its workers to let go of the directory
@@ -107,12 +109,11 @@ def serve(settings: Settings, bootstrap: bool = True) -> int:
         files, size = LocalBlobStore(root).remove_temp_files()
         if files:
             log.info("removed %d leftover temporary files (%d bytes) from an earlier run", files, size)
-        if bootstrap:
-            created = asyncio.run(_bootstrap(settings))
-            if created:
-                click.echo("Created tenant 'default' and its first API key (shown only this once):")
-                click.echo("\n".join("  " + line for line in
-                                     export_lines(created["key"], api_url(settings)).splitlines()))
+        created = asyncio.run(_open_once(settings, bootstrap))
+        if created:
+            click.echo("Created tenant 'default' and its first API key (shown only this once):")
+            click.echo("\n".join("  " + line for line in
+                                 export_lines(created["key"], api_url(settings)).splitlines()))
         bound_host, bound_port = sock.getsockname()[:2]
         bound = host_port(bound_host, bound_port)
         click.echo(f"artifacta-box listening on http://{bound} (data: {root})", err=True)

@@ -47,7 +47,7 @@ def parse_size(value: Any) -> int:
         if value < 0:
             raise ValueError("must not be negative")
         return value
-    m = _SIZE_RE.match(str(value))
+    m = _SIZE_RE.fullmatch(str(value))
     if not m:
         raise ValueError(f"expected a size such as 500MB or 1GiB, got {value!r}")
     return int(m.group(1)) * _SIZE_UNITS[(m.group(2) or "").lower()]
@@ -69,7 +69,7 @@ def parse_duration(value: Any) -> int:
         if value < 0:
             raise ValueError("must not be negative")
         return value
-    m = DURATION_RE.match(str(value).strip())
+    m = DURATION_RE.fullmatch(str(value).strip())
     if not m:
         raise ValueError(f"expected a duration such as 30d, 12h or 3600s, got {value!r}")
     return duration_seconds(m)

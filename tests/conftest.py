@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.backends import backend_env
 from tests.helpers import BoxServer
 
 pytest_plugins = ("tests.s3_server",)  # seaweedfs, s3_bucket, s3_settings fixtures
@@ -92,9 +93,17 @@ def pytest_xdist_node_collection_finished(node, ids: list[str]) -> None:  # noqa
                     "extra's pytest (pyproject.toml), or run with -n 0", returncode=4)
 
 
+@pytest.fixture(scope="module")
+def blob_backend() -> str:
+    """The blob backend of this module's servers: "local" unless the module imports the
+    both-backends fixture of tests/backends.py."""
+    return "local"
+
+
 @pytest.fixture
-def make_server(tmp_path: Path) -> Iterator:
-    """Factory: make_server(config=..., env=..., args=...) -> started BoxServer; all stopped after."""
+def make_server(tmp_path: Path, request, blob_backend: str) -> Iterator:
+    """Factory: make_server(config=..., env=..., args=...) -> started BoxServer; all stopped
+    after. Each server stores its blobs in the module's `blob_backend` (its own bucket)."""
     started: list[BoxServer] = []
     counter = iter(range(1000))
 
@@ -102,6 +111,7 @@ def make_server(tmp_path: Path) -> Iterator:
                 args: list[str] | None = None, data_dir: Path | None = None,
                 start: bool = True) -> BoxServer:
         d = data_dir or tmp_path / f"box{next(counter)}"
+        env = {**backend_env(request, blob_backend), **(env or {})}
         srv = BoxServer(d, config=config, env=env, args=args)
         started.append(srv)
         return srv.start() if start else srv
@@ -112,10 +122,10 @@ def make_server(tmp_path: Path) -> Iterator:
 
 
 @pytest.fixture(scope="module")
-def shared_server(tmp_path_factory) -> Iterator[BoxServer]:
+def shared_server(tmp_path_factory, request, blob_backend: str) -> Iterator[BoxServer]:
     """One server per test module, for tests that isolate themselves by tenant."""
     d = tmp_path_factory.mktemp("shared") / "box"
-    srv = BoxServer(d).start()
+    srv = BoxServer(d, env=backend_env(request, blob_backend)).start()
     yield srv
     srv.stop()
 

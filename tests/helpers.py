@@ -36,6 +36,7 @@ from artifacta_box.config import Settings, load_settings
 from artifacta_box.context import Box
 from artifacta_box.security.signing import UrlSigner
 from artifacta_box.services import tenants
+from artifacta_box.storage.s3 import S3Client, S3Settings
 
 T = TypeVar("T")
 
@@ -425,9 +426,60 @@ def files_under(root: Path) -> set[str]:
     return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()} if root.is_dir() else set()
 
 
+def s3_settings_of(server: BoxServer) -> S3Settings | None:
+    """The [s3] settings of a box on the S3 backend (tests/backends.py), else None."""
+    if server.env.get("ARTIFACTA_BOX_STORAGE_BACKEND") != "s3":
+        return None
+    prefix = "ARTIFACTA_BOX_S3_"
+    return S3Settings.build({k[len(prefix):].lower(): v for k, v in server.env.items()
+                             if k.startswith(prefix)}, {})
+
+
+def in_bucket(server: BoxServer, action: Callable[[S3Client], Awaitable[T]]) -> T | None:
+    """Run `action(client)` on the bucket of a box on S3 (None for a local box)."""
+    settings = s3_settings_of(server)
+    if settings is None:
+        return None
+
+    async def run() -> T:
+        async with S3Client(settings) as client:
+            return await action(client)
+
+    return run_async(run())
+
+
+async def _keys(client: S3Client) -> list[str]:
+    return [i.key async for i in client.list_objects("blobs/")]
+
+
+async def _uploads(client: S3Client) -> list[str]:
+    return [u.key async for u in client.list_multipart_uploads("blobs/")]
+
+
 def blob_files(server: BoxServer) -> list[str]:
-    """Every blob file of the server, relative to `blobs/`."""
-    return sorted(files_under(server.data_dir / "blobs"))
+    """Every stored blob of the server: local files relative to `blobs/` (not its LAYOUT
+    marker), and on S3 the objects as the rows name them (`s3:blobs/<tenant>/<rr>/<key>`)."""
+    local = sorted(f for f in files_under(server.data_dir / "blobs") if "/" in f)
+    return local + sorted("s3:" + k for k in in_bucket(server, _keys) or [])
+
+
+def read_blob(server: BoxServer, tenant: int, sha256: str) -> bytes:
+    """The stored bytes of a blob, from wherever its row says they are."""
+    location = sql(server, "SELECT location FROM blobs WHERE tenant_id = ? AND sha256 = ?",
+                   (tenant, sha256))[0][0]
+    if location is None:
+        return (server.data_dir / "blobs" / str(tenant) / sha256[:2] / sha256).read_bytes()
+    return in_bucket(server, lambda c: c.get_bytes(location[3:]))
+
+
+def delete_blob(server: BoxServer, tenant: int, sha256: str) -> None:
+    """Lose a blob's stored bytes behind the box's back (damage for check and serving tests)."""
+    location = sql(server, "SELECT location FROM blobs WHERE tenant_id = ? AND sha256 = ?",
+                   (tenant, sha256))[0][0]
+    if location is None:
+        (server.data_dir / "blobs" / str(tenant) / sha256[:2] / sha256).unlink()
+    else:
+        in_bucket(server, lambda c: c.delete(location[3:]))
 
 
 def signer(server: BoxServer) -> UrlSigner:
@@ -436,6 +488,8 @@ def signer(server: BoxServer) -> UrlSigner:
 
 
 def temp_files(server: BoxServer) -> list[str]:
+    """Staging files, and on S3 incomplete multipart uploads: uploads in progress."""
     tmp = server.data_dir / "tmp"
-    return sorted(p.name for p in tmp.iterdir()) if tmp.is_dir() else []
+    local = sorted(p.name for p in tmp.iterdir()) if tmp.is_dir() else []
+    return local + sorted(in_bucket(server, _uploads) or [])
 

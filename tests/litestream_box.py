@@ -31,9 +31,15 @@ def litestream_binary() -> str:
     return str(exe)
 
 
-def box_config(backend: str) -> str:
-    assert backend == "local"
-    return f'[security]\nsecret_key = "{SECRET}"\n'
+def box_config(backend: str, seaweedfs: SeaweedFS, bucket: str) -> str:
+    """The box's config: the secret in it (it dies with the host otherwise), and on "s3" the
+    blobs in the replica's bucket (under blobs/, beside Litestream's own path)."""
+    config = f'[security]\nsecret_key = "{SECRET}"\n'
+    if backend == "s3":
+        config += (f'[storage]\nbackend = "s3"\n[s3]\nendpoint = "{seaweedfs.endpoint}"\n'
+                   f'bucket = "{bucket}"\nregion = "{REGION}"\naccess_key_id = "{ADMIN[0]}"\n'
+                   f'secret_access_key = "{ADMIN[1]}"\n')
+    return config
 
 
 class LitestreamBox:
@@ -45,7 +51,8 @@ class LitestreamBox:
         self.data_dir = root / "data"
         self.config = root / "box.toml"
         root.mkdir(parents=True, exist_ok=True)
-        self.config.write_text(box_config(backend))
+        self.backend = backend
+        self.config.write_text(box_config(backend, seaweedfs, bucket))
         self.socket = root / "litestream.sock"
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -132,16 +139,17 @@ class LitestreamBox:
         raise AssertionError("litestream has no child process")
 
     def lose_host(self) -> None:
-        """kill -9 of Litestream and the box at once, then the host's disk is gone (but for the
-        blobs, which stand for the bucket)."""
+        """kill -9 of Litestream and the box at once, then the host's disk is gone."""
         assert self.proc is not None
         os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(30)
         self.wipe_disk()
 
     def wipe_disk(self) -> None:
+        """The host's disk is gone: everything in the data directory (but for local blobs,
+        which stand for a bucket the box would keep them in)."""
         for entry in self.data_dir.iterdir():
-            if entry.name == "blobs":
+            if entry.name == "blobs" and self.backend == "local":
                 continue
             if entry.is_dir():
                 shutil.rmtree(entry)

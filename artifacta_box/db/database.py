@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from artifacta_box.db.migrations import migrate
 
@@ -131,6 +131,9 @@ class Database:
         self._inline: sqlite3.Connection | None = None
         self._queue: list[_WriteJob[Any]] = []
         self._flusher: asyncio.Task[None] | None = None
+        # Asked before each write transaction, and told when one failed for want of space
+        # (storage.reserve.DiskReserve: it releases the ballast so the database can write).
+        self.space_guard: SpaceGuard | None = None
 
     async def open(self) -> None:
         loop = asyncio.get_running_loop()
@@ -218,7 +221,7 @@ class Database:
                 continue
             try:
                 outcomes = await loop.run_in_executor(
-                    self._writer_thread, _run_transaction, self._writer, batch)
+                    self._writer_thread, self._write_batch, batch)
             except BaseException as exc:  # BEGIN or COMMIT failed: the whole transaction did
                 for job in batch:
                     if job.future.done():
@@ -237,6 +240,24 @@ class Database:
                     job.future.set_result(value)
                 else:
                     job.future.set_exception(value)
+
+    def _write_batch(self, batch: list[_WriteJob[Any]]) -> list[tuple[bool, Any]]:
+        """One transaction for `batch` in the writer's thread, with the space guard asked
+        first; a transaction that fails for want of space is tried once more if the guard
+        could free some (every job of a failed transaction was rolled back)."""
+        guard = self.space_guard
+        if guard is not None:
+            guard.before_write()
+        try:
+            outcomes = _run_transaction(self._writer, batch)
+        except sqlite3.OperationalError as exc:
+            if guard is None or not is_disk_full(exc) or not guard.disk_full():
+                raise
+            return _run_transaction(self._writer, batch)
+        if guard is not None and any(not ok and isinstance(v, sqlite3.OperationalError)
+                                     and is_disk_full(v) for ok, v in outcomes):
+            guard.disk_full()  # that job's caller gets its error; the next write has room
+        return outcomes
 
     # ------------------------------------------------------------------ reads
 
@@ -296,6 +317,16 @@ class Database:
             conn = self._inline = connect_sync(
                 self.path, read_only=True, busy_timeout_ms=INLINE_BUSY_TIMEOUT_MS)
         return fetchone(conn, sql, params)
+
+
+class SpaceGuard(Protocol):
+    def before_write(self) -> None: ...
+    def disk_full(self) -> bool: ...
+
+
+def is_disk_full(exc: sqlite3.OperationalError) -> bool:
+    return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or \
+        "disk is full" in str(exc).lower()
 
 
 def _run_transaction(conn: sqlite3.Connection, jobs: list[_WriteJob[Any]]

@@ -24,17 +24,17 @@ async def list_artifacts(request: Request):
     return ok({"artifacts": page.items, "next_cursor": page.next_cursor, "has_more": page.has_more})
 
 
-@bp.get("/artifacts/<artifact_id:str>")
+@bp.get("/artifacts/<artifact_id:str>", unquote=True)
 async def get_artifact(request: Request, artifact_id: str):
     return ok(await artifacts.get_artifact(box_of(request), principal_of(request), artifact_id))
 
 
-@bp.delete("/artifacts/<artifact_id:str>")
+@bp.delete("/artifacts/<artifact_id:str>", unquote=True)
 async def delete_artifact(request: Request, artifact_id: str):
     return ok(await artifacts.delete_artifact(box_of(request), principal_of(request), artifact_id))
 
 
-@bp.post("/artifacts/<artifact_id:str>/extend-ttl")
+@bp.post("/artifacts/<artifact_id:str>/extend-ttl", unquote=True)
 async def extend_ttl(request: Request, artifact_id: str):
     body = parse_json_object(request.body, required=True)
     return ok(await artifacts.extend_ttl(box_of(request), principal_of(request), artifact_id, body))

@@ -106,7 +106,7 @@ def parse_range(header: str | None, size: int) -> ByteRange | _Unsatisfiable | N
     """
     if not header or len(header) > MAX_RANGE_HEADER or size <= 0:
         return None
-    m = _BYTES_UNIT_RE.match(header)
+    m = _BYTES_UNIT_RE.fullmatch(header)
     if not m:
         return None
     specs = [part.strip() for part in m.group(1).split(",")]
@@ -114,7 +114,7 @@ def parse_range(header: str | None, size: int) -> ByteRange | _Unsatisfiable | N
     if len(specs) != 1:
         return None
     spec = specs[0]
-    if (im := _INT_RANGE_RE.match(spec)) is not None:
+    if (im := _INT_RANGE_RE.fullmatch(spec)) is not None:
         first = int(im.group(1))
         last = int(im.group(2)) if im.group(2) else None
         if last is not None and last < first:
@@ -123,7 +123,7 @@ def parse_range(header: str | None, size: int) -> ByteRange | _Unsatisfiable | N
             return UNSATISFIABLE
         end = size - 1 if last is None else min(last, size - 1)
         return ByteRange(first, end)
-    if (sm := _SUFFIX_RANGE_RE.match(spec)) is not None:
+    if (sm := _SUFFIX_RANGE_RE.fullmatch(spec)) is not None:
         suffix = int(sm.group(1))
         if suffix == 0:
             return UNSATISFIABLE
@@ -360,11 +360,27 @@ async def _serve_stored(request: Request, rep: Representation, blobs: BlobStores
         response = await request.respond(status=decision.status, headers=headers)
         await response.send(b"")  # the status line and headers
         sent = 0
-        async for chunk in reader:
-            sent += len(chunk)
-            if sent > decision.length:
-                raise _corrupt(rep)
-            await response.send(chunk)
+        chunks = reader.__aiter__()
+        # One chunk read ahead while the previous one is sent: the store and the client
+        # connection work at once (memory: two chunks).
+        ahead = asyncio.ensure_future(chunks.__anext__())
+        try:
+            while True:
+                try:
+                    chunk = await ahead
+                except StopAsyncIteration:
+                    break
+                ahead = asyncio.ensure_future(chunks.__anext__())
+                sent += len(chunk)
+                if sent > decision.length:
+                    raise _corrupt(rep)
+                await response.send(chunk)
+        finally:
+            # A read still running (the client left mid-way) finishes before the reader is
+            # closed under it; its result, or error, is of no use any more.
+            await asyncio.wait([ahead])
+            if not ahead.cancelled():
+                ahead.exception()
         if sent != decision.length:
             raise _corrupt(rep)  # the store held fewer bytes: abort the connection
         await response.send(b"", end_stream=True)

@@ -3,7 +3,6 @@ client addresses, and the bearer-auth gate for /v1."""
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import json
 from typing import Any
@@ -146,27 +145,23 @@ async def authenticate_key(request: Request, key: str | None, malformed: str) ->
     failed-authentication limit of the caller's address: the API's bearer header and the web
     console's sign-in form spend the same budget."""
     box = box_of(request)
-    addr = client_address(request)
-    # The limiter counts keys still being looked up, so parallel guesses cannot outrun it.
-    attempt = hashlib.sha256(key.encode()).hexdigest()[:32] if key else None
-    wait = box.auth_failures.blocked_for(addr, attempt)
-    if wait:
-        raise errors.RateLimited(
-            f"Too many failed authentication attempts from {addr}; retry in {wait}s.",
-            headers={"Retry-After": str(wait)},
-            extra={"retry_after_seconds": wait, "retry_after": wait},
-        )
-    if key is None or attempt is None:
-        box.auth_failures.record_failure(addr)
-        raise errors.Unauthorized(malformed)
-    box.auth_failures.begin(addr, attempt)
     try:
-        return await tenants.authenticate(box, key)
+        if key is None:
+            raise errors.Unauthorized(malformed)
+        principal = await tenants.authenticate(box, key)
     except errors.Unauthorized:
-        box.auth_failures.record_failure(addr)
+        # A correct key always passes (above); only failures count against the address, and
+        # one past its budget is told to back off instead of being told the key is wrong.
+        addr = client_address(request)
+        wait = box.auth_failures.record_failure(addr)
+        if wait:
+            raise errors.RateLimited(
+                f"Too many failed authentication attempts from {addr}; retry in {wait}s.",
+                headers={"Retry-After": str(wait)},
+                extra={"retry_after_seconds": wait, "retry_after": wait},
+            ) from None
         raise
-    finally:
-        box.auth_failures.end(addr, attempt)
+    return principal
 
 
 def admit(request: Request, principal: Principal) -> None:
@@ -184,15 +179,17 @@ def admit(request: Request, principal: Principal) -> None:
     box.meter.count_request(principal.tenant_id, principal.key_id, iso(box.clock.now()))
 
 
-def charge_rate(request: Request, tenant_id: int, sustained: float, burst: int) -> None:
-    """Take one token from the tenant's bucket; sets the X-RateLimit-* headers; 429 when empty."""
+def charge_rate(request: Request, bucket: int, sustained: float, burst: int,
+                what: str = "Rate") -> None:
+    """Take one token from `bucket` (a tenant id, or a key from security.ratelimit); sets the
+    X-RateLimit-* headers; 429 when empty."""
     box = box_of(request)
-    decision = box.rate.take(tenant_id, sustained, burst)
+    decision = box.rate.take(bucket, sustained, burst)
     request.ctx.rate_headers = decision.headers()
     if not decision.allowed:
         request.app.ctx.metrics.rate_limited += 1
         raise errors.RateLimited(
-            f"Rate limit of {decision.headers()['X-RateLimit-Limit']} requests/s exceeded; "
+            f"{what} limit of {decision.headers()['X-RateLimit-Limit']} requests/s exceeded; "
             f"retry in {decision.retry_after}s.",
             headers={"Retry-After": str(decision.retry_after)},
             extra={"retry_after_seconds": decision.retry_after, "retry_after": decision.retry_after},

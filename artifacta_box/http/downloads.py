@@ -23,7 +23,7 @@ from artifacta_box.services import downloads
 bp = Blueprint("downloads")
 
 
-@bp.get("/v1/artifacts/<artifact_id:str>/download-url")
+@bp.get("/v1/artifacts/<artifact_id:str>/download-url", unquote=True)
 async def download_url(request: Request, artifact_id: str):
     return ok(await downloads.describe_download(
         box_of(request), principal_of(request), artifact_id, lambda path: absolute_url(request, path)
@@ -39,13 +39,13 @@ async def batch_download_urls(request: Request):
     return ok({"results": results})
 
 
-@bp.route("/d/<artifact_id:str>", methods=["GET", "HEAD"])
+@bp.route("/d/<artifact_id:str>", unquote=True, methods=["GET", "HEAD"])
 async def signed_download(request: Request, artifact_id: str):
     args = request.get_args(keep_blank_values=True)
     return await serve_grant(request, downloads.authorize_signed(
-        box_of(request), request.method, artifact_id, args.get("e"), args.get("s")))
+        box_of(request), request.method, artifact_id, args.get("e"), args.get("s"), args.get("k")))
 
 
-@bp.options("/d/<artifact_id:str>")
+@bp.options("/d/<artifact_id:str>", unquote=True)
 async def signed_download_preflight(request: Request, artifact_id: str):
     return preflight(request)

@@ -14,6 +14,7 @@ from sanic.response import HTTPResponse, json
 
 from artifacta_box import errors
 from artifacta_box.storage import LimitExceeded, StorageFull, StorageUnwritable
+from artifacta_box.storage.s3 import S3AccessDenied, S3NoSuchBucket, S3Unavailable
 
 log = logging.getLogger("artifacta_box.http")
 
@@ -59,6 +60,13 @@ def to_api_error(request: Request | None, exc: BaseException) -> errors.ApiError
         return errors.Unavailable(f"Storage is full: {exc}. Free disk space and retry.")
     if isinstance(exc, StorageUnwritable):
         return errors.Unavailable(f"Storage is unavailable: {exc}.")
+    if isinstance(exc, S3Unavailable):
+        return errors.Unavailable(f"The blob store does not answer ({exc}); retry shortly.")
+    if isinstance(exc, S3AccessDenied | S3NoSuchBucket):
+        # Passed the start-up probe, so the store's configuration changed since: the operator
+        # must act (logged as an error below).
+        return errors.Unavailable("The blob store refuses the box's requests; the server log "
+                                  "says why.")
     if isinstance(exc, LimitExceeded):
         return errors.FileTooLarge(f"The body exceeds the limit of {exc.limit} bytes.")
     if isinstance(exc, sqlite3.OperationalError) and _is_transient_db_error(exc):

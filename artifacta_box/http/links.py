@@ -19,7 +19,7 @@ from artifacta_box.services import links
 bp = Blueprint("links")
 
 
-@bp.post("/v1/artifacts/<artifact_id:str>/links")
+@bp.post("/v1/artifacts/<artifact_id:str>/links", unquote=True)
 async def create_link(request: Request, artifact_id: str):
     # The official SDK and CLI POST with no body at all when no expiry is given.
     body = parse_json_object(request.body, required=False)
@@ -36,16 +36,16 @@ async def create_link(request: Request, artifact_id: str):
     )
 
 
-@bp.delete("/v1/links/<link_id:str>")
+@bp.delete("/v1/links/<link_id:str>", unquote=True)
 async def revoke_link(request: Request, link_id: str):
     return ok(await links.revoke_link(box_of(request), principal_of(request), link_id))
 
 
-@bp.route("/l/<link_id:str>", methods=["GET", "HEAD"])
+@bp.route("/l/<link_id:str>", unquote=True, methods=["GET", "HEAD"])
 async def share_link(request: Request, link_id: str):
     return await serve_grant(request, links.authorize_link(box_of(request), link_id))
 
 
-@bp.options("/l/<link_id:str>")
+@bp.options("/l/<link_id:str>", unquote=True)
 async def share_link_preflight(request: Request, link_id: str):
     return preflight(request)

@@ -76,7 +76,7 @@ def boundary_from_content_type(value: str | None) -> bytes:
     boundary = params.get("boundary")
     if not boundary:
         raise MultipartError("Content-Type multipart/form-data is missing its boundary parameter.")
-    if not _BOUNDARY_RE.match(boundary):
+    if not _BOUNDARY_RE.fullmatch(boundary):
         raise MultipartError(
             "The multipart boundary is invalid: it must be 1-70 letters, digits or '()+_,-./:=? "
             "and must not end with a space."

@@ -49,6 +49,13 @@ Private attributes and methods:
    with an initializer, so that process exits with the main process (stopping.py). Tests:
    test_process_tree::test_kill_9_of_the_main_process_leaves_no_orphan_serving.
 
+8. `Http.keep_alive` and `Http.request_body` (sanic/http/http1.py): after a handler answers,
+   Sanic reads and discards whatever request body is left so the connection can be reused —
+   and waits for it as long as the client keeps it coming or stalls. `abandon_request_body`
+   clears both for an upload refused without reading its body, so the answer goes out with
+   `Connection: close` and the connection (and the buffers Sanic holds for it) ends at once.
+   Tests: test_stalled_bodies::test_in_flight_upload_memory_is_bounded_and_other_tenants_still_upload.
+
 Public but undocumented, also relied on: `WorkerManager.shutdown_signal` (stopping.py),
 `Http.protocol` (reached through `request.stream`), `app.router.get(path, method, host)`
 (http/errors.py: the methods a path supports, for 405's Allow header).
@@ -126,6 +133,14 @@ def body_bytes_declared_left(request: Request) -> int | None:
     """Body bytes still to come under Content-Length (None when unknown, e.g. chunked)."""
     left = getattr(request.stream, "request_bytes_left", None)
     return left if isinstance(left, int) else None
+
+
+def abandon_request_body(request: Request) -> None:
+    """Do not read the rest of this request's body: answer, then close the connection (8.)."""
+    http = request.stream
+    if isinstance(http, Http):
+        http.keep_alive = False
+        http.request_body = None
 
 
 # ------------------------------------------------------------------------------ 5. deadlines

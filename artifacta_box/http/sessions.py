@@ -22,6 +22,6 @@ async def list_sessions(request: Request):
     return ok({"sessions": page.items, "next_cursor": page.next_cursor, "has_more": page.has_more})
 
 
-@bp.post("/sessions/<session_id:str>/seal")
+@bp.post("/sessions/<session_id:str>/seal", unquote=True)
 async def seal_session(request: Request, session_id: str):
     return ok(await sessions.seal_session(box_of(request), principal_of(request), session_id))

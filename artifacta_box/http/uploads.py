@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import binascii
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sanic import Blueprint, Request
@@ -37,8 +38,12 @@ from artifacta_box.http.multipart import (
     PartData,
     boundary_from_content_type,
 )
-from artifacta_box.http.sanic_seams import body_bytes_declared_left, body_started
-from artifacta_box.services import presigned, validation
+from artifacta_box.http.sanic_seams import (
+    abandon_request_body,
+    body_bytes_declared_left,
+    body_started,
+)
+from artifacta_box.services import presigned, tenants, validation
 from artifacta_box.services.uploads import (
     ArtifactSpec,
     check_fields,
@@ -73,12 +78,24 @@ ACCEPTED_ENCODINGS = (
 
 
 async def body_chunks(request: Request) -> AsyncIterator[bytes]:
-    """The request body as it arrives (Content-Length or chunked)."""
+    """The request body as it arrives (Content-Length or chunked). A body that makes no
+    progress for `server.body_idle_timeout` is cut off with 408 (the handler's cleanup drops
+    what it staged): a stalled client must not hold a staging file and its buffers until
+    `response_timeout`, and a presigned PUT needs no key, so one URL could otherwise open any
+    number of them."""
     stream = request.stream
     if stream is None:
         return
+    idle = box_of(request).settings.body_idle_timeout
     while True:
-        chunk = await stream.read()
+        try:
+            chunk = await asyncio.wait_for(stream.read(), idle)
+        except TimeoutError:
+            request.ctx.body_stalled = True  # nothing to drain: answer at once
+            raise errors.RequestTimeout(
+                f"The request body made no progress for {idle:g}s (server.body_idle_timeout); "
+                "nothing was stored. Retry the upload."
+            ) from None
         if chunk is None:
             return
         if chunk:
@@ -107,12 +124,18 @@ DRAIN_IDLE_SECONDS = 0.5
 
 
 async def drain_unread_body(request: Request) -> None:
-    if not body_started(request):
+    """Read what is left of a refused upload's body, within bounds; past them (or when none
+    of it was read yet) the answer goes out with `Connection: close` instead, so no refused
+    or stalled client keeps a connection and its buffers."""
+    if not body_started(request) or getattr(request.ctx, "body_stalled", False):
         # Refused before reading any of the body (declared too large, sealed session, bad
-        # fields): answer at once; reading now would send `100 Continue` and invite the body.
+        # fields, no memory for it) or stalled: answer at once and close; reading now would
+        # send `100 Continue` and invite the body.
+        abandon_request_body(request)
         return
     left_declared = body_bytes_declared_left(request)
     if left_declared is not None and left_declared > DRAIN_MAX_BYTES:
+        abandon_request_body(request)
         return
     stream = request.stream
 
@@ -127,8 +150,8 @@ async def drain_unread_body(request: Request) -> None:
 
     try:
         await asyncio.wait_for(_drain(), DRAIN_MAX_SECONDS)
-    except Exception:  # noqa: BLE001 - timed out, over budget, malformed or gone: Sanic closes
-        pass
+    except Exception:  # noqa: BLE001 - timed out, over budget, malformed or gone: close
+        abandon_request_body(request)
 
 
 async def refuse_after_draining(request: Request, handler, *args: Any) -> Any:
@@ -145,6 +168,35 @@ async def abort_writer(writer: BlobWriter | None) -> None:
     cleanup."""
     if writer is not None:
         await asyncio.shield(writer.abort())
+
+
+# What one streamed upload body holds in memory at most: the staging slice being filled and the
+# one being written (1 MiB each) and the protocol's and multipart reader's buffers.
+STREAMED_BODY_MEMORY = 2 * 1024 * 1024
+BODY_MEMORY_RETRY_AFTER = 1
+
+
+@contextmanager
+def holding_body_memory(box: Box, tenant_id: int, nbytes: int) -> Iterator[None]:
+    """Hold `nbytes` of the in-flight upload budget (server.upload_memory) while the body is
+    read; 503 `unavailable` with Retry-After when the server's or the tenant's share is full."""
+    refused = box.upload_memory.try_hold(tenant_id, nbytes)
+    if refused is not None:
+        which = ("the server's (server.upload_memory)" if refused == "server"
+                 else "this tenant's share (server.upload_memory_per_tenant)")
+        raise errors.Unavailable(
+            f"Too many uploads in progress: the memory for upload bodies in flight, "
+            f"{which}, is taken; retry in {BODY_MEMORY_RETRY_AFTER}s.",
+            headers={"Retry-After": str(BODY_MEMORY_RETRY_AFTER)},
+        )
+    try:
+        yield
+    finally:
+        box.upload_memory.release(tenant_id, nbytes)
+
+
+def streamed_body_memory(declared: int | None) -> int:
+    return STREAMED_BODY_MEMORY if declared is None else min(declared, STREAMED_BODY_MEMORY)
 
 
 def _mb(n: int) -> str:
@@ -204,21 +256,22 @@ async def receive_multipart(
     staging: BlobWriter | None = None
     received = 0
     try:
-        async for chunk in body_chunks(request):
-            received += len(chunk)
-            if received > body_cap:
-                raise too_large(limit, "The upload", hint)
-            for event in reader.feed(chunk):
-                if type(event) is PartData:
-                    await staging.write(event.data)  # type: ignore[union-attr]
-                else:  # PartStart of the file: what arrived so far must already be valid
-                    check_fields(plan, reader.fields)
-                    await check_session_open(box, principal.tenant_id,
-                                             reader.fields.get("session_id") or None)
-                    staging = box.blobs.writer(principal.tenant_id, limit)
-        reader.close()
-        assert staging is not None  # close() raises without a file part
-        staged = await staging.finish()
+        with holding_body_memory(box, principal.tenant_id, streamed_body_memory(declared)):
+            async for chunk in body_chunks(request):
+                received += len(chunk)
+                if received > body_cap:
+                    raise too_large(limit, "The upload", hint)
+                for event in reader.feed(chunk):
+                    if type(event) is PartData:
+                        await staging.write(event.data)  # type: ignore[union-attr]
+                    else:  # PartStart of the file: what arrived so far must already be valid
+                        check_fields(plan, reader.fields)
+                        await check_session_open(box, principal.tenant_id,
+                                                 reader.fields.get("session_id") or None)
+                        staging = box.blobs.writer(principal.tenant_id, limit)
+            reader.close()
+            assert staging is not None  # close() raises without a file part
+            staged = await staging.finish()
     except BaseException as exc:
         await abort_writer(staging)
         if isinstance(exc, LimitExceeded):
@@ -257,13 +310,17 @@ async def receive_json(request: Request, box: Box, principal: Principal
     declared = declared_length(request)
     if declared is not None and declared > max_body:
         raise too_large(cap, f"The JSON upload ({declared:,} bytes declared)", hint)
-    raw = bytearray()
-    async for chunk in body_chunks(request):
-        if len(raw) + len(chunk) > max_body:
-            raise too_large(cap, "The JSON upload", hint)
-        raw += chunk
-    body = parse_json_object(raw)  # type: ignore[arg-type]  # bytearray: no extra copy
-    del raw
+    # The JSON body is read whole before it is parsed: it holds its size in memory (declared,
+    # or the most it may be), against the in-flight budget.
+    with holding_body_memory(box, principal.tenant_id,
+                             max_body if declared is None else min(declared, max_body)):
+        raw = bytearray()
+        async for chunk in body_chunks(request):
+            if len(raw) + len(chunk) > max_body:
+                raise too_large(cap, "The JSON upload", hint)
+            raw += chunk
+        body = parse_json_object(raw)  # type: ignore[arg-type]  # bytearray: no extra copy
+        del raw
     encoding = body.get("content_encoding", "base64")
     if encoding != "base64":
         raise errors.InvalidRequest(
@@ -332,15 +389,30 @@ async def upload_url(request: Request):
     spec = spec_from_fields(plan, body)
     reservation = await presigned.reserve_upload(box, principal, spec, size)
     record = reservation.record
-    signature = box.signer.sign("PUT", record["artifact_id"], principal.tenant_id,
-                                reservation.expires, extra=str(size))
-    url = absolute_url(request, f"/u/{record['artifact_id']}?e={reservation.expires}&s={signature}")
+    headers = {"Content-Type": spec.content_type}
+    if reservation.upload_location is not None:
+        # Straight to the store: Content-Length and If-None-Match are signed, so another size
+        # is refused and the bytes cannot be replaced once `complete` hashed them. The client
+        # sends Content-Length itself (the size it reserved); the other signed headers must be
+        # sent as given. The store cannot know our keys, so this URL outlives a revoked key
+        # for its short life, but `complete` needs a live key: bytes sent after a revoke are
+        # never committed (the object is removed by gc as an abandoned upload).
+        signed = box.blobs.presign_put(reservation.upload_location, reservation.expires_in,
+                                       size=size, content_type=spec.content_type)
+        url = signed.url
+        headers = {k: v for k, v in signed.headers.items() if k.lower() != "content-length"}
+    else:
+        # Bound to the minting key too: the URL dies with it (services.downloads.require_live_key).
+        signature = box.signer.sign("PUT", record["artifact_id"], principal.tenant_id,
+                                    reservation.expires, extra=f"{size}|{principal.key_id}")
+        url = absolute_url(request, f"/u/{record['artifact_id']}?e={reservation.expires}"
+                                    f"&k={principal.key_id}&s={signature}")
     return ok({
         "artifact_id": record["artifact_id"],
         "status": "pending",
         "upload_url": url,
         "upload_method": "PUT",
-        "upload_headers": {"Content-Type": spec.content_type},
+        "upload_headers": headers,
         "upload_expires_at": reservation.upload_expires_at,
         "expires_in": reservation.expires_in,
         "filename": spec.filename,
@@ -349,7 +421,7 @@ async def upload_url(request: Request):
     })
 
 
-@signed_bp.put("/u/<artifact_id:str>", stream=True)
+@signed_bp.put("/u/<artifact_id:str>", unquote=True, stream=True)
 async def put_upload(request: Request, artifact_id: str):
     return await refuse_after_draining(request, _put_upload, artifact_id)
 
@@ -361,8 +433,12 @@ async def _put_upload(request: Request, artifact_id: str):
         raise errors.InvalidSignature(
             "The upload URL is invalid: it was altered or its reservation no longer exists."
         )
+    key_id = request.args.get("k")  # absent from URLs minted before keys were bound
+    extra = str(target.size_bytes) if key_id is None else f"{target.size_bytes}|{key_id}"
     box.signer.verify("PUT", artifact_id, target.tenant_id, request.args.get("e"),
-                      request.args.get("s"), now=box.clock.time(), extra=str(target.size_bytes))
+                      request.args.get("s"), now=box.clock.time(), extra=extra)
+    if key_id is not None:
+        await tenants.require_live_key(box, key_id, target.tenant_id)
     plan = box.settings.plan(target.plan_name)
     charge_rate(request, target.tenant_id, plan.rate_sustained, plan.rate_burst)
     presigned.check_accepts_bytes(target.state, artifact_id, tenant_suspended=target.tenant_suspended)
@@ -375,9 +451,10 @@ async def _put_upload(request: Request, artifact_id: str):
     box.blobs.check_space(size)
     staging = box.blobs.writer(target.tenant_id, size)
     try:
-        async for chunk in body_chunks(request):
-            await staging.write(chunk)
-        staged = await staging.finish()
+        with holding_body_memory(box, target.tenant_id, streamed_body_memory(size)):
+            async for chunk in body_chunks(request):
+                await staging.write(chunk)
+            staged = await staging.finish()
     except BaseException as exc:
         await abort_writer(staging)
         if isinstance(exc, LimitExceeded):
@@ -394,7 +471,7 @@ async def _put_upload(request: Request, artifact_id: str):
     )
 
 
-@bp.post("/artifacts/<artifact_id:str>/complete")
+@bp.post("/artifacts/<artifact_id:str>/complete", unquote=True)
 async def complete(request: Request, artifact_id: str):
     box = box_of(request)
     return ok(await presigned.complete_upload(box, principal_of(request), artifact_id))

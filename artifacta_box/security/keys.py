@@ -29,4 +29,4 @@ def parse_bearer(header: str | None) -> str | None:
     if scheme.lower() != "bearer":
         return None
     value = value.strip()
-    return value if KEY_RE.match(value) else None
+    return value if KEY_RE.fullmatch(value) else None

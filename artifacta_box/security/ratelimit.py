@@ -8,7 +8,7 @@ import mmap
 import os
 import struct
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 
 
@@ -49,6 +49,17 @@ def _settle(tokens: float, stamp: float, now: float, wall: float, rate: float, b
     reset_at = int(math.ceil(wall + missing / rate))
     retry_after = 0 if allowed else max(1, int(math.ceil((cost - tokens) / rate)))
     return tokens, Decision(allowed, rate, int(tokens), reset_at, retry_after)
+
+
+# Bucket keys: a tenant's API bucket is its tenant id (>= 1); the other buckets take negative
+# keys so that one table (`SharedTokenBuckets` under --workers) holds them all.
+METRICS_BUCKET = -2  # every /metrics scrape of the server
+
+
+def anonymous_bucket(tenant_id: int) -> int:
+    """The bucket of a tenant's anonymous byte routes (/d/, /l/), apart from its API bucket, so
+    a leaked link drains this one and the tenant's own API calls keep answering."""
+    return -3 - int(tenant_id)
 
 
 class TokenBuckets:
@@ -160,65 +171,81 @@ class SharedTokenBuckets:
 
 
 class FailedAuthLimiter:
-    """At most `limit` failed authentications per client address per `window` seconds.
+    """At most `limit` failed authentications per client address per sliding `window` seconds.
 
-    A key lookup awaits the database, so checking the limit before it and recording a failure
-    after it would let a burst of parallel guesses all pass the check. Each lookup is therefore
-    registered while in flight (`begin`/`end`), and the distinct keys still being looked up from
-    an address count against its budget as if they had failed: at most `limit` guesses are ever
-    evaluated. Requests carrying the same key count once, so a client firing many requests in
-    parallel with its one valid key is never held back by its own traffic.
+    A correct key is never refused because of failures from its address (everyone behind one
+    NAT shares it): every well-formed key is looked up, and only a failure past the budget is
+    answered 429 (with Retry-After) instead of 401. Guessing gains nothing from being evaluated
+    (keys carry 190 random bits) and a lookup is one point query on a unique index, no dearer
+    than any other request the address could send; what the limit buys is a slowed-down,
+    visible attacker and well-behaved clients told to back off. Only the latest `limit` failure
+    times of an address are kept (a sliding window in bounded memory), for at most
+    `max_addresses` addresses (least recently failing forgotten first).
     """
 
-    def __init__(self, limit: int, window: float, clock=time.monotonic) -> None:
+    def __init__(self, limit: int, window: float, clock=time.monotonic,
+                 max_addresses: int = 100_000) -> None:
         self.limit = limit
         self.window = window
         self._clock = clock
-        self._failures: OrderedDict[str, list[float]] = OrderedDict()
-        self._in_flight: dict[str, dict[str, int]] = {}
+        self._max_addresses = max_addresses
+        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
 
-    def _recent(self, address: str, now: float) -> list[float]:
+    def blocked_for(self, address: str) -> int:
+        """Seconds until a failure from `address` is answered 401 again; 0 = not over budget."""
         stamps = self._failures.get(address)
-        if not stamps:
-            return []
-        cutoff = now - self.window
-        while stamps and stamps[0] <= cutoff:
-            stamps.pop(0)
-        if not stamps:
-            del self._failures[address]
-        return stamps
+        if stamps is None or len(stamps) < self.limit:
+            return 0
+        wait = stamps[0] + self.window - self._clock()
+        if wait <= 0:
+            return 0
+        return max(1, int(math.ceil(wait)))
 
-    def blocked_for(self, address: str, attempt: str | None = None) -> int:
-        """Seconds until `address` may try `attempt` (a key fingerprint); 0 = not blocked."""
-        now = self._clock()
-        stamps = self._recent(address, now)
-        if len(stamps) >= self.limit:
-            return max(1, int(math.ceil(stamps[0] + self.window - now)))
-        pending = self._in_flight.get(address, {})
-        others = len(pending) - (1 if attempt in pending else 0)
-        if len(stamps) + others >= self.limit:
-            return 1  # the budget is taken by lookups still in flight; they end within a second
-        return 0
+    def record_failure(self, address: str) -> int:
+        """Count one failure; returns the seconds the address is now over budget (0 = not)."""
+        stamps = self._failures.get(address)
+        over = self.blocked_for(address)
+        if stamps is None:
+            stamps = self._failures[address] = deque(maxlen=self.limit)
+            while len(self._failures) > self._max_addresses:
+                self._failures.popitem(last=False)
+        else:
+            self._failures.move_to_end(address)
+        stamps.append(self._clock())
+        return over
 
-    def begin(self, address: str, attempt: str) -> None:
-        """A lookup of `attempt` from `address` starts; pair with `end`."""
-        pending = self._in_flight.setdefault(address, {})
-        pending[attempt] = pending.get(attempt, 0) + 1
 
-    def end(self, address: str, attempt: str) -> None:
-        pending = self._in_flight.get(address)
-        if not pending or attempt not in pending:
-            return
-        pending[attempt] -= 1
-        if pending[attempt] <= 0:
-            del pending[attempt]
-        if not pending:
-            del self._in_flight[address]
+class MemoryBudget:
+    """Memory held by in-flight upload bodies, bounded globally and per tenant (one process).
 
-    def record_failure(self, address: str) -> None:
-        now = self._clock()
-        self._recent(address, now)
-        self._failures.setdefault(address, []).append(now)
-        self._failures.move_to_end(address)
-        while len(self._failures) > 100_000:
-            self._failures.popitem(last=False)
+    Each upload holds what it may buffer at most (a streamed body: its staging slices and the
+    readers' buffers; a body that must be parsed whole: its size) from the moment its body
+    starts to be read until it is on disk. `hold` refuses a new upload when either bound would
+    be passed, so a crowd of slow or stalled uploads cannot take the server's memory, and one
+    tenant (or one leaked upload URL) cannot take all of the budget.
+    """
+
+    def __init__(self, limit: int, per_tenant: int) -> None:
+        self.limit = limit
+        self.per_tenant = per_tenant
+        self.used = 0
+        self._by_tenant: dict[int, int] = {}
+
+    def try_hold(self, tenant_id: int, nbytes: int) -> str | None:
+        """Take `nbytes` for `tenant_id`; None when taken, else which bound refused it."""
+        mine = self._by_tenant.get(tenant_id, 0)
+        if self.used + nbytes > self.limit:
+            return "server"
+        if mine + nbytes > self.per_tenant:
+            return "tenant"
+        self.used += nbytes
+        self._by_tenant[tenant_id] = mine + nbytes
+        return None
+
+    def release(self, tenant_id: int, nbytes: int) -> None:
+        self.used -= nbytes
+        left = self._by_tenant.get(tenant_id, 0) - nbytes
+        if left > 0:
+            self._by_tenant[tenant_id] = left
+        else:
+            self._by_tenant.pop(tenant_id, None)

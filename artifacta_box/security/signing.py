@@ -97,9 +97,9 @@ class UrlSigner:
         """
         if isinstance(expires, int) and not isinstance(expires, bool):
             expires = str(expires)
-        if not isinstance(expires, str) or not _EXPIRES_RE.match(expires):
+        if not isinstance(expires, str) or not _EXPIRES_RE.fullmatch(expires):
             raise errors.InvalidSignature("The signed URL is malformed or has been altered.")
-        if not isinstance(signature, str) or not _SIGNATURE_RE.match(signature):
+        if not isinstance(signature, str) or not _SIGNATURE_RE.fullmatch(signature):
             raise errors.InvalidSignature("The signed URL is malformed or has been altered.")
         exp = int(expires)
         expected = self._mac(self._payload(method, artifact_id, tenant_id, exp, extra))

@@ -18,7 +18,7 @@ from artifacta_box.services.principal import Principal
 def requests_this_month(box: Box, principal: Principal) -> int:
     """Requests counted so far this month, including those not yet flushed to the database."""
     stored = principal.requests_count if principal.requests_month == box.month() else 0
-    return stored + box.meter.pending_for(principal.tenant_id)
+    return stored + box.meter.counted_since(principal.tenant_id, principal.requests_flushed_then)
 
 
 async def tenant_usage(box: Box, tenant_id: int) -> dict:

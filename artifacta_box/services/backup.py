@@ -21,6 +21,7 @@ and refuses a non-empty one unless told to replace it.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import shutil
@@ -37,9 +38,17 @@ from artifacta_box.db import connect_sync
 from artifacta_box.db.migrations import SCHEMA_VERSION, current_version
 from artifacta_box.services.audit import record_audit
 from artifacta_box.services.progress import NoProgress, Progress
-from artifacta_box.storage import LocalBlobStore, fsync_dir, hash_file, write_file_durably
+from artifacta_box.storage import (
+    BlobMissing,
+    BlobRef,
+    LocalBlobStore,
+    fsync_dir,
+    hash_file,
+    write_file_durably,
+)
 
 MANIFEST = "manifest.json"
+OBJECTS = "objects.jsonl"
 FORMAT = "artifacta-box-backup"
 FORMAT_VERSION = 1
 
@@ -91,6 +100,46 @@ def _referenced_blobs(conn: sqlite3.Connection) -> list[tuple[int, str, int | No
     return [(int(r[0]), r[1], None if r[2] is None else int(r[2])) for r in rows]
 
 
+def _object_refs(conn: sqlite3.Connection) -> list[BlobRef]:
+    """Every referenced blob a database names in an object store (location 's3:...')."""
+    if not any(r[1] == "location" for r in conn.execute("PRAGMA table_info(blobs)")):
+        return []
+    rows = conn.execute(
+        "SELECT tenant_id, sha256, size_bytes, location FROM blobs WHERE refs > 0 "
+        "AND location LIKE 's3:%' ORDER BY tenant_id, sha256").fetchall()
+    return [BlobRef(int(r[0]), r[1], int(r[2]), r[3]) for r in rows]
+
+
+async def _copy_object(box: Box, ref: BlobRef, dest: Path) -> int:
+    """Stream an object into `dest` (a temp name, fsynced, renamed) through SHA-256."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + ".part")
+    h, n = hashlib.sha256(), 0
+    try:
+        reader = await box.blobs.open(ref, 0, ref.size)
+        try:
+            with open(tmp, "wb") as fout:  # noqa: ASYNC230 - one write per 1 MiB chunk
+                async for chunk in reader:
+                    h.update(chunk)
+                    fout.write(chunk)
+                    n += len(chunk)
+                fout.flush()
+                os.fsync(fout.fileno())
+        finally:
+            await reader.aclose()
+        if h.hexdigest() != ref.sha256 or n != ref.size:
+            raise BackupError(f"{box.blobs.describe(ref)} is corrupt (SHA-256 {h.hexdigest()}, "
+                              f"{n} bytes; expected {ref.sha256}, {ref.size} bytes); run "
+                              "`artifacta-box check --verify`")
+        os.replace(tmp, dest)
+    except BlobMissing:
+        raise BackupError(f"{box.blobs.describe(ref)} is missing (gc deleted it, or the bucket "
+                          "lost it); run `artifacta-box check`") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    return n
+
+
 def _counts(conn: sqlite3.Connection) -> dict[str, int]:
     out = {"tenants": conn.execute("SELECT COUNT(*) FROM tenants").fetchone()[0]}
     for state in ("active", "pending", "expired", "deleted"):
@@ -102,8 +151,13 @@ def _counts(conn: sqlite3.Connection) -> dict[str, int]:
 # ---------------------------------------------------------------------------- backup
 
 
-async def backup(box: Box, dest: Path, progress: Progress | None = None) -> dict[str, Any]:
-    """Write a complete backup of the box into `dest` (a new or empty directory)."""
+async def backup(box: Box, dest: Path, progress: Progress | None = None,
+                 copy_objects: bool = False) -> dict[str, Any]:
+    """Write a complete backup of the box into `dest` (a new or empty directory).
+
+    Blobs in an object store (S3) are named in `objects.jsonl` (tenant, sha256, size,
+    location); with `copy_objects` each is also streamed into the backup's blob layout
+    (verified by its hash), so the backup holds every byte."""
     progress = progress or NoProgress()
     dest = dest.expanduser().resolve()
     root = box.root.resolve()
@@ -122,6 +176,7 @@ async def backup(box: Box, dest: Path, progress: Progress | None = None) -> dict
     conn = connect_sync(db_copy)
     try:
         blobs = _referenced_blobs(conn)
+        objects = _object_refs(conn)
         counts = _counts(conn)
         schema_version = current_version(conn)
     finally:
@@ -145,6 +200,8 @@ async def backup(box: Box, dest: Path, progress: Progress | None = None) -> dict
             progress.advance(size or 0)
     finally:
         progress.finish()
+    objects_manifest = await _back_up_objects(box, dest, dest_store, objects, copy_objects,
+                                              progress)
 
     secret_src = box.root / SECRET_FILE
     secret_included = secret_src.is_file()
@@ -161,7 +218,8 @@ async def backup(box: Box, dest: Path, progress: Progress | None = None) -> dict
         "source_data_dir": str(root),
         "database": {"file": DB_FILE, "size": db_copy.stat().st_size,
                      "sha256": (await asyncio.to_thread(hash_file, db_copy))[0]},
-        "blobs": {"count": len(blobs), "bytes": copied_bytes},
+        "blobs": {"count": len(blobs), "bytes": copied_bytes,
+                  **({"objects": objects_manifest} if objects_manifest else {})},
         "secret_key_included": secret_included,
         **counts,
     }
@@ -171,6 +229,31 @@ async def backup(box: Box, dest: Path, progress: Progress | None = None) -> dict
         conn, at, "cli", "box.backup", None, str(dest),
         {"blobs": len(blobs), "bytes": copied_bytes, "artifacts_active": counts["artifacts_active"]}))
     return {"destination": str(dest), **manifest}
+
+
+async def _back_up_objects(box: Box, dest: Path, dest_store: LocalBlobStore,
+                           objects: list[BlobRef], copy: bool,
+                           progress: Progress) -> dict[str, Any] | None:
+    """objects.jsonl (written before the manifest), and with `copy` the objects themselves."""
+    if not objects:
+        return None
+    lines = "".join(json.dumps({"tenant_id": r.tenant_id, "sha256": r.sha256, "size": r.size,
+                                "location": r.location}) + "\n" for r in objects)
+    await asyncio.to_thread(write_file_durably, dest / OBJECTS, lines)
+    total = sum(r.size for r in objects)
+    copied = 0
+    if copy:
+        progress.start(total, "copying objects")
+        try:
+            for ref in objects:
+                copied += await _copy_object(box, ref, dest_store.path(ref.tenant_id, ref.sha256))
+                progress.advance(ref.size)
+        finally:
+            progress.finish()
+    store = box.settings.s3
+    return {"backend": "s3", "file": OBJECTS, "count": len(objects), "bytes": total,
+            "copied": copy, "endpoint": store.endpoint if store else None,
+            "bucket": store.bucket if store else None, "prefix": store.prefix if store else None}
 
 
 def _snapshot(src: Path, dest: Path) -> None:
@@ -184,6 +267,9 @@ def _snapshot(src: Path, dest: Path) -> None:
     copy = connect_sync(dest)
     try:
         copy.execute("DELETE FROM blobs WHERE refs = 0")
+        # Litestream's own state must not travel into another box (its replica is the box's).
+        for table in ("_litestream_seq", "_litestream_lock"):
+            copy.execute(f"DROP TABLE IF EXISTS {table}")
     finally:
         copy.close()
     with open(dest, "rb+") as fh:
@@ -239,6 +325,20 @@ async def restore(settings: Settings, src: Path, force: bool = False,
             manifest["database"]["sha256"]:
         raise BackupError(f"{db_src} is missing or does not match the manifest; the backup is "
                           "damaged")
+    if (root / LITESTREAM_STATE).exists():
+        raise BackupError(
+            f"{root / DB_FILE} is replicated by Litestream ({root / LITESTREAM_STATE} exists): "
+            "stop the service, remove that directory, restore, then start the service again "
+            "(Litestream replicates the restored database from a new snapshot); to recover "
+            "from the replica instead, use `litestream restore` (README, \"Scaling out\")")
+    objects = (manifest.get("blobs") or {}).get("objects")
+    copied_objects: list[tuple[int, str, int | None]] = []
+    if objects:
+        listed = await asyncio.to_thread(_read_objects, src / objects["file"])
+        if objects.get("copied"):
+            copied_objects = [(r.tenant_id, r.sha256 or "", r.size) for r in listed]
+        else:
+            await _check_objects_exist(settings, objects, listed)
     made = _first_missing(root)  # removed again if the restore fails: nothing half-made stays
     try:
         root.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)
@@ -254,7 +354,7 @@ async def restore(settings: Settings, src: Path, force: bool = False,
     try:
         try:
             blobs, restored_bytes = await asyncio.to_thread(
-                _restore_files, root, src, db_src, manifest, force, progress)
+                _restore_files, root, src, db_src, manifest, force, progress, copied_objects)
         except BaseException:
             if made is not None:
                 shutil.rmtree(made, ignore_errors=True)
@@ -276,6 +376,21 @@ async def restore(settings: Settings, src: Path, force: bool = False,
 
 
 STAGING = "restore.partial"
+LITESTREAM_STATE = f".{DB_FILE}-litestream"  # Litestream's state directory beside the database
+
+
+def _make_objects_local(db: Path) -> None:
+    """The restored rows of copied objects name their local files (NULL location); a pending
+    upload whose bytes stayed in the bucket must be PUT again."""
+    conn = sqlite3.connect(db, isolation_level=None)
+    try:
+        conn.execute("BEGIN")
+        conn.execute("UPDATE blobs SET location = NULL WHERE location LIKE 's3:%'")
+        conn.execute("UPDATE artifacts SET upload_location = NULL, upload_sha256 = NULL, "
+                     "upload_size = NULL WHERE upload_location LIKE 's3:%'")
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
 
 
 def _first_missing(path: Path) -> Path | None:
@@ -288,11 +403,46 @@ def _first_missing(path: Path) -> Path | None:
     return missing
 
 
+def _read_objects(path: Path) -> list[BlobRef]:
+    try:
+        return [BlobRef(int(d["tenant_id"]), d["sha256"], int(d["size"]), d["location"])
+                for d in map(json.loads, path.read_text().splitlines()) if d]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise BackupError(f"{path} cannot be read ({exc}); the backup is damaged") from None
+
+
+async def _check_objects_exist(settings: Settings, objects: dict[str, Any],
+                               listed: list[BlobRef]) -> None:
+    """A backup whose objects were not copied restores a database that names them in the
+    bucket it was made from: refuse unless this box is configured with it and holds them all."""
+    where = f"s3://{objects.get('bucket')}/{objects.get('prefix') or ''}"
+    if settings.s3 is None:
+        raise BackupError(
+            f"the backup's {len(listed):,} blobs in {where} were not copied into it: restore "
+            "with storage.backend = \"s3\" and the [s3] settings of that bucket, or make the "
+            "backup with --copy-objects")
+    from artifacta_box.storage.s3 import S3Client
+    from artifacta_box.storage.s3.blobstore import BLOB_PREFIX
+
+    async with S3Client(settings.s3) as client:
+        present = {"s3:" + i.key async for i in client.list_objects(BLOB_PREFIX)}
+    missing = [r for r in listed if r.location not in present]
+    if missing:
+        raise BackupError(
+            f"{len(missing):,} of the backup's {len(listed):,} objects are missing from "
+            f"{client.describe()} (e.g. {missing[0].location}); restore into a box configured "
+            f"with the bucket the backup was made from ({where}), or from a backup made with "
+            "--copy-objects")
+
+
 def _restore_files(root: Path, src: Path, db_src: Path, manifest: dict[str, Any], force: bool,
-                   progress: Progress) -> tuple[int, int]:
+                   progress: Progress,
+                   copied_objects: list[tuple[int, str, int | None]] | None = None
+                   ) -> tuple[int, int]:
     """Everything is first copied and verified into `<root>/restore.partial/`; only then is an
     existing box (with --force) removed and the new one moved into place, so a damaged backup
-    leaves the data directory as it was."""
+    leaves the data directory as it was. Objects the backup copied become local files, and
+    their rows say so."""
     if _holds_a_box(root) and not force:
         raise BackupError(f"{root} already holds a box; restoring replaces everything in it: "
                           "pass --force to do that, or choose an empty data directory")
@@ -306,7 +456,7 @@ def _restore_files(root: Path, src: Path, db_src: Path, manifest: dict[str, Any]
         # holds) is opened read-only and none of the recipe's pragmas may touch it.
         conn = sqlite3.connect(f"file:{db_src}?mode=ro", uri=True)
         try:
-            blobs = _referenced_blobs(conn)
+            blobs = _referenced_blobs(conn) + list(copied_objects or [])
         finally:
             conn.close()
         progress.start(sum(size or 0 for _, _, size in blobs), "restoring blobs")
@@ -324,6 +474,8 @@ def _restore_files(root: Path, src: Path, db_src: Path, manifest: dict[str, Any]
             progress.finish()
         staged_db = staging / DB_FILE
         shutil.copyfile(db_src, staged_db)
+        if copied_objects:
+            _make_objects_local(staged_db)
         with open(staged_db, "rb+") as fh:
             os.fsync(fh.fileno())
         secret = None

@@ -6,8 +6,11 @@ What it verifies:
 - every committed artifact has its blob row;
 - the counters: blobs.refs / blobs.live_refs against the artifact rows, and each tenant's
   storage_bytes against its distinct live content;
-- no orphans: store files without a blob row (once older than the orphan grace; younger ones
-  may belong to an upload in flight and are only counted), no stale temporary files.
+- no orphans: store files (and S3 objects) no row names (once older than the orphan grace;
+  younger ones may belong to an upload in flight and are only counted), no stale temp files.
+
+Local blobs are always rehashed; S3 objects are compared by size (one HEAD each) unless
+`verify`, which streams every object back through SHA-256 (reading the whole bucket).
 
 Repairs (`repair=True`) touch counters, rows and orphans only — a referenced blob is never
 deleted: counters are recomputed inside a write transaction, a missing blob row is recreated
@@ -33,7 +36,7 @@ from artifacta_box.db import execute, fetchone
 from artifacta_box.services import lifecycle
 from artifacta_box.services.audit import record_audit
 from artifacta_box.services.progress import NoProgress, Progress
-from artifacta_box.storage import BlobMissing, BlobRef
+from artifacta_box.storage import BlobMissing, BlobRef, StoredBlob
 
 PAGE = 500
 
@@ -77,9 +80,10 @@ class CheckReport:
 
 
 class _Check:
-    def __init__(self, box: Box, repair: bool, progress: Progress) -> None:
+    def __init__(self, box: Box, repair: bool, progress: Progress, verify: bool = False) -> None:
         self.box = box
         self.repair = repair
+        self.verify = verify
         self.progress = progress
         self.report = CheckReport(repair=repair)
         self.mtime_cutoff = box.clock.time() - box.settings.orphan_grace_seconds
@@ -156,11 +160,18 @@ class _Check:
         return True
 
     async def _verify_blob(self, ref: BlobRef) -> None:
-        """Read a referenced blob back from its store and hash it."""
+        """Read a referenced blob back from its store and hash it. An object store's blobs
+        are only compared by size unless `verify` (rehashing a bucket reads all of it)."""
         tenant_id, sha256, size = ref.tenant_id, ref.sha256, ref.size
         path = self.box.blobs.describe(ref)
         try:
-            digest, actual = await self.box.blobs.verify(ref)
+            if self.verify or self.box.blobs.content_addressed_for(ref.location):
+                digest, actual = await self.box.blobs.verify(ref)
+            else:
+                st = await self.box.blobs.stat(ref)
+                if st is None:
+                    raise BlobMissing(path)
+                digest, actual = sha256, st.size
         except BlobMissing:
             if await self._still_referenced(tenant_id, sha256):
                 self.report.add("missing_blob",
@@ -211,20 +222,42 @@ class _Check:
             self.report.add("missing_blob_row", detail, repaired)
 
     async def _recreate_blob_row(self, tenant_id: int, sha256: str, size: int) -> bool:
-        """From the verified local file at the content address (a row recreated points there)."""
-        try:
-            digest, actual = await self.box.blobs.local.verify(BlobRef(tenant_id, sha256, size,
-                                                                       None))
-        except BlobMissing:
-            return False
-        if digest != sha256 or actual != size:
+        """From the verified local file at the content address, or else from an object of a
+        store with a key per upload that no row names, has the right size and hashes to the
+        content (a key cannot be derived from the hash, so the candidates are rehashed)."""
+        location = await self._find_unrowed_copy(tenant_id, sha256, size)
+        if location is False:
             return False
         now_iso = iso(self.box.clock.now())
         await self.box.db.execute_write_fn(lambda conn: execute(
             conn, "INSERT OR IGNORE INTO blobs (tenant_id, sha256, size_bytes, refs, live_refs, "
-            "created_at) VALUES (?, ?, ?, 0, 0, ?)", (tenant_id, sha256, size, now_iso)))
+            "created_at, location) VALUES (?, ?, ?, 0, 0, ?, ?)",
+            (tenant_id, sha256, size, now_iso, location)))
         # Counters (and the tenant's usage, below) are recomputed from the artifact rows.
         return await self._fix_blob_counters(tenant_id, sha256)
+
+    async def _find_unrowed_copy(self, tenant_id: int, sha256: str,
+                                 size: int) -> str | None | bool:
+        """The location of intact bytes of this content that no row names; False if none."""
+        try:
+            if await self.box.blobs.local.verify(BlobRef(tenant_id, sha256, size, None)) == (
+                    sha256, size):
+                return None
+        except BlobMissing:
+            pass
+        for store in self.box.blobs.stores():
+            if store.content_addressed:
+                continue
+            candidates = [b async for b in store.listing()
+                          if b.tenant_id == tenant_id and b.size == size]
+            for blob in await lifecycle.rowless_objects(self.box, candidates):
+                ref = BlobRef(tenant_id, None, size, blob.location)
+                try:
+                    if await store.verify(ref) == (sha256, size):
+                        return blob.location
+                except BlobMissing:
+                    continue
+        return False
 
     # ------------------------------------------------------------------ pending upload bytes
 
@@ -320,6 +353,32 @@ class _Check:
                 (tenant_id, sha) in removed,
             )
 
+    async def orphan_objects(self) -> None:
+        """Objects of stores with a key per upload (S3) that no row names."""
+        for store in self.box.blobs.stores():
+            if store.content_addressed:
+                continue
+            listed: list[StoredBlob] = []
+            async for blob in store.listing():
+                self.report.files_on_disk += 1
+                if blob.stray:
+                    self.report.add("stray_file", f"{blob.name} is not a blob the box wrote; "
+                                    "move it out of the bucket's blobs/ prefix")
+                    continue
+                listed.append(blob)
+            stale = []
+            for blob in await lifecycle.rowless_objects(self.box, listed):
+                if blob.mtime > self.mtime_cutoff:
+                    self.report.recent_orphans += 1
+                else:
+                    stale.append(blob)
+            removed = 0
+            if self.repair and stale:
+                removed, _ = await lifecycle.remove_orphan_objects(self.box, stale)
+            for blob in stale:
+                self.report.add("orphan_file", f"{blob.name} ({blob.size:,} bytes) has no blob "
+                                "row and no upload holds it", removed > 0)
+
     async def temp_files(self) -> None:
         running = lifecycle.server_is_running(self.box)
         min_age = float(self.box.settings.orphan_grace_seconds) if running else 0.0
@@ -362,14 +421,17 @@ def _fix_tenant_usage(conn: sqlite3.Connection, tenant_id: int) -> None:
                  (fixed["want"], tenant_id))
 
 
-async def check_store(box: Box, repair: bool = False, progress: Progress | None = None) -> CheckReport:
-    """Run every verification; with `repair`, fix counters, rows, orphans and temp files."""
-    c = _Check(box, repair, progress or NoProgress())
+async def check_store(box: Box, repair: bool = False, progress: Progress | None = None,
+                      verify: bool = False) -> CheckReport:
+    """Run every verification; with `repair`, fix counters, rows, orphans and temp files;
+    with `verify`, rehash the blobs of an object store too (local files always are)."""
+    c = _Check(box, repair, progress or NoProgress(), verify)
     await c.blobs()
     await c.artifacts_without_blob_rows()
     await c.pending_uploads()
     await c.tenant_usage()
     await c.orphans()
+    await c.orphan_objects()
     await c.temp_files()
     fixed = [p for p in c.report.problems if p.repaired]
     if fixed:

@@ -6,8 +6,11 @@ the 404/410 precedence of `records.check_live`. The byte routes (`/d/<artifact_i
 the artifact row's tenant (which the URL never shows), then the route charges that tenant's
 rate bucket, then `open_grant` applies the artifact's live/deleted/expired state at that instant.
 
-A URL is `<base>/d/<artifact_id>?e=<unix expiry>&s=<signature>`; the signature binds method
-(HEAD verifies as GET), artifact id, tenant id and expiry (security.signing).
+A URL is `<base>/d/<artifact_id>?e=<unix expiry>&k=<key id>&s=<signature>`; the signature binds
+method (HEAD verifies as GET), artifact id, tenant id, expiry and the id of the API key that
+minted it (security.signing). A URL dies with its key, as an S3 presigned URL does with its
+credentials: once the key is revoked the URL answers 403, from the very next request on (services.tenants.key_is_live). URLs minted before keys were bound carry
+no `k` and are verified without one until they expire.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from artifacta_box.clock import iso
 from artifacta_box.config import Plan
 from artifacta_box.context import Box
 from artifacta_box.services.records import check_live, load_artifact
+from artifacta_box.services.tenants import require_live_key
 from artifacta_box.services.principal import Principal
 from artifacta_box.services.validation import is_artifact_id
 from artifacta_box.storage import BlobRef, BlobStores
@@ -55,6 +59,7 @@ class Grant:
     plan: Plan
     artifact_id: str
     row: Any  # the artifact columns of _SERVE_COLUMNS (state may be None: purged)
+    not_after: float | None = None  # Unix seconds the grant ends (URL expiry, link expiry)
 
 
 @dataclass(frozen=True)
@@ -80,17 +85,18 @@ class Representation:
         return f'"{self.sha256}"'
 
 
-def download_path(artifact_id: str, expires: int, signature: str) -> str:
-    return f"{DOWNLOAD_PREFIX}{artifact_id}?e={expires}&s={signature}"
+def download_path(artifact_id: str, expires: int, key_id: str, signature: str) -> str:
+    return f"{DOWNLOAD_PREFIX}{artifact_id}?e={expires}&k={key_id}&s={signature}"
 
 
-def _mint(box: Box, tenant_id: int, row: Any, url_for: Callable[[str], str]) -> dict[str, Any]:
+def _mint(box: Box, principal: Principal, row: Any, url_for: Callable[[str], str]) -> dict[str, Any]:
     expires_in, expires, signature = box.signer.mint(
-        "GET", row["artifact_id"], tenant_id, box.clock.time(),
-        DOWNLOAD_URL_SECONDS, box.settings.max_signed_url_seconds,
+        "GET", row["artifact_id"], principal.tenant_id, box.clock.time(),
+        DOWNLOAD_URL_SECONDS, box.settings.max_signed_url_seconds, extra=principal.key_id,
     )
     return {
-        "download_url": url_for(download_path(row["artifact_id"], expires, signature)),
+        "download_url": url_for(download_path(row["artifact_id"], expires, principal.key_id,
+                                              signature)),
         "expires_in": expires_in,
         "filename": row["filename"],
         "content_type": row["content_type"],
@@ -106,7 +112,7 @@ async def describe_download(
     now_iso = iso(box.clock.now())
     row = await box.db.execute_fn(
         lambda conn: load_artifact(conn, principal.tenant_id, artifact_id, now_iso))
-    return _mint(box, principal.tenant_id, row, url_for)
+    return _mint(box, principal, row, url_for)
 
 
 def parse_batch(body: dict[str, Any]) -> list[str]:
@@ -147,7 +153,7 @@ async def describe_downloads(
             results.append({"artifact_id": artifact_id, **loaded.body()})
         else:
             results.append({"artifact_id": artifact_id,
-                            **_mint(box, principal.tenant_id, loaded, url_for)})
+                            **_mint(box, principal, loaded, url_for)})
     return results
 
 
@@ -155,9 +161,11 @@ async def describe_downloads(
 
 
 async def authorize_signed(
-    box: Box, method: str, artifact_id: str, expires: str | None, signature: str | None
+    box: Box, method: str, artifact_id: str, expires: str | None, signature: str | None,
+    key_id: str | None = None,
 ) -> Grant:
-    """Check a signed URL: 403 invalid_signature (tampered, foreign, unknown id) or url_expired."""
+    """Check a signed URL: 403 invalid_signature (tampered, foreign, unknown id, its key
+    revoked) or url_expired."""
     row = None
     if is_artifact_id(artifact_id):
         row = await box.db.fetchone_point(_SIGNED_SQL, (artifact_id,))
@@ -169,9 +177,12 @@ async def authorize_signed(
         )
     box.signer.verify(
         method, artifact_id, row["tenant_id"], expires, signature, box.clock.time(),
-        max_lifetime=box.settings.max_signed_url_seconds,
+        extra=key_id or "", max_lifetime=box.settings.max_signed_url_seconds,
     )
-    return Grant(row["tenant_id"], box.settings.plan(row["tenant_plan"]), artifact_id, row)
+    if key_id is not None:
+        await require_live_key(box, key_id, row["tenant_id"])
+    return Grant(row["tenant_id"], box.settings.plan(row["tenant_plan"]), artifact_id, row,
+                 not_after=float(expires or 0))
 
 
 _OWNED_SQL = _SIGNED_SQL + " AND a.tenant_id = ?"
@@ -215,3 +226,29 @@ def open_grant(box: Box, grant: Grant) -> Representation:
         content_type=row["content_type"],
         filename=row["filename"],
     )
+
+
+# Lifetime of the presigned store URL a redirect hands out: long enough to be followed at
+# once from anywhere (60 s), never longer than 5 minutes, and never past the grant itself
+# unless that is under a minute away. A URL handed out before a delete keeps working for at
+# most this long (README, "Scaling out").
+REDIRECT_MIN_SECONDS = 60
+REDIRECT_MAX_SECONDS = 300
+
+
+def redirect_target(box: Box, grant: Grant, rep: Representation, method: str,
+                    content_disposition: str) -> str | None:
+    """With `s3.downloads = "redirect"`: the presigned store URL (GET, or HEAD for a HEAD)
+    that serves `rep` with the box's Content-Disposition and Content-Type, for a body of at
+    least `s3.redirect_min_bytes` held by a store that can presign; else None (proxied).
+    Called after the grant was authorised, its rate token charged and its state checked."""
+    s3 = box.settings.s3
+    if s3 is None or s3.downloads != "redirect" or rep.path is not None or rep.data is not None:
+        return None
+    if rep.size < s3.redirect_min_bytes:
+        return None
+    left = REDIRECT_MAX_SECONDS if grant.not_after is None else grant.not_after - box.clock.time()
+    lifetime = int(min(REDIRECT_MAX_SECONDS, max(REDIRECT_MIN_SECONDS, left)))
+    return box.blobs.presign_get(rep.ref, lifetime, method="HEAD" if method == "HEAD" else "GET",
+                                 content_disposition=content_disposition,
+                                 content_type=rep.content_type)

@@ -10,8 +10,10 @@ yielding the writer to API requests in between):
                   reference is dropped, which makes the blob collectable
 3. stale pending  presigned reservations past `upload_expires_at` + grace lose their row,
                   and their uploaded bytes when nothing else holds them
-4. blobs          blob rows unreferenced for longer than the orphan grace lose row and file
-5. orphan files   files in the store with no blob row, older than the grace
+4. blobs          blob rows unreferenced for longer than the orphan grace lose row and bytes
+5. orphans        files in the local store with no blob row, older than the grace; objects in
+                  an object store (S3) no row names, older than the grace; multipart uploads
+                  left incomplete longer than the grace (aborted)
 6. links          share links expired (or revoked) longer than the retention period ago
 7. idempotency    Idempotency-Key records older than their window; old gc_runs rows
 8. temp files     staging leftovers (all of them when no server runs, else only old ones)
@@ -21,6 +23,12 @@ transaction that has just re-checked, in that transaction, that no row reference
 and that the file has not been touched (uploads refresh the mtime on a dedup hit) for the grace
 period; an upload re-checks the file inside its own write transaction (`ensure_placed`) and
 re-links it from its staging file if it went missing, so the two can never interleave badly.
+
+Bytes in a store that gives every upload its own key (S3, storage/s3/blobstore.py) cannot be
+re-referenced by a later upload (that one writes a key of its own and finds the row by hash),
+so they need no mtime protection: the write job removes the row, and the object is deleted
+only once that job has committed (`delete_after_commit`), outside the writer. A crash in
+between leaves an object no row names, which step 5 removes once it is older than the grace.
 
 `dry_run` runs the same selection and checks, but rolls back every batch and unlinks nothing
 (`Database.execute_write_fn(..., rollback=True)`).
@@ -44,7 +52,7 @@ from artifacta_box.datadir import GC_LOCK_FILE, ServerLock
 from artifacta_box.db import execute, fetchall, fetchone
 from artifacta_box.services import usage
 from artifacta_box.services.audit import record_audit
-from artifacta_box.storage import BlobRef
+from artifacta_box.storage import BlobRef, StoredBlob
 
 log = logging.getLogger("artifacta_box.lifecycle")
 
@@ -104,6 +112,7 @@ class GcReport:
     idempotency_keys: int = 0
     temp_files: int = 0
     temp_bytes: int = 0
+    aborted_uploads: int = 0       # incomplete multipart uploads (and probe leftovers) removed
     disk_scanned: bool = False
 
     def as_dict(self) -> dict[str, Any]:
@@ -112,7 +121,8 @@ class GcReport:
     @property
     def did_anything(self) -> bool:
         return any((self.expired, self.purged_artifacts, self.purged_pending, self.deleted_blobs,
-                    self.dropped_links, self.idempotency_keys, self.temp_files))
+                    self.dropped_links, self.idempotency_keys, self.temp_files,
+                    self.aborted_uploads))
 
 
 class GcBusy(Exception):
@@ -327,8 +337,9 @@ class _Run:
                     return
                 if self._pending_holds(conn, tenant_id, sha):
                     return
-            conn.execute("DELETE FROM blobs WHERE tenant_id = ? AND sha256 = ? AND refs = 0",
-                         (tenant_id, sha))
+            if not execute(conn, "DELETE FROM blobs WHERE tenant_id = ? AND sha256 = ? "
+                           "AND refs = 0", (tenant_id, sha)):
+                return  # referenced again since it was selected
             if shared:
                 freed = self._unlink(tenant_id, sha)
             else:
@@ -370,6 +381,45 @@ class _Run:
             i = await self.write(lambda conn, start=i: batch(conn, start))
             if i < len(files):
                 await self.pause()
+
+    async def orphan_objects(self) -> None:
+        """Objects of a store that gives each upload its own key (S3) that no row names (a
+        crash between an object's completion and its commit, or between a commit and the
+        deletion of a duplicate), once older than the grace: a key is fresh per upload and
+        committed moments after it is complete, so an old key without a row never gains one.
+        A pending presigned upload's key is named by its row from the start."""
+        for store in self.box.blobs.stores():
+            if store.content_addressed:
+                continue
+            batch: list[StoredBlob] = []
+            async for blob in store.listing():
+                if blob.stray or blob.mtime > self.mtime_cutoff:
+                    continue
+                batch.append(blob)
+                if len(batch) >= self.batch:
+                    await self._drop_rowless_objects(batch)
+                    batch = []
+            if batch:
+                await self._drop_rowless_objects(batch)
+
+    async def _drop_rowless_objects(self, listed: list[StoredBlob]) -> None:
+        for blob in await rowless_objects(self.box, listed):
+            ref = BlobRef(blob.tenant_id or 0, None, blob.size, blob.location)
+            if not self.dry_run:
+                await self.box.blobs.delete(ref)
+            self.report.deleted_blobs += 1
+            self.report.orphan_files += 1
+            self.report.reclaimed_bytes += blob.size
+
+    async def incomplete_uploads(self) -> None:
+        """Multipart uploads a crash left incomplete, older than the grace (not local staging
+        files: `temp_files`)."""
+        if self.dry_run:
+            return
+        for store in self.box.blobs.stores():
+            if store is not self.box.blobs.local:
+                n, _size = await store.remove_incomplete(float(self.box.settings.orphan_grace_seconds))
+                self.report.aborted_uploads += n
 
     def _scan_stale_files(self) -> list[tuple[int, str]]:
         out = []
@@ -463,6 +513,8 @@ async def run_gc(
         await run.unreferenced_blobs()
         if scan_disk:
             await run.orphan_files()
+            await run.orphan_objects()
+            await run.incomplete_uploads()
         await run.links()
         await run.idempotency_keys()
         await run.temp_files(temp_min_age)
@@ -514,6 +566,30 @@ async def rowless(box: Box, files: list[tuple[int, str]]) -> list[tuple[int, str
             known = {r["sha256"] for r in rows}
             out.extend((tenant_id, sha) for sha in chunk if sha not in known)
     return out
+
+
+async def rowless_objects(box: Box, listed: list[StoredBlob]) -> list[StoredBlob]:
+    """The listed objects no row names (a blob row's `location`, or a pending upload's
+    `upload_location`), looked up 500 at a time on a reader through the location indexes."""
+    out: list[StoredBlob] = []
+    for start in range(0, len(listed), BATCH):
+        chunk = listed[start:start + BATCH]
+        locations = [b.location for b in chunk]
+        marks = ",".join("?" * len(locations))
+        rows = await box.db.fetchall(
+            f"SELECT location FROM blobs WHERE location IN ({marks}) UNION ALL "
+            f"SELECT upload_location FROM artifacts WHERE upload_location IN ({marks})",
+            (*locations, *locations))
+        named = {r[0] for r in rows}
+        out.extend(b for b in chunk if b.location not in named)
+    return out
+
+
+async def remove_orphan_objects(box: Box, listed: list[StoredBlob]) -> tuple[int, int]:
+    """Delete these listed objects if still no row names them (`check --repair`)."""
+    run = _Run(box, dry_run=False, batch=BATCH)
+    await run._drop_rowless_objects(listed)
+    return run.report.orphan_files, run.report.reclaimed_bytes
 
 
 async def remove_orphan_files(box: Box, files: list[tuple[int, str]]) -> tuple[int, int]:

@@ -12,7 +12,7 @@ import sqlite3
 from typing import Any
 
 from artifacta_box import errors
-from artifacta_box.clock import iso, iso_in
+from artifacta_box.clock import iso, iso_in, parse_iso
 from artifacta_box.context import Box
 from artifacta_box.db import fetchone
 from artifacta_box.ids import new_link_id
@@ -140,4 +140,5 @@ async def authorize_link(box: Box, link_id: str) -> Grant:
         raise errors.LinkExpired(f"Link {link_id} was revoked at {row['link_revoked_at']}.")
     if row["link_expires_at"] <= iso(box.clock.now()):
         raise errors.LinkExpired(f"Link {link_id} expired at {row['link_expires_at']}.")
-    return Grant(row["tenant_id"], box.settings.plan(row["tenant_plan"]), row["artifact_id"], row)
+    return Grant(row["tenant_id"], box.settings.plan(row["tenant_plan"]), row["artifact_id"], row,
+                 not_after=parse_iso(row["link_expires_at"]).timestamp())

@@ -114,7 +114,7 @@ def parse_limit(value: str | None) -> int:
     if value is None:
         return DEFAULT_LIMIT
     text = value.strip()
-    if not _LIMIT_RE.match(text) or not 1 <= int(text) <= MAX_LIMIT:
+    if not _LIMIT_RE.fullmatch(text) or not 1 <= int(text) <= MAX_LIMIT:
         raise errors.InvalidRequest(
             f"limit must be a whole number from 1 to {MAX_LIMIT}; got {value[:40]!r}."
         )

@@ -19,6 +19,9 @@ class UsageMeter:
 
     pending_requests: dict[int, int] = field(default_factory=dict)
     key_last_used: dict[str, str] = field(default_factory=dict)
+    # requests of each tenant this process has handed to the database so far (never reset), so
+    # a Principal cached a while ago can tell what it counted since (`counted_since`)
+    flushed_requests: dict[int, int] = field(default_factory=dict)
 
     def count_request(self, tenant_id: int, key_id: str, at: str) -> None:
         self.pending_requests[tenant_id] = self.pending_requests.get(tenant_id, 0) + 1
@@ -27,11 +30,21 @@ class UsageMeter:
     def pending_for(self, tenant_id: int) -> int:
         return self.pending_requests.get(tenant_id, 0)
 
+    def flushed_for(self, tenant_id: int) -> int:
+        return self.flushed_requests.get(tenant_id, 0)
+
+    def counted_since(self, tenant_id: int, flushed_then: int) -> int:
+        """Requests counted by this process since `flushed_for` read `flushed_then`: those
+        flushed since (not in a row read back then) and those not flushed yet."""
+        return self.flushed_for(tenant_id) - flushed_then + self.pending_for(tenant_id)
+
     async def flush(self, db: Database, month: str) -> None:
         if not self.pending_requests and not self.key_last_used:
             return
         requests, self.pending_requests = self.pending_requests, {}
         used, self.key_last_used = self.key_last_used, {}
+        for tenant_id, n in requests.items():
+            self.flushed_requests[tenant_id] = self.flushed_requests.get(tenant_id, 0) + n
 
         def write(conn: sqlite3.Connection) -> None:
             for tenant_id, n in requests.items():
@@ -51,6 +64,7 @@ class UsageMeter:
             # Put the counts back so a transient failure (busy database) loses nothing.
             for tenant_id, n in requests.items():
                 self.pending_requests[tenant_id] = self.pending_requests.get(tenant_id, 0) + n
+                self.flushed_requests[tenant_id] -= n
             for key_id, at in used.items():
                 self.key_last_used.setdefault(key_id, at)
             raise

@@ -57,6 +57,7 @@ class Reservation:
     expires: int            # Unix seconds: end of the upload window (signed into the URL)
     expires_in: int
     upload_expires_at: str
+    upload_location: str | None   # where the client PUTs the bytes itself (S3), else None
 
 
 @dataclass(frozen=True)
@@ -74,8 +75,13 @@ class UploadTarget:
 async def reserve_upload(box: Box, principal: Principal, spec: ArtifactSpec,
                          size_bytes: int) -> Reservation:
     """Create the pending artifact. Checks: disk space, session not sealed, storage quota for
-    `size_bytes` (the content is unknown yet, so before dedup; complete re-checks after it)."""
+    `size_bytes` (the content is unknown yet, so before dedup; complete re-checks after it).
+
+    With a store that takes presigned uploads itself (`box.blobs.direct_uploads`), the row
+    names the fresh key the client will PUT to (`upload_location`) from its first instant, so
+    the key is referenced before any byte exists and no sweep can take it."""
     box.blobs.check_space(size_bytes)
+    location = box.blobs.new_upload_location(principal.tenant_id)
     await check_session_open(box, principal.tenant_id, spec.session_id)
     def reserve(conn: sqlite3.Connection) -> Reservation:
         now = box.clock.now()
@@ -90,13 +96,15 @@ async def reserve_upload(box: Box, principal: Principal, spec: ArtifactSpec,
         conn.execute(
             "INSERT INTO artifacts (artifact_id, tenant_id, state, filename, content_type, "
             "size_bytes, content_hash, session_id, agent_id, metadata, created_at, expires_at, "
-            "upload_expires_at) VALUES (?, ?, 'pending', ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?)",
+            "upload_expires_at, upload_location) "
+            "VALUES (?, ?, 'pending', ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, ?)",
             (artifact_id, principal.tenant_id, spec.filename, spec.content_type, size_bytes,
              spec.session_id, spec.agent_id, metadata_json(spec.metadata), now_iso, expires_at,
-             upload_expires_at),
+             upload_expires_at, location),
         )
         row = fetchone(conn, "SELECT * FROM artifacts WHERE artifact_id = ?", (artifact_id,))
-        return Reservation(artifact_record(row), expires, expires_in, upload_expires_at)
+        return Reservation(artifact_record(row), expires, expires_in, upload_expires_at,
+                           location)
 
     return await box.db.execute_write_fn(reserve)
 
@@ -173,8 +181,10 @@ async def store_upload(box: Box, target: UploadTarget, received: Received) -> No
         if not stored:
             await drop_received(box, received, placed)
     prev_sha, prev_location = previous
-    if prev_sha is not None and (prev_sha, prev_location) != (received.sha256, received.location):
-        # A retried PUT replaced these bytes.
+    if (prev_sha is not None or prev_location is not None) and \
+            (prev_sha, prev_location) != (received.sha256, received.location):
+        # A retried PUT replaced these bytes (or bytes a client may have PUT to the reserved
+        # key itself).
         await drop_upload_bytes(box, tenant_id, prev_sha, prev_location)
 
 
@@ -199,7 +209,9 @@ async def complete_upload(box: Box, principal: Principal, artifact_id: str) -> d
     The received bytes are looked up in their store before the write job (no store I/O holds
     the writer); the job then re-reads the row and commits only if it still names the same
     bytes (a PUT retried meanwhile: looked up again). A pending row keeps its bytes
-    referenced, so gc cannot take them in between."""
+    referenced, so gc cannot take them in between. Bytes a client PUT straight to the store
+    (`upload_location` set, no `upload_sha256` yet) are checked for their size and streamed
+    back through SHA-256 first: the signed `If-None-Match: *` keeps them from changing after."""
     tenant_id = principal.tenant_id
     while True:
         now_iso = iso(box.clock.now())
@@ -210,14 +222,20 @@ async def complete_upload(box: Box, principal: Principal, artifact_id: str) -> d
             return artifact_record(pending)
         names = (pending["upload_sha256"], pending["upload_size"], pending["upload_location"])
         sha256, size, location = names
-        if sha256 is None or await box.blobs.stat(
-                BlobRef(tenant_id, sha256, size, location)) is None:
-            raise errors.UploadNotFound(
-                f"The bytes of {artifact_id} have not arrived: PUT them to its upload_url, then "
-                "call complete again."
-            )
+        not_arrived = errors.UploadNotFound(
+            f"The bytes of {artifact_id} have not arrived: PUT them to its upload_url, then "
+            "call complete again.")
+        if sha256 is None and location is None:
+            raise not_arrived
+        ref = BlobRef(tenant_id, sha256, size or int(pending["size_bytes"]), location)
+        stat = await box.blobs.stat(ref)
+        if stat is None:
+            raise not_arrived
+        if sha256 is None:  # PUT straight to the store: hash what it holds
+            sha256, size = await _hash_direct_upload(box, pending, ref, stat.size)
         committed = await box.db.execute_write_fn(
-            lambda conn, names=names: _complete(conn, box, principal, artifact_id, names))
+            lambda conn, names=names, sha256=sha256, size=size: _complete(
+                conn, box, principal, artifact_id, names, sha256, size))
         if committed is not None:
             row, kept = committed
             if not kept:  # a duplicate of bytes the tenant already stores elsewhere
@@ -225,12 +243,30 @@ async def complete_upload(box: Box, principal: Principal, artifact_id: str) -> d
             return artifact_record(row)
 
 
+async def _hash_direct_upload(box: Box, pending: Any, ref: BlobRef, stored: int) -> tuple[str, int]:
+    """(sha256, size) of bytes a client PUT to the store itself. A size other than the
+    reserved one (a store that ignored the signed length) is refused and the object deleted,
+    so the client can PUT again."""
+    want = int(pending["size_bytes"])
+    if stored == want:
+        sha256, size = await box.blobs.verify(ref)
+        if size == want:
+            return sha256, size
+        stored = size
+    await drop_upload_bytes(box, ref.tenant_id, None, ref.location)
+    raise errors.InvalidRequest(
+        f"The upload of {pending['artifact_id']} holds {stored:,} bytes, not the {want:,} "
+        "reserved (size_bytes); they were discarded: PUT exactly size_bytes bytes to the "
+        "upload_url, then call complete again.")
+
+
 def _complete(conn: sqlite3.Connection, box: Box, principal: Principal, artifact_id: str,
-              names: tuple[str, int, str | None]) -> tuple[Any, bool] | None:
+              names: tuple[str | None, int | None, str | None], sha256: str,
+              size: int) -> tuple[Any, bool] | None:
     """The commit of `complete_upload`: (row, whether the blob row names these bytes), or None
     if the row no longer names the bytes looked up (look again)."""
     tenant_id = principal.tenant_id
-    sha256, size, location = names
+    location = names[2]
     now = box.clock.now()
     now_iso = iso(now)
     row = load_artifact(conn, tenant_id, artifact_id, now_iso, allow_pending=True)

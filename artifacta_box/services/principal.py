@@ -19,6 +19,8 @@ class Principal:
     key_last4: str
     requests_month: str
     requests_count: int
+    # UsageMeter.flushed_for(tenant_id) when the row was read (the row may be cached a while)
+    requests_flushed_then: int = 0
 
     @property
     def actor(self) -> str:

@@ -20,7 +20,7 @@ DEFAULT_TENANT = "default"
 
 
 def _check_tenant_name(name: str) -> None:
-    if not TENANT_NAME_RE.match(name or ""):
+    if not TENANT_NAME_RE.fullmatch(name or ""):
         raise errors.InvalidRequest(
             f"Tenant name {name!r} is invalid: use 1-64 letters, digits, '.', '_' or '-', "
             "starting with a letter or digit."
@@ -111,6 +111,7 @@ async def set_plan(box: Box, name: str, plan: str, actor: str = "cli") -> dict:
                      {"from": row["plan"], "to": plan})
 
     await box.db.execute_write_fn(change)
+    box.keys.invalidate()  # the plan is part of what a cached key lookup holds
     return {"name": name, "plan": plan}
 
 
@@ -132,6 +133,8 @@ async def set_suspended(box: Box, name: str, suspended: bool, actor: str = "cli"
         return True
 
     changed = await box.db.execute_write_fn(change)
+    if changed:
+        box.keys.invalidate()  # refused (or let in again) from the very next request
     return {"name": name, "suspended": suspended, "changed": changed}
 
 
@@ -213,14 +216,53 @@ async def revoke_key(box: Box, key_id: str, actor: str = "cli") -> dict:
         return row["tenant"], revoked_at
 
     tenant, revoked_at = await box.db.execute_write_fn(revoke)
+    box.keys.invalidate()  # refused from the very next request, in every process
     return {"key_id": key_id, "tenant": tenant, "revoked": True, "revoked_at": revoked_at}
 
 
-_PRINCIPAL_SQL = (
+_KEY_SQL = (
     "SELECT k.key_id, k.last4, k.revoked_at, t.tenant_id, t.name, t.plan, t.suspended_at, "
     "t.requests_month, t.requests_count "
     "FROM api_keys k JOIN tenants t USING (tenant_id) WHERE "
 )
+
+
+async def authenticate(box: Box, key: str) -> Principal:
+    """Look the key up by hash. Raises Unauthorized for unknown/revoked keys or suspended tenants.
+
+    Answers from `box.keys` (security.keycache) while no revoke, suspend or plan change has
+    committed anywhere on this data directory since the lookup, and for at most two seconds."""
+    key_hash = hash_key(key)
+    principal = box.keys.get(key_hash)
+    if principal is None:
+        generation = box.keys.generation()
+        row = await box.db.fetchone_point(_KEY_SQL + "k.key_hash = ?", (key_hash,))
+        principal = _principal(box, row)
+        box.keys.put(key_hash, principal, generation)
+    return principal
+
+
+async def key_is_live(box: Box, key_id: str, tenant_id: int) -> bool:
+    """Whether `key_id` of `tenant_id` exists and is not revoked: the URLs a key minted die
+    with it. Cached like `authenticate`."""
+    cache_key = ("key_id", key_id)
+    live = box.keys.get(cache_key)
+    if live is None:
+        generation = box.keys.generation()
+        row = await box.db.fetchone_point(_KEY_SQL + "k.key_id = ?", (key_id,))
+        # A suspended tenant is refused by the byte routes themselves (401, until resumed).
+        live = row is not None and row["tenant_id"] == tenant_id and row["revoked_at"] is None
+        box.keys.put(cache_key, live, generation)
+    return live
+
+
+async def require_live_key(box: Box, key_id: str, tenant_id: int) -> None:
+    """403 unless the key that minted a (verified) URL is still live: URLs die with their key."""
+    if not await key_is_live(box, key_id, tenant_id):
+        raise errors.InvalidSignature(
+            "The signed URL was made with an API key that has since been revoked; ask for a new "
+            "URL with a live key."
+        )
 
 
 def _principal(box: Box, row: Any) -> Principal:
@@ -239,20 +281,16 @@ def _principal(box: Box, row: Any) -> Principal:
         key_last4=row["last4"],
         requests_month=row["requests_month"],
         requests_count=row["requests_count"],
+        requests_flushed_then=box.meter.flushed_for(row["tenant_id"]),
     )
-
-
-async def authenticate(box: Box, key: str) -> Principal:
-    """Look the key up by hash. Raises Unauthorized for unknown/revoked keys or suspended tenants."""
-    row = await box.db.fetchone_point(_PRINCIPAL_SQL + "k.key_hash = ?", (hash_key(key),))
-    return _principal(box, row)
 
 
 async def authenticate_key_id(box: Box, key_id: str) -> Principal:
     """The caller behind a key id the box itself issued earlier (the web console's signed cookie
-    names the key id, never the key): the same checks as `authenticate`, on every request, so
-    revoking the key or suspending the tenant ends a browser session at its next request."""
-    row = await box.db.fetchone_point(_PRINCIPAL_SQL + "k.key_id = ?", (key_id,))
+    names the key id, never the key): the same checks as `authenticate`, read from the database
+    on every request (never from the key cache), so revoking the key or suspending the tenant
+    ends a browser session at its next request."""
+    row = await box.db.fetchone_point(_KEY_SQL + "k.key_id = ?", (key_id,))
     return _principal(box, row)
 
 

@@ -118,7 +118,7 @@ def spec_from_fields(
         agent_id=validation.label("agent_id", fields.get("agent_id")),
         metadata=validation.metadata(fields.get("metadata")),
         ttl_seconds=ttl_seconds,
-        ttl_raw=ttl.strip() if isinstance(ttl, str) and ttl.strip() else None,
+        ttl_raw=ttl if isinstance(ttl, str) and ttl else None,
     )
 
 

@@ -65,11 +65,11 @@ DEFAULT_CONTENT_TYPE = "application/octet-stream"
 
 
 def is_artifact_id(value: str) -> bool:
-    return bool(ARTIFACT_ID_RE.match(value or ""))
+    return bool(ARTIFACT_ID_RE.fullmatch(value or ""))
 
 
 def is_link_id(value: str) -> bool:
-    return bool(LINK_ID_RE.match(value or ""))
+    return bool(LINK_ID_RE.fullmatch(value or ""))
 
 
 def is_page_slug(value: str) -> bool:
@@ -80,7 +80,7 @@ def label(field: str, value: Any) -> str | None:
     """session_id / agent_id: optional, LABEL_PATTERN."""
     if value is None or value == "":
         return None
-    if not isinstance(value, str) or not LABEL_RE.match(value):
+    if not isinstance(value, str) or not LABEL_RE.fullmatch(value):
         raise errors.InvalidRequest(
             f"{field} must be 1-{MAX_LABEL} characters of letters, digits, '.', '_' or '-', "
             f"starting with a letter or digit; got {_show(value)}."
@@ -110,7 +110,7 @@ def content_type(value: Any, name_for_guess: str | None = None) -> str:
                 return guessed
         return DEFAULT_CONTENT_TYPE
     if (not isinstance(value, str) or len(value) > MAX_CONTENT_TYPE
-            or not CONTENT_TYPE_RE.match(value.strip())):
+            or not CONTENT_TYPE_RE.fullmatch(value.strip())):
         raise errors.InvalidRequest(
             f"content_type must be a media type such as text/plain or application/json; got {_show(value)}."
         )
@@ -129,7 +129,7 @@ def metadata(value: Any, field: str = "metadata") -> dict[str, str]:
     if not isinstance(value, dict):
         raise errors.InvalidRequest(f"{field} must be a JSON object of string keys to string values.")
     for k, v in value.items():
-        if not isinstance(k, str) or not METADATA_KEY_RE.match(k):
+        if not isinstance(k, str) or not METADATA_KEY_RE.fullmatch(k):
             raise errors.InvalidRequest(
                 f"{field} key {_show(k)} is invalid: keys start with a letter and have at most "
                 f"{MAX_METADATA_KEY} letters, digits, '_' or '-'."
@@ -150,7 +150,7 @@ def metadata_json(value: dict[str, str]) -> str:
 
 
 def metadata_key(key: str) -> str:
-    if not METADATA_KEY_RE.match(key or ""):
+    if not METADATA_KEY_RE.fullmatch(key or ""):
         raise errors.InvalidRequest(
             f"metadata filter key {_show(key)} is invalid: keys start with a letter and have at most "
             f"{MAX_METADATA_KEY} letters, digits, '_' or '-'."
@@ -164,7 +164,9 @@ def ttl_seconds(value: Any, plan: Plan, field: str = "ttl") -> int | None:
         return plan.default_ttl_seconds
     if not isinstance(value, str):
         raise errors.InvalidRequest(f"{field} must be a string such as '30d', '12h' or 'never'.")
-    text = value.strip()
+    # No stripping: a TTL is exactly a duration or `never` (a trailing newline is an error, not
+    # a value that happens to pass an anchored pattern).
+    text = value
     if text == TTL_NEVER:
         if not plan.allow_never_ttl:
             raise errors.TTLExceedsPlanLimit(
@@ -172,7 +174,7 @@ def ttl_seconds(value: Any, plan: Plan, field: str = "ttl") -> int | None:
                 f"{format_duration(plan.max_ttl_seconds)}."
             )
         return None
-    m = DURATION_RE.match(text)
+    m = DURATION_RE.fullmatch(text)
     if not m:
         raise errors.InvalidRequest(
             f"{field} {_show(value)} is invalid: use a positive whole number and a unit "

@@ -55,6 +55,8 @@ from artifacta_box.storage.blobs import (
     StoredBlob,
 )
 
+from artifacta_box.storage.reserve import DiskReserve
+
 CHUNK = 1024 * 1024  # staging buffer flushed to disk (and hashed) in 1 MiB slices
 MEMORY_MAX = 256 * 1024  # bodies up to this size never touch a staging file (held in memory)
 _INLINE_HASH_MAX = 64 * 1024  # hashed on the event loop below this (~40 us), else in a thread
@@ -97,10 +99,14 @@ class StagingFile:
     byte is hashed once and written once; the whole body is never in memory.
     """
 
-    def __init__(self, path: str, limit: int, tenant_id: int) -> None:
+    def __init__(self, path: str, limit: int, tenant_id: int,
+                 reserve: DiskReserve | None = None) -> None:
         self.path = path
         self.limit = limit
         self.tenant_id = tenant_id
+        # The free-space reserve holds while bytes stream: each slice is refused (StorageFull)
+        # before it is written if writing it would dip into the reserve.
+        self._reserve = reserve
         self.size = 0
         self._hash = hashlib.sha256()
         self._buf = bytearray()
@@ -126,8 +132,24 @@ class StagingFile:
             while view:
                 n = os.write(fd, view)
                 view = view[n:]
+                if self._reserve is not None:
+                    self._reserve.note_written(n)
         except OSError as exc:
             raise _classify_oserror(exc) from exc
+
+    def _keep_reserve(self, incoming: int) -> None:
+        """StorageFull if writing `incoming` more bytes would dip into the reserve."""
+        if self._reserve is None or not incoming:
+            return
+        try:
+            short = self._reserve.shortfall(incoming)
+        except OSError as exc:
+            raise _classify_oserror(exc) from exc
+        if short:
+            raise StorageFull(
+                f"not enough free disk space to go on with this upload after {self.size - incoming} "
+                f"bytes ({self._reserve.min_free_bytes} bytes are kept in reserve)"
+            )
 
     async def _wait_pending(self) -> None:
         if self._pending is not None:
@@ -147,6 +169,11 @@ class StagingFile:
             # Hand the buffer itself to the worker (no copy); a fresh one takes the next bytes.
             data, self._buf = self._buf, bytearray()
             await self._wait_pending()
+            try:
+                self._keep_reserve(len(data))
+            except StorageFull:
+                await self.abort()
+                raise
             loop = asyncio.get_running_loop()
             self._pending = loop.run_in_executor(None, self._flush_sync, data)
             # Surface errors (disk full) promptly rather than at finish().
@@ -186,6 +213,7 @@ class StagingFile:
             await self._wait_pending()
             data, self._buf = self._buf, bytearray()
             self._closed = True
+            self._keep_reserve(len(data))
             work = loop.run_in_executor(None, self._finish_sync, data)
             await work
         except BaseException:
@@ -227,6 +255,8 @@ class StagingFile:
         self._buf = bytearray()
         # Unlinking a large file takes a while: keep it off the event loop.
         await asyncio.get_running_loop().run_in_executor(None, self._unlink)
+        if self._reserve is not None:
+            self._reserve.note_freed()
 
 
 class LocalBlobStore:
@@ -235,12 +265,18 @@ class LocalBlobStore:
         root: str | Path,
         min_free_bytes: int = 0,
         free_space_probe: Callable[[str], int] | None = None,
+        reserve: DiskReserve | None = None,
+        ballast_bytes: int = 0,
     ) -> None:
         self.root = Path(root)
         self.blob_root = self.root / "blobs"
         self.tmp_root = self.root / "tmp"
-        self.min_free_bytes = min_free_bytes
-        self._free_space_probe = free_space_probe or _statvfs_free
+        self.reserve = reserve or DiskReserve(self.root, min_free_bytes, free_space_probe,
+                                              ballast_bytes=ballast_bytes)
+
+    @property
+    def min_free_bytes(self) -> int:
+        return self.reserve.min_free_bytes
 
     # ------------------------------------------------------------------ setup
 
@@ -338,7 +374,8 @@ class LocalBlobStore:
     # ------------------------------------------------------------------ space
 
     def free_bytes(self) -> int:
-        return self._free_space_probe(str(self.root))
+        """Free bytes on the data directory's disk (the reserve's cached probe)."""
+        return self.reserve.free_bytes()
 
     def check_space(self, incoming_bytes: int = 0) -> None:
         """Raise StorageFull when writing `incoming_bytes` would dip into the reserve."""
@@ -358,7 +395,7 @@ class LocalBlobStore:
         """A new staging file that refuses more than `limit` bytes (`content_type` is not
         stored: the row holds it)."""
         name = f"{int(time.time())}-{secrets.token_hex(8)}.part"
-        return StagingFile(str(self.tmp_root / name), limit, tenant_id)
+        return StagingFile(str(self.tmp_root / name), limit, tenant_id, self.reserve)
 
     def path(self, tenant_id: int, sha256: str) -> Path:
         if not is_sha256(sha256):
@@ -676,11 +713,6 @@ def _write_all(fd: int, data: bytes | bytearray) -> None:
     while view:
         n = os.write(fd, view)
         view = view[n:]
-
-
-def _statvfs_free(path: str) -> int:
-    st = os.statvfs(path)
-    return st.f_bavail * st.f_frsize
 
 
 def hash_file(path: str | Path, copy_to: BinaryIO | None = None) -> tuple[str, int]:

@@ -122,10 +122,26 @@ def test_failed_authentication_is_limited_per_address(make_server):
     bad = {"Authorization": "Bearer ak_live_" + "B" * 32}
     codes = [httpx.get(srv.url + "/v1/whoami", headers=bad).status_code for _ in range(4)]
     assert codes == [401, 401, 401, 429]
-    # even a valid key from the blocked address waits: guessing cannot continue
-    r = httpx.get(srv.url + "/v1/whoami", headers={"Authorization": f"Bearer {srv.key}"})
+    r = httpx.get(srv.url + "/v1/whoami", headers=bad)
     err = assert_error(r, 429, "rate_limited")
     assert int(r.headers["Retry-After"]) >= 1 and "authentication" in err["message"]
+    # a missing key is a failure too, and so is answered 429 now
+    assert_error(httpx.get(srv.url + "/v1/whoami"), 429, "rate_limited")
+
+
+def test_a_valid_key_passes_however_many_others_failed_from_its_address(make_server):
+    """Everyone behind one NAT shares an address: a stranger's bad keys must not lock them out."""
+    srv = make_server(config="[security]\nfailed_auth_limit = 5\nfailed_auth_window = '1h'\n")
+    with httpx.Client(base_url=srv.url) as anon:
+        codes = [anon.get("/v1/whoami", headers={"Authorization": f"Bearer ak_live_{i:032d}"}).status_code
+                 for i in range(25)]
+        assert codes == [401] * 5 + [429] * 20
+        for _ in range(3):  # at once, and every time, interleaved with more failures
+            r = anon.get("/v1/whoami", headers={"Authorization": f"Bearer {srv.key}"})
+            assert r.status_code == 200, r.text
+            assert r.json()["tenant_name"] == "default"
+            assert_error(anon.get("/v1/whoami", headers={"Authorization": "Bearer ak_live_" + "C" * 32}),
+                            429, "rate_limited")
 
 
 def test_monthly_request_quota(make_server):

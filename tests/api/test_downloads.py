@@ -27,12 +27,14 @@ from tests.helpers import (
     PAST,
     BoxServer,
     assert_error,
+    delete_blob,
     new_tenant,
     sha,
     sql,
     upload,
     with_query,
 )
+from tests.backends import both_blob_backends  # noqa: F401 - runs the module on both backends
 
 SMALL = secrets.token_bytes(5000)            # served with one read
 LARGE = secrets.token_bytes(300 * 1024)      # streamed (over the 64 KiB inline limit)
@@ -83,7 +85,7 @@ def test_download_url_is_absolute_signed_and_describes_the_artifact(shared_serve
     url = body["download_url"]
     assert url.startswith(shared_server.url + f"/d/{small['artifact_id']}?")
     query = parse_qs(urlsplit(url).query)
-    assert set(query) == {"e", "s"}
+    assert set(query) == {"e", "k", "s"}  # k: the minting key (the URL dies with it)
     assert time.time() + 3500 < int(query["e"][0]) <= time.time() + 3601
 
 
@@ -369,7 +371,7 @@ def test_a_missing_blob_is_an_internal_error_not_a_crash(shared_server, client):
     url = download_url(c, record["artifact_id"])
     h = record["content_hash"]
     tid = tenant_id_of(shared_server, record["artifact_id"])
-    os.unlink(shared_server.data_dir / "blobs" / str(tid) / h[:2] / h)
+    delete_blob(shared_server, tid, h)
     r = httpx.get(url)
     err = assert_error(r, 500, "internal_error")
     assert r.headers["x-request-id"] in err["message"]
@@ -572,6 +574,8 @@ max_signed_url_seconds = "10m"
 [plans.tiny]
 rate_sustained = 0.01
 rate_burst = 4
+anonymous_rate_sustained = 0.01
+anonymous_rate_burst = 3
 """
 
 
@@ -583,23 +587,31 @@ def special_server(tmp_path_factory):
     srv.stop()
 
 
-def test_downloads_are_charged_to_the_artifacts_tenant(special_server):
+def test_downloads_are_charged_to_the_artifacts_tenants_anonymous_bucket(special_server):
+    """A leaked URL or link drains the tenant's anonymous bucket, never its API bucket."""
     key = special_server.new_tenant("tiny-tenant", "tiny")
     with special_server.client(key) as c:
-        record = upload(c, b"rate me", "r.txt", "text/plain")                    # token 1
-        url = download_url(c, record["artifact_id"])                             # token 2
-        first = httpx.get(url)                                                    # token 3
-        assert first.status_code == 200 and first.headers["x-ratelimit-remaining"] == "1"
+        record = upload(c, b"rate me", "r.txt", "text/plain")                    # API 1
+        url = download_url(c, record["artifact_id"])                             # API 2
+        link = c.post(f"/v1/artifacts/{record['artifact_id']}/links", json={})   # API 3
+        assert link.status_code == 201, link.text
+        first = httpx.get(url)                                                    # anonymous 1
+        assert first.status_code == 200 and first.headers["x-ratelimit-remaining"] == "2"
         assert first.headers["x-ratelimit-limit"] == "0.01"
-        assert httpx.head(url).status_code == 200                                 # token 4
-        # a forged URL is refused before charging: 403, not 429, with the bucket empty
+        assert httpx.head(url).status_code == 200                                 # anonymous 2
+        # a forged URL is refused before charging: 403, not 429
         assert_error(httpx.get(with_query(url, s="A" * 43)), 403, "invalid_signature")
-        r = httpx.get(url)
-        err = assert_error(r, 429, "rate_limited")
-        assert int(r.headers["retry-after"]) >= 1
-        assert err["retry_after_seconds"] == int(r.headers["retry-after"])
-        # the same bucket: the tenant's API calls are limited too
-        assert_error(c.get("/v1/whoami"), 429, "rate_limited")
+        assert httpx.get(link.json()["url"]).status_code == 200                   # anonymous 3
+        for drained in (httpx.get(url), httpx.get(link.json()["url"])):
+            err = assert_error(drained, 429, "rate_limited")
+            assert int(drained.headers["retry-after"]) >= 1
+            assert err["retry_after_seconds"] == int(drained.headers["retry-after"])
+            assert "Anonymous download" in err["message"]
+        # the tenant's own API still answers, from its own bucket
+        r = c.get("/v1/whoami")                                                   # API 4
+        assert r.status_code == 200, r.text
+        assert r.headers["x-ratelimit-remaining"] == "0"
+        assert_error(c.get("/v1/whoami"), 429, "rate_limited")                   # API 5
 
 
 def test_with_sendfile_off_the_bytes_and_ranges_are_identical(special_server):

@@ -12,6 +12,7 @@ import pytest
 
 from tests.api.manage_helpers import audit_rows
 from tests.helpers import PAST, assert_error, new_tenant, seconds_between, sql, upload
+from tests.backends import both_blob_backends  # noqa: F401 - runs the module on both backends
 
 CONTENT = secrets.token_bytes(100_000)
 

@@ -6,9 +6,10 @@ a test can exhaust quickly.
 
 from __future__ import annotations
 
-import os
 import json
+import os
 import re
+import shutil
 import time
 import uuid
 
@@ -22,6 +23,8 @@ TOKEN = "metrics-secret-token-0123456789"
 CONFIG = f"""
 [metrics]
 token = "{TOKEN}"
+gauge_interval = "1s"
+scrape_burst = 1000
 
 [logging]
 format = "json"
@@ -113,12 +116,25 @@ def test_requests_latency_and_bytes_are_counted_by_route_pattern(box):
     assert grown_out >= len(content)
 
 
+def fresh_scrape(server: BoxServer) -> dict[tuple[str, frozenset], float]:
+    """A scrape whose store gauges were computed after this call began (they are recomputed
+    in the background at most every gauge_interval, 1 s here, and a scrape starts that)."""
+    since = time.time()
+    deadline = since + 30
+    while True:
+        samples = scrape(server)
+        if value(samples, "artifacta_box_store_gauges_timestamp_seconds") > since:
+            return samples
+        assert time.time() < deadline, "the store gauges were never recomputed"
+        time.sleep(0.1)
+
+
 def test_store_gauges_and_gc_results(box):
     api = box.client()
-    before = scrape(box)
+    before = fresh_scrape(box)
     arts = [upload(api, uuid.uuid4().bytes * 100) for _ in range(3)]
     api.delete(f"/v1/artifacts/{arts[0]['artifact_id']}")
-    mid = scrape(box)
+    mid = fresh_scrape(box)
     assert value(mid, "artifacta_box_artifacts", state="active") - \
         value(before, "artifacta_box_artifacts", state="active") == 2
     assert value(mid, "artifacta_box_artifacts", state="deleted") - \
@@ -129,7 +145,7 @@ def test_store_gauges_and_gc_results(box):
     sql(box, "UPDATE artifacts SET deleted_at = ? WHERE artifact_id = ?",
         (iso_ago(31 * DAY), arts[0]["artifact_id"]))
     assert admin_json(box, "gc")["purged_artifacts"] == 1
-    after = scrape(box)
+    after = fresh_scrape(box)
     assert value(after, "artifacta_box_gc_last_run_purged_artifacts") == 1
     assert value(after, "artifacta_box_gc_last_run_timestamp_seconds") > time.time() - 3600
     assert value(after, "artifacta_box_artifacts", state="deleted") == \
@@ -198,3 +214,39 @@ def test_with_several_workers_every_scrape_counts_the_whole_server(tmp_path):
         srv.stop()
     # After a stop the published files remain in the data dir; the next serve starts from zero.
     assert (srv.data_dir / "metrics.d").is_dir()
+
+
+def test_scrapes_read_cached_gauges_are_throttled_and_show_the_disk(tmp_path):
+    """A scrape never reads the store itself (at a million artifacts that took up to 1 s each,
+    and 16 scrapers slowed the whole API), and a crowd of scrapers gets 429 while the API
+    answers."""
+    srv = BoxServer(tmp_path / "box", config="""
+[metrics]
+gauge_interval = "1h"
+scrape_rate = 0.001
+scrape_burst = 3
+[storage]
+min_free_bytes = "7MB"
+""").start()
+    try:
+        api = srv.client()
+        first = scrape(srv)
+        computed = value(first, "artifacta_box_store_gauges_timestamp_seconds")
+        assert computed > 0
+        upload(api, b"not yet counted")
+        second = scrape(srv)
+        # The same figures, computed once: the upload shows at the next recomputation.
+        assert value(second, "artifacta_box_store_gauges_timestamp_seconds") == computed
+        assert value(second, "artifacta_box_artifacts", state="active") == \
+            value(first, "artifacta_box_artifacts", state="active")
+        assert value(second, "artifacta_box_disk_reserve_bytes") == 7_000_000
+        assert 0 < value(second, "artifacta_box_disk_free_bytes") <= shutil.disk_usage(srv.data_dir).total
+        third = httpx.get(srv.url + "/metrics")
+        assert third.status_code == 200
+        refused = httpx.get(srv.url + "/metrics")
+        assert refused.status_code == 429, refused.text
+        assert refused.json()["error"]["code"] == "rate_limited"
+        assert int(refused.headers["Retry-After"]) >= 1
+        assert api.get("/v1/whoami").status_code == 200  # the API is not the scrapers' bucket
+    finally:
+        srv.stop()

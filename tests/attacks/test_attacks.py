@@ -516,16 +516,17 @@ def test_guessing_keys_in_parallel_hits_the_failed_auth_limit(make_server):
 
     results = asyncio.run(main())
     statuses = sorted(r.status_code for r in results)
-    # no more keys are evaluated than the limit allows, however many arrive at once
-    assert statuses.count(401) <= 10, statuses
-    assert statuses.count(401) + statuses.count(429) == 60, statuses
+    # no more failures are answered 401 than the limit allows, however many arrive at once
+    assert statuses.count(401) == 10, statuses
+    assert statuses.count(429) == 50, statuses
     for r in results:
         check(r, r.status_code, "unauthorized" if r.status_code == 401 else "rate_limited")
-    # the address is now blocked for every key, even the right one, and for malformed ones
-    for auth in (f"Bearer {srv.key}", "Bearer nope", "Basic Zm9vOmJhcg=="):
+    # the address is now over budget for wrong and malformed keys; the right key still passes
+    for auth in ("Bearer nope", "Basic Zm9vOmJhcg==", "Bearer ak_live_" + "Z" * 32):
         r = httpx.get(srv.url + "/v1/whoami", headers={"Authorization": auth})
         check(r, 429, "rate_limited")
         assert int(r.headers["Retry-After"]) >= 1
+    assert httpx.get(srv.url + "/v1/whoami", headers={"Authorization": f"Bearer {srv.key}"}).status_code == 200
 
 
 def test_a_revoked_key_fails_and_counts_as_a_failed_attempt(make_server):

@@ -144,3 +144,23 @@ def test_backup_and_restore_refuse_bad_destinations_and_damaged_backups(make_ser
     incomplete = offline_cli("restore", str(dest), "--data-dir", str(tmp_path / "r2"))
     assert incomplete.returncode != 0 and "manifest.json" in incomplete.stderr
     assert not Path(tmp_path / "r2" / "artifacta.db").exists()
+
+
+def test_restore_refuses_a_data_directory_litestream_replicates(make_server, tmp_path):
+    """Litestream keeps its state beside the database; a database replaced under it would be
+    replicated as if it were the old one's continuation. restore says what to do instead."""
+    srv = make_server()
+    with srv.client() as c:
+        upload(c, b"replicated")
+    dest = tmp_path / "backup"
+    srv.admin("backup", str(dest))
+    srv.stop()
+    state = srv.data_dir / ".artifacta.db-litestream"
+    state.mkdir()
+    res = offline_cli("restore", str(dest), "--force", "--data-dir", str(srv.data_dir))
+    assert res.returncode != 0
+    assert "Litestream" in res.stderr and "litestream restore" in res.stderr
+    assert str(state) in res.stderr
+    state.rmdir()
+    res = offline_cli("restore", str(dest), "--force", "--data-dir", str(srv.data_dir))
+    assert res.returncode == 0, res.stderr

@@ -24,6 +24,7 @@ from artifacta.cli import main as cli_main
 
 from tests.compat.matrix_helpers import MATRIX_CONFIG
 from tests.helpers import BoxServer, artifacta_cli, new_key, seconds_between, sha
+from tests.backends import backend_env, both_blob_backends  # noqa: F401 - runs the module on both backends
 
 # command -> options the matrix drives (every declared option but --help)
 COVERED: dict[str, set[str]] = {
@@ -46,8 +47,9 @@ COVERED: dict[str, set[str]] = {
 
 
 @pytest.fixture(scope="module")
-def box(tmp_path_factory) -> Iterator[BoxServer]:
-    srv = BoxServer(tmp_path_factory.mktemp("climatrix") / "box", config=MATRIX_CONFIG).start()
+def box(tmp_path_factory, request, blob_backend) -> Iterator[BoxServer]:
+    srv = BoxServer(tmp_path_factory.mktemp("climatrix") / "box", config=MATRIX_CONFIG,
+                    env=backend_env(request, blob_backend)).start()
     yield srv
     srv.stop()
 

@@ -36,6 +36,7 @@ from mcp.client.stdio import stdio_client
 
 from tests.compat.matrix_helpers import MATRIX_CONFIG
 from tests.helpers import BoxServer, new_key, seconds_between, sha
+from tests.backends import backend_env, both_blob_backends  # noqa: F401 - runs the module on both backends
 
 ALL_TOOLS = {
     "whoami", "list_artifacts", "get_artifact", "get_artifact_download_url", "list_sessions",
@@ -46,8 +47,9 @@ DESTRUCTIVE = {"delete_artifact", "seal_session", "create_download_link"}
 
 
 @pytest.fixture(scope="module")
-def box(tmp_path_factory) -> Iterator[BoxServer]:
-    srv = BoxServer(tmp_path_factory.mktemp("mcpmatrix") / "box", config=MATRIX_CONFIG).start()
+def box(tmp_path_factory, request, blob_backend) -> Iterator[BoxServer]:
+    srv = BoxServer(tmp_path_factory.mktemp("mcpmatrix") / "box", config=MATRIX_CONFIG,
+                    env=backend_env(request, blob_backend)).start()
     yield srv
     srv.stop()
 

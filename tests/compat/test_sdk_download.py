@@ -12,6 +12,7 @@ from artifacta import Client
 from artifacta.errors import ArtifactaError, ArtifactDeletedError
 
 from tests.helpers import artifacta_cli, new_key, seconds_between, sha
+from tests.backends import both_blob_backends  # noqa: F401 - runs the module on both backends
 
 PAYLOAD = secrets.token_bytes(2 * 1024 * 1024 + 13)  # streamed, not an inline read
 

@@ -38,6 +38,7 @@ from artifacta.sdk import Artifact, Link, ListResult, SealInfo, Session, TenantI
 
 from tests.compat.matrix_helpers import MATRIX_CONFIG
 from tests.helpers import BoxServer, expire_now, new_key, seconds_between, sha
+from tests.backends import backend_env, both_blob_backends  # noqa: F401 - runs the module on both backends
 
 COVERED = {
     "push": ["test_push_from_a_path", "test_push_content_with_every_field",
@@ -61,8 +62,9 @@ COVERED = {
 
 
 @pytest.fixture(scope="module")
-def box(tmp_path_factory) -> Iterator[BoxServer]:
-    srv = BoxServer(tmp_path_factory.mktemp("sdkmatrix") / "box", config=MATRIX_CONFIG).start()
+def box(tmp_path_factory, request, blob_backend) -> Iterator[BoxServer]:
+    srv = BoxServer(tmp_path_factory.mktemp("sdkmatrix") / "box", config=MATRIX_CONFIG,
+                    env=backend_env(request, blob_backend)).start()
     yield srv
     srv.stop()
 

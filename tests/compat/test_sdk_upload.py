@@ -20,6 +20,7 @@ from artifacta.errors import (
 )
 
 from tests.helpers import artifacta_cli, new_key, sha
+from tests.backends import both_blob_backends  # noqa: F401 - runs the module on both backends
 
 
 @pytest.fixture(scope="module")

@@ -28,6 +28,7 @@ import httpx
 import pytest
 
 from artifacta_box import __version__
+from tests.backends import backend_env
 from tests.helpers import KEY_RE, BoxServer, artifacta_cli, box_command, clean_env, sha
 
 # Timing- and load-sensitive (signals, restarts and worker processes against shutdown
@@ -50,10 +51,11 @@ def start_box(make_server, tmp_path: Path) -> Iterator[Callable[..., tuple[BoxSe
     per-test paths (longer still under xdist) leave too little room."""
     made: list[Path] = []
 
-    def start(name: str, **kw) -> tuple[BoxServer, Path]:
+    def start(name: str, env: dict[str, str] | None = None, **kw) -> tuple[BoxServer, Path]:
         tmpdir = Path(tempfile.mkdtemp(prefix=f"abx-{name}-"))
         made.append(tmpdir)
-        srv = make_server(env={"TMPDIR": str(tmpdir)}, data_dir=tmp_path / name, **kw)
+        srv = make_server(env={"TMPDIR": str(tmpdir), **(env or {})}, data_dir=tmp_path / name,
+                          **kw)
         return srv, tmpdir
 
     yield start
@@ -134,6 +136,28 @@ def test_official_cli_round_trip_survives_sigterm_and_restart(start_box, tmp_pat
     assert httpx.get(link["url"]).content == small
     keys = json.loads(srv.admin("keys", "list", "--json").stdout)
     assert "smoke" in {k["name"] for k in keys}
+    assert_stopped_cleanly(srv, tmpdir, srv.stop(signal.SIGTERM))
+
+
+def test_the_executable_on_s3_round_trips_and_stops_cleanly(start_box, tmp_path, request,
+                                                            seaweedfs):
+    """Blobs in S3: the official CLI pushes (a presigned push goes straight to the bucket) and
+    pulls through the executable, check --verify and gc run from it, and it stops with exit 0
+    and nothing left behind (its S3 client closed before the event loop ends)."""
+    srv, tmpdir = start_box("s3box", config=QUICK_STOP, env=backend_env(request, "s3"))
+    assert httpx.get(srv.url + "/health").json()["blobs"] == "s3"
+    key = srv.key
+    small, large = os.urandom(200_000), os.urandom(9_000_000)
+    (tmp_path / "small.bin").write_bytes(small)
+    (tmp_path / "large.bin").write_bytes(large)
+    pushed = cli_json(srv, key, "push", str(tmp_path / "small.bin"))
+    presigned = cli_json(srv, key, "push", str(tmp_path / "large.bin"), "--presigned")
+    assert presigned["content_hash"] == sha(large)
+    assert pull(srv, key, pushed["artifact_id"], tmp_path / "p1.bin") == small
+    assert pull(srv, key, presigned["artifact_id"], tmp_path / "p2.bin") == large
+    check = srv.admin("check", "--verify", "--json", check=False)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert json.loads(srv.admin("gc", "--json").stdout)["deleted_blobs"] == 0
     assert_stopped_cleanly(srv, tmpdir, srv.stop(signal.SIGTERM))
 
 

@@ -228,3 +228,54 @@ def test_config_show_masks_secrets_as_comments_and_still_loads(tmp_path):
     assert reread.secret_key is None and reread.metrics_token is None
     assert replace(reread, config_file=None) == replace(s, config_file=None, secret_key=None,
                                                         metrics_token=None)
+
+
+# ---------------------------------------------------------------------------- [s3]
+
+S3_ENV = {"ARTIFACTA_BOX_STORAGE_BACKEND": "s3",
+          "ARTIFACTA_BOX_S3_ENDPOINT": "http://127.0.0.1:8333/",
+          "ARTIFACTA_BOX_S3_BUCKET": "box-blobs"}
+
+
+def test_s3_backend_reads_its_section_from_the_environment_with_aws_fallbacks():
+    s = load_settings(None, environ={**S3_ENV, "AWS_ACCESS_KEY_ID": "aws-id",
+                                     "AWS_SECRET_ACCESS_KEY": "aws-secret", "AWS_REGION": "eu-1",
+                                     "ARTIFACTA_BOX_S3_PREFIX": "/one/box/",
+                                     "ARTIFACTA_BOX_S3_DOWNLOADS": "redirect",
+                                     "ARTIFACTA_BOX_S3_REDIRECT_MIN_BYTES": "4MiB"})
+    assert s.storage_backend == "s3"
+    assert (s.s3.endpoint, s.s3.bucket, s.s3.prefix) == ("http://127.0.0.1:8333", "box-blobs",
+                                                         "one/box/")
+    assert (s.s3.access_key_id, s.s3.secret_access_key, s.s3.region) == ("aws-id", "aws-secret",
+                                                                         "eu-1")
+    assert (s.s3.downloads, s.s3.redirect_min_bytes) == ("redirect", 4 * 2**20)
+    own = load_settings(None, environ={**S3_ENV, "AWS_ACCESS_KEY_ID": "aws-id",
+                                       "AWS_SECRET_ACCESS_KEY": "aws-secret",
+                                       "ARTIFACTA_BOX_S3_ACCESS_KEY_ID": "box-id",
+                                       "ARTIFACTA_BOX_S3_SECRET_ACCESS_KEY": "box-secret"})
+    assert (own.s3.access_key_id, own.s3.secret_access_key) == ("box-id", "box-secret")
+
+
+def test_s3_secret_is_masked_by_config_show():
+    s = load_settings(None, environ={**S3_ENV, "ARTIFACTA_BOX_S3_ACCESS_KEY_ID": "box-id",
+                                     "ARTIFACTA_BOX_S3_SECRET_ACCESS_KEY": "box-secret-value"})
+    shown = config_toml(s)
+    assert "box-secret-value" not in shown and "box-id" in shown
+    assert "box-secret-value" in config_toml(s, show_secrets=True)
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"ARTIFACTA_BOX_S3_ENDPOINT": ""}, "s3.endpoint: required"),
+    ({"ARTIFACTA_BOX_S3_BUCKET": "Bad_Bucket"}, "s3.bucket: 'Bad_Bucket' is not a valid"),
+    ({}, "s3.access_key_id: required (or set AWS_ACCESS_KEY_ID"),
+    ({"ARTIFACTA_BOX_S3_DOWNLOADS": "mirror"}, "s3.downloads: must be"),
+])
+def test_s3_backend_settings_errors_name_the_setting(env, message):
+    with pytest.raises(ConfigError) as exc:
+        load_settings(None, environ={**S3_ENV, **env})
+    assert message in str(exc.value)
+
+
+def test_the_s3_section_is_ignored_by_a_local_box():
+    s = load_settings(None, environ={"ARTIFACTA_BOX_S3_BUCKET": "Bad_Bucket"})
+    assert s.storage_backend == "local" and s.s3 is None

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import multiprocessing
 
-from artifacta_box.security.ratelimit import SharedTokenBuckets, TokenBuckets
+from artifacta_box.security.ratelimit import (
+    METRICS_BUCKET,
+    SharedTokenBuckets,
+    TokenBuckets,
+    anonymous_bucket,
+)
 
 
 class FakeClock:
@@ -39,6 +44,25 @@ def test_two_handles_on_one_table_share_each_bucket(tmp_path):
     assert b.take(7, rate=1, burst=5).remaining == 1
     SharedTokenBuckets.create(path)  # a new serve starts from full buckets
     assert a.take(7, rate=1, burst=5).remaining == 4
+    a.close()
+    b.close()
+
+
+def test_a_tenants_anonymous_bucket_and_the_scrape_bucket_are_apart_from_its_api_bucket(tmp_path):
+    """--workers N: every worker takes the anonymous downloads of a tenant from one bucket, and
+    emptying it leaves the tenant's API bucket (and the /metrics bucket) full."""
+    path = tmp_path / "ratelimit.table"
+    SharedTokenBuckets.create(path)
+    clock = FakeClock()
+    a = SharedTokenBuckets(path, clock=clock, wall=lambda: 0.0)
+    b = SharedTokenBuckets(path, clock=clock, wall=lambda: 0.0)
+    keys = {1, 2, METRICS_BUCKET, anonymous_bucket(1), anonymous_bucket(2)}
+    assert len(keys) == 5 and -1 not in keys  # -1 would be the table's empty slot
+    took = [(a if i % 2 else b).take(anonymous_bucket(1), rate=0.001, burst=3).allowed
+            for i in range(5)]
+    assert took == [True, True, True, False, False]
+    for key in (1, 2, METRICS_BUCKET, anonymous_bucket(2)):
+        assert a.take(key, rate=0.001, burst=3).remaining == 2
     a.close()
     b.close()
 

@@ -91,7 +91,8 @@ PATHS: dict[str, Any] = {
         "get": op(
             "A signed download URL", "getDownloadUrl",
             {"200": json_ok("DownloadUrl", "An absolute URL, valid `expires_in` seconds, "
-                            "that works without Authorization."),
+                            "that works without Authorization until it expires or the key "
+                            "that minted it is revoked."),
              **error_responses("upload_not_found", *ARTIFACT_GONE)},
             tags=["downloads"], parameters=[ARTIFACT_ID],
         ),
@@ -100,7 +101,9 @@ PATHS: dict[str, Any] = {
         "get": op(
             "Download bytes by signed URL", "downloadSigned", _SIGNED_BYTES,
             tags=["downloads"], public=True,
-            description="The `download_url` returned by download-url.",
+            description="The `download_url` returned by download-url. 403 "
+                        "`invalid_signature` once the key that minted it is revoked; share links "
+                        "(`/l/`) survive their key.",
             parameters=[ARTIFACT_ID, *SIGNED_QUERY, *byte_params()],
         ),
         "head": op(

@@ -69,7 +69,8 @@ PATHS: dict[str, Any] = {
              **error_responses("invalid_request", "quota_exceeded", "upload_not_found",
                                *ARTIFACT_GONE)},
             tags=["links"], parameters=[ARTIFACT_ID],
-            description=f"The body is optional (a bodiless POST makes a {_DEFAULT_DAYS}-day link).",
+            description=f"The body is optional (a bodiless POST makes a {_DEFAULT_DAYS}-day link). "
+                        "A link belongs to the tenant: it survives the key that made it.",
             request_body=json_body("LinkRequest", required=False),
             links={"RevokeLink": {"operationId": "revokeLink",
                                   "parameters": {"link_id": "$response.body#/link_id"}}},

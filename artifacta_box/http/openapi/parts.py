@@ -122,8 +122,13 @@ SIGNED_QUERY = [
     {"name": "e", "in": "query", "required": True,
      "description": "Unix seconds when the URL stops working (bound by the signature).",
      "schema": {"type": "integer"}},
+    {"name": "k", "in": "query", "required": False,
+     "description": "Id of the API key that minted the URL (bound by the signature): the URL "
+                    "answers 403 `invalid_signature` once that key is revoked. Absent only from "
+                    "URLs minted by releases before it.",
+     "schema": {"type": "string"}},
     {"name": "s", "in": "query", "required": True,
-     "description": "HMAC signature binding method, artifact, tenant and expiry.",
+     "description": "HMAC signature binding method, artifact, tenant, expiry and key.",
      "schema": {"type": "string"}},
 ]
 

@@ -218,7 +218,8 @@ PATHS: dict[str, Any] = {
             tags=["uploads"], public=True,
             description="The `upload_url` returned by upload-url. The body length must equal "
                         "the reserved size_bytes. A retried PUT replaces an earlier one "
-                        "until complete; after complete → 409 `conflict`.",
+                        "until complete; after complete → 409 `conflict`. 403 "
+                        "`invalid_signature` once the key that minted the URL is revoked.",
             parameters=[ARTIFACT_ID, *SIGNED_QUERY],
             request_body={"required": True, "content": {
                 "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},

@@ -65,7 +65,7 @@ class S3Settings:
         public = get("public_endpoint")
         public = None if public is None else _endpoint("s3.public_endpoint", public)
         bucket = str(get("bucket") or "")
-        if not _BUCKET_RE.match(bucket) or ".." in bucket:
+        if not _BUCKET_RE.fullmatch(bucket) or ".." in bucket:
             raise S3SettingsError(
                 f"s3.bucket: {bucket!r} is not a valid bucket name (3-63 characters: lower-case "
                 "letters, digits, '.' and '-', starting and ending with a letter or digit)"
@@ -75,7 +75,7 @@ class S3Settings:
             env = "AWS_ACCESS_KEY_ID" if not access_key else "AWS_SECRET_ACCESS_KEY"
             raise S3SettingsError(f"{missing}: required (or set {env} in the environment)")
         prefix = str(get("prefix") or "").strip("/")
-        if prefix and (not _PREFIX_RE.match(prefix) or "//" in prefix):
+        if prefix and (not _PREFIX_RE.fullmatch(prefix) or "//" in prefix):
             raise S3SettingsError(
                 f"s3.prefix: {prefix!r} may hold only letters, digits, '/' and !_.*'()- "
                 "(the characters S3 keys keep unencoded)")

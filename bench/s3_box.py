@@ -1,0 +1,246 @@
+#!/usr/bin/env python3
+"""The box on S3 against `curl` straight to the same SeaweedFS: 1 GiB up and down, interleaved
+run by run, one store, the box as a real `artifacta-box serve` process.
+
+    python bench/s3_box.py                  # 1 GiB, 3 runs of each
+    python bench/s3_box.py --mib 256 --runs 5
+    python bench/s3_box.py --rss-gb 5       # plus the RSS of a 5 GB presigned upload and download
+
+What runs (curl is the client every time, so client CPU is the same; the figures are the box's):
+
+  curl_put        curl PUT of the body to a presigned S3 URL (the store's ceiling)
+  box_upload      curl -F of the body to POST /v1/artifacts: the box streams it to S3 (proxy)
+  box_presigned   upload-url, curl PUT straight to S3, complete (the box reads the object back
+                  and hashes it): the time of all three
+  curl_get        curl GET of a presigned S3 URL
+  box_proxy_get   curl GET of the box's /d/ URL, streamed from S3 by the box
+  box_redirect    curl -L of /d/ on a box with s3.downloads = "redirect": 302, then the store
+
+Per figure: median MB/s (min-max), the box's CPU-seconds per GiB (its process, from /proc),
+the ratio to curl's own figure of the same run. With --rss-gb: the box's peak RSS (VmHWM) before
+and after a presigned upload of that size (complete streams it back) and a proxied download of
+it. Never part of pytest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from artifacta_box.storage.s3 import S3Client  # noqa: E402
+from tests.helpers import BoxServer  # noqa: E402
+from tests.s3_server import ADMIN, REGION, SeaweedFS  # noqa: E402
+
+MiB = 1024 * 1024
+CONFIG = """
+[plans.selfhosted]
+max_multipart_size = "8GiB"
+max_presigned_size = "8GiB"
+storage_bytes = "100GiB"
+
+[logging]
+access_log = false
+"""
+
+
+def proc_cpu(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM")
+
+
+def curl(*args: str) -> None:
+    subprocess.run(["curl", "-sS", "-o", "/dev/null", "--fail", *args], check=True)
+
+
+def box_env(weed: SeaweedFS, bucket: str, **extra: str) -> dict[str, str]:
+    env = {"ARTIFACTA_BOX_STORAGE_BACKEND": "s3", "ARTIFACTA_BOX_S3_ENDPOINT": weed.endpoint,
+           "ARTIFACTA_BOX_S3_BUCKET": bucket, "ARTIFACTA_BOX_S3_REGION": REGION,
+           "ARTIFACTA_BOX_S3_ACCESS_KEY_ID": ADMIN[0],
+           "ARTIFACTA_BOX_S3_SECRET_ACCESS_KEY": ADMIN[1]}
+    env.update({f"ARTIFACTA_BOX_S3_{k.upper()}": v for k, v in extra.items()})
+    return env
+
+
+def measure(fn, pid: int, nbytes: int) -> dict:
+    c0, t0 = proc_cpu(pid), time.perf_counter()
+    fn()
+    elapsed = time.perf_counter() - t0
+    return {"mb_s": nbytes / elapsed / 1e6, "box_cpu_s_per_gib": (proc_cpu(pid) - c0) / (nbytes / 2**30)}
+
+
+class Bench:
+    def __init__(self, box: BoxServer, redirect: BoxServer, client: S3Client, source: Path,
+                 nbytes: int) -> None:
+        self.box, self.redirect, self.client = box, redirect, client
+        self.source, self.nbytes = source, nbytes
+        self.api = httpx.Client(base_url=box.url, timeout=3600,
+                                headers={"Authorization": f"Bearer {box.key}"})
+        self.rapi = httpx.Client(base_url=redirect.url, timeout=3600,
+                                 headers={"Authorization": f"Bearer {redirect.key}"})
+
+    def curl_put(self, key: str) -> None:
+        put = self.client.presign_put(key, 3600, content_length=self.nbytes)
+        curl("-T", str(self.source), *sum((["-H", f"{h}: {v}"] for h, v in put.headers.items()),
+                                          []), put.url)
+
+    def curl_get(self, key: str) -> None:
+        curl(self.client.presign_get(key, 3600))
+
+    def box_upload(self) -> str:
+        out = subprocess.run(["curl", "-sS", "--fail", "-H", f"Authorization: Bearer {self.box.key}",
+                              "-F", f"file=@{self.source}", f"{self.box.url}/v1/artifacts"],
+                             check=True, capture_output=True, text=True)
+        return json.loads(out.stdout)["artifact_id"]
+
+    def box_presigned(self, api: httpx.Client) -> str:
+        res = api.post("/v1/artifacts/upload-url",
+                       json={"filename": "big.bin", "size_bytes": self.nbytes}).json()
+        curl("-T", str(self.source), *sum((["-H", f"{h}: {v}"] for h, v in res["upload_headers"].items()), []),
+             res["upload_url"])
+        done = api.post(f"/v1/artifacts/{res['artifact_id']}/complete")
+        assert done.status_code == 200, done.text
+        return res["artifact_id"]
+
+    def download_url(self, api: httpx.Client, artifact_id: str) -> str:
+        return api.get(f"/v1/artifacts/{artifact_id}/download-url").json()["download_url"]
+
+    def delete(self, api: httpx.Client, artifact_id: str) -> None:
+        assert api.delete(f"/v1/artifacts/{artifact_id}").status_code == 200
+
+
+def summary(runs: list[dict]) -> dict:
+    return {k: {"median": statistics.median(r[k] for r in runs), "min": min(r[k] for r in runs),
+                "max": max(r[k] for r in runs)} for k in runs[0]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--mib", type=int, default=1024)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--rss-gb", type=float, default=0)
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="s3boxbench-"))
+    weed = SeaweedFS(root / "weed").start()
+    for bucket in ("bench", "bench-redirect"):
+        weed.create_bucket(bucket)
+    box = BoxServer(root / "box", config=CONFIG, env=box_env(weed, "bench"))
+    redirect = BoxServer(root / "redirect", config=CONFIG,
+                         env=box_env(weed, "bench-redirect", downloads="redirect"))
+    client = S3Client(weed.settings("bench"))
+    results: dict[str, list[dict]] = {k: [] for k in (
+        "curl_put", "box_upload", "box_presigned", "curl_get", "box_proxy_get", "box_redirect")}
+    rss: dict[str, float] = {}
+    loop = asyncio.new_event_loop()
+    try:
+        box.start()
+        redirect.start()
+        def body(path: Path, mib: int) -> None:
+            block = os.urandom(MiB)
+            with open(path, "wb") as fh:
+                for _ in range(mib):
+                    fh.write(block)
+
+        source = root / "body.bin"
+        nbytes = args.mib * MiB
+        body(source, args.mib)
+        b = Bench(box, redirect, client, source, nbytes)
+        pid, rpid = box.proc.pid, redirect.proc.pid
+        for run in range(args.runs):
+            key = f"curl-{run}"
+            steps = [
+                ("curl_put", lambda k=key: b.curl_put(k), pid),
+                ("box_upload", None, pid),
+                ("box_presigned", None, rpid),
+                ("curl_get", lambda k=key: b.curl_get(k), pid),
+                ("box_proxy_get", None, pid),
+                ("box_redirect", None, rpid),
+            ]
+            if run % 2:  # interleaved: every other run in the reverse order
+                steps = list(reversed(steps[:3])) + list(reversed(steps[3:]))
+            ids: dict[str, str] = {}
+            # uploads before the downloads that need them, interleaved order within each half
+            for name, fn, p in [s for s in steps if s[0] in ("curl_put", "box_upload", "box_presigned")]:
+                if name == "box_upload":
+                    holder: dict[str, str] = {}
+                    results[name].append(measure(lambda h=holder: h.update(a=b.box_upload()), p, nbytes))
+                    ids["proxy"] = holder["a"]
+                elif name == "box_presigned":
+                    holder = {}
+                    results[name].append(measure(lambda h=holder: h.update(a=b.box_presigned(b.rapi)), p, nbytes))
+                    ids["redirect"] = holder["a"]
+                else:
+                    results[name].append(measure(fn, p, nbytes))
+            for name, fn, p in [s for s in steps if s[0] in ("curl_get", "box_proxy_get", "box_redirect")]:
+                if name == "box_proxy_get":
+                    url = b.download_url(b.api, ids["proxy"])
+                    results[name].append(measure(lambda u=url: curl(u), p, nbytes))
+                elif name == "box_redirect":
+                    url = b.download_url(b.rapi, ids["redirect"])
+                    results[name].append(measure(lambda u=url: curl("-L", u), p, nbytes))
+                else:
+                    results[name].append(measure(fn, p, nbytes))
+            b.delete(b.api, ids["proxy"])
+            b.delete(b.rapi, ids["redirect"])
+            loop.run_until_complete(client.delete(key))
+        if args.rss_gb:
+            big = root / "big.bin"
+            big_mib = int(args.rss_gb * 1e9 / MiB)
+            body(big, big_mib)
+            source.unlink()
+            b.source, b.nbytes = big, big_mib * MiB
+            rss["baseline_mb"] = peak_rss_mb(pid)
+            aid = b.box_presigned(b.api)
+            rss["after_presigned_mb"] = peak_rss_mb(pid)
+            curl(b.download_url(b.api, aid))
+            rss["after_download_mb"] = peak_rss_mb(pid)
+            rss["gb"] = args.rss_gb
+    finally:
+        loop.run_until_complete(client.aclose())
+        loop.close()
+        box.stop()
+        redirect.stop()
+        weed.stop()
+        shutil.rmtree(root, ignore_errors=True)
+    table = {k: summary(v) for k, v in results.items()}
+    print(f"box on S3 vs curl to S3, {args.mib} MiB, {args.runs} interleaved runs, SeaweedFS weed mini")
+    print(f"{'':14} {'MB/s':>22} {'box CPU-s/GiB':>20} {'vs curl':>8}")
+    for k, s in table.items():
+        base = table["curl_put" if k in ("curl_put", "box_upload", "box_presigned") else "curl_get"]
+        ratio = s["mb_s"]["median"] / base["mb_s"]["median"]
+
+        def fmt(x, p=0):
+            return f"{x['median']:.{p}f} ({x['min']:.{p}f}-{x['max']:.{p}f})"
+        print(f"{k:14} {fmt(s['mb_s']):>22} {fmt(s['box_cpu_s_per_gib'], 2):>20} {ratio:>7.2f}x")
+    if rss:
+        print(f"box peak RSS, {rss['gb']} GB: baseline {rss['baseline_mb']:.0f} MB, after a "
+              f"presigned upload (complete hashes it) {rss['after_presigned_mb']:.0f} MB, after "
+              f"a proxied download {rss['after_download_mb']:.0f} MB")
+    if args.json:
+        args.json.write_text(json.dumps({"mib": args.mib, "runs": args.runs, "results": results,
+                                         "summary": table, "rss": rss}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
