@@ -157,7 +157,7 @@ async def gallery_root(request: Request):
     return redirect("/a/", status=302)
 
 
-@bp.get(f"{STATIC_PREFIX}/<name:str>")
+@bp.get(f"{STATIC_PREFIX}/<name:str>", unquote=True)
 async def static(request: Request, name: str):
     item = static_files().get(name)
     if item is None:
@@ -174,7 +174,7 @@ async def static(request: Request, name: str):
     return HTTPResponse(body=item.body, headers=headers)
 
 
-@bp.get("/a/<slug:str>")
+@bp.get("/a/<slug:str>", unquote=True)
 async def show_page(request: Request, slug: str):
     try:
         row = await _live_page(request, slug)
@@ -195,7 +195,7 @@ async def show_page(request: Request, slug: str):
     )
 
 
-@bp.post("/a/<slug:str>")
+@bp.post("/a/<slug:str>", unquote=True)
 async def unlock_page(request: Request, slug: str):
     try:
         row = await _live_page(request, slug)
@@ -243,7 +243,7 @@ async def _page_bytes(request: Request, slug: str) -> tuple[Any, downloads.Repre
     return row, downloads.open_grant(box, pages.grant_of(box, row))
 
 
-@bp.route("/a/<slug:str>/raw", methods=["GET", "HEAD"])
+@bp.route("/a/<slug:str>/raw", methods=["GET", "HEAD"], unquote=True)
 async def page_raw(request: Request, slug: str):
     got = await _page_bytes(request, slug)
     if isinstance(got, HTTPResponse):
@@ -253,7 +253,7 @@ async def page_raw(request: Request, slug: str):
     return await serve_preview_bytes(request, rep, box.blobs, box.settings.sendfile, NOINDEX)
 
 
-@bp.route("/a/<slug:str>/download", methods=["GET", "HEAD"])
+@bp.route("/a/<slug:str>/download", methods=["GET", "HEAD"], unquote=True)
 async def page_download(request: Request, slug: str):
     got = await _page_bytes(request, slug)
     if isinstance(got, HTTPResponse):
