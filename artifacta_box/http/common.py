@@ -148,7 +148,7 @@ async def authenticate_key(request: Request, key: str | None, malformed: str) ->
     try:
         if key is None:
             raise errors.Unauthorized(malformed)
-        return await tenants.authenticate(box, key)
+        principal = await tenants.authenticate(box, key)
     except errors.Unauthorized:
         # A correct key always passes (above); only failures count against the address, and
         # one past its budget is told to back off instead of being told the key is wrong.
@@ -161,6 +161,7 @@ async def authenticate_key(request: Request, key: str | None, malformed: str) ->
                 extra={"retry_after_seconds": wait, "retry_after": wait},
             ) from None
         raise
+    return principal
 
 
 def admit(request: Request, principal: Principal) -> None:

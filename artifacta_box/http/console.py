@@ -195,7 +195,7 @@ async def console_root(request: Request):
     return redirect(HOME, status=302)
 
 
-@bp.get("/console/static/<name:str>")
+@bp.get("/console/static/<name:str>", unquote=True)
 async def static(request: Request, name: str):
     item = static_files().get(name)
     if item is None:
@@ -354,7 +354,7 @@ async def _text_preview(request: Request, principal: Principal, artifact_id: str
     return await text_preview(downloads.open_grant(box, grant), box.blobs, kind, artifact_id)
 
 
-@bp.get("/console/artifacts/<artifact_id:str>")
+@bp.get("/console/artifacts/<artifact_id:str>", unquote=True)
 @signed_in
 async def artifact_page(request: Request, principal: Principal, artifact_id: str):
     box = box_of(request)
@@ -387,7 +387,7 @@ async def artifact_page(request: Request, principal: Principal, artifact_id: str
     )
 
 
-@bp.route("/console/artifacts/<artifact_id:str>/raw", methods=["GET", "HEAD"])
+@bp.route("/console/artifacts/<artifact_id:str>/raw", methods=["GET", "HEAD"], unquote=True)
 @signed_in
 async def artifact_bytes(request: Request, principal: Principal, artifact_id: str):
     """The bytes for a preview: `inline` only for the allowlisted types of `previews`, with the
@@ -398,7 +398,7 @@ async def artifact_bytes(request: Request, principal: Principal, artifact_id: st
                                      box.settings.sendfile)
 
 
-@bp.get("/console/artifacts/<artifact_id:str>/download")
+@bp.get("/console/artifacts/<artifact_id:str>/download", unquote=True)
 @signed_in
 async def artifact_download(request: Request, principal: Principal, artifact_id: str):
     """A freshly signed /d/ URL (so a page left open for hours still downloads)."""
@@ -411,7 +411,7 @@ def _artifact_url(artifact_id: str, anchor: str = "") -> str:
     return f"/console/artifacts/{artifact_id}" + (f"#{anchor}" if anchor else "")
 
 
-@bp.post("/console/artifacts/<artifact_id:str>/links")
+@bp.post("/console/artifacts/<artifact_id:str>/links", unquote=True)
 @signed_in
 async def create_link(request: Request, principal: Principal, artifact_id: str):
     raw = form_value(request, "expires_in")
@@ -426,7 +426,7 @@ async def create_link(request: Request, principal: Principal, artifact_id: str):
               ("ok", f"Share link created: {url} (expires {link['expires_at'][:19]}Z)."))
 
 
-@bp.post("/console/links/<link_id:str>/revoke")
+@bp.post("/console/links/<link_id:str>/revoke", unquote=True)
 @signed_in
 async def revoke_link(request: Request, principal: Principal, link_id: str):
     artifact_id = form_value(request, "artifact_id")
@@ -438,7 +438,7 @@ async def revoke_link(request: Request, principal: Principal, link_id: str):
     return go(request, back, ("ok", f"Share link {link_id} revoked; it now answers 410."))
 
 
-@bp.post("/console/artifacts/<artifact_id:str>/publish")
+@bp.post("/console/artifacts/<artifact_id:str>/publish", unquote=True)
 @signed_in
 async def publish_page(request: Request, principal: Principal, artifact_id: str):
     """Publish or re-publish as an artifact page, with the API's rules and messages."""
@@ -456,7 +456,7 @@ async def publish_page(request: Request, principal: Principal, artifact_id: str)
     return go(request, _artifact_url(artifact_id, "page"), ("ok", f"{text}: {url}"))
 
 
-@bp.post("/console/artifacts/<artifact_id:str>/unpublish")
+@bp.post("/console/artifacts/<artifact_id:str>/unpublish", unquote=True)
 @signed_in
 async def unpublish_page(request: Request, principal: Principal, artifact_id: str):
     try:
@@ -467,7 +467,7 @@ async def unpublish_page(request: Request, principal: Principal, artifact_id: st
               ("ok", "Page taken down: its URL now answers 410."))
 
 
-@bp.post("/console/artifacts/<artifact_id:str>/extend-ttl")
+@bp.post("/console/artifacts/<artifact_id:str>/extend-ttl", unquote=True)
 @signed_in
 async def extend_ttl(request: Request, principal: Principal, artifact_id: str):
     try:
@@ -480,7 +480,7 @@ async def extend_ttl(request: Request, principal: Principal, artifact_id: str):
     return go(request, _artifact_url(artifact_id, "expiry"), ("ok", f"TTL extended. {text}"))
 
 
-@bp.get("/console/artifacts/<artifact_id:str>/delete")
+@bp.get("/console/artifacts/<artifact_id:str>/delete", unquote=True)
 @signed_in
 async def confirm_delete(request: Request, principal: Principal, artifact_id: str):
     record = await artifacts.get_artifact(box_of(request), principal, artifact_id)
@@ -493,7 +493,7 @@ async def confirm_delete(request: Request, principal: Principal, artifact_id: st
                 cancel_url=_artifact_url(artifact_id), fields={}, danger=True)
 
 
-@bp.post("/console/artifacts/<artifact_id:str>/delete")
+@bp.post("/console/artifacts/<artifact_id:str>/delete", unquote=True)
 @signed_in
 async def delete_artifact(request: Request, principal: Principal, artifact_id: str):
     box = box_of(request)
@@ -590,7 +590,7 @@ async def _own_key(request: Request, principal: Principal, key_id: str) -> dict[
     raise errors.NotFound(f"No key with id {key_id[:64]!r} belongs to this tenant.")
 
 
-@bp.get("/console/keys/<key_id:str>/revoke")
+@bp.get("/console/keys/<key_id:str>/revoke", unquote=True)
 @signed_in
 async def confirm_revoke_key(request: Request, principal: Principal, key_id: str):
     key = await _own_key(request, principal, key_id)
@@ -605,7 +605,7 @@ async def confirm_revoke_key(request: Request, principal: Principal, key_id: str
                 cancel_url="/console/keys", fields={}, danger=True)
 
 
-@bp.post("/console/keys/<key_id:str>/revoke")
+@bp.post("/console/keys/<key_id:str>/revoke", unquote=True)
 @signed_in
 async def revoke_key(request: Request, principal: Principal, key_id: str):
     try:
@@ -645,7 +645,7 @@ async def audit_page(request: Request, principal: Principal):
 # ---------------------------------------------------------------------------- the rest
 
 
-@bp.route("/console/<rest:path>", methods=["GET", "HEAD"])
+@bp.route("/console/<rest:path>", methods=["GET", "HEAD"], unquote=True)
 async def not_found(request: Request, rest: str):
     return error_page(request, errors.NotFound(f"There is no console page at {request.path[:200]}."),
                       None)

@@ -1,7 +1,9 @@
 """Serving the bytes that a signed URL (`/d/`) or a share link (`/l/`) grants: both byte routes
-charge one token to the artifact's tenant's *anonymous* bucket (`charge_anonymous`, also what an
-artifact page at /a/ costs), then answer through `byteserve` with the same headers, ranges and
-validators. Shared by `http/downloads.py`, `http/links.py` and `http/public_pages.py`."""
+charge one token to the artifact's tenant's *anonymous* bucket (`charge_anonymous`: its plan's
+`anonymous_rate_sustained`/`_burst`, apart from its API bucket: a leaked link cannot starve
+the tenant's API; an artifact page at /a/ costs the same), then answer through `byteserve` with
+the same headers, ranges and validators. Shared by `http/downloads.py`, `http/links.py` and
+`http/public_pages.py`."""
 
 from __future__ import annotations
 
@@ -46,9 +48,7 @@ async def serve_grant(request: Request, authorize: Awaitable[Grant]):
 
 def charge_anonymous(request: Request, grant: Grant) -> None:
     """What a request without a key costs the tenant whose artifact it reaches (a signed URL, a
-    share link, an artifact page): one token of its *anonymous* bucket (its plan's
-    `anonymous_rate_sustained`/`_burst`, apart from its API bucket: a leaked link or a popular
-    page cannot starve the tenant's API); 429 when empty."""
+    share link, an artifact page): one token of its anonymous bucket; 429 when empty."""
     charge_rate(request, anonymous_bucket(grant.tenant_id), grant.plan.anonymous_rate_sustained,
                 grant.plan.anonymous_rate_burst, what="Anonymous download rate")
 

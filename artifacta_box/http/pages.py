@@ -14,14 +14,14 @@ from artifacta_box.services import pages
 bp = Blueprint("pages")
 
 
-@bp.post("/v1/artifacts/<artifact_id:str>/publish")
+@bp.post("/v1/artifacts/<artifact_id:str>/publish", unquote=True)
 async def publish(request: Request, artifact_id: str):
     body = parse_json_object(request.body, required=False)
     page, created = await pages.publish(box_of(request), principal_of(request), artifact_id, body)
     return ok(public_record(request, page), status=201 if created else 200)
 
 
-@bp.delete("/v1/artifacts/<artifact_id:str>/publish")
+@bp.delete("/v1/artifacts/<artifact_id:str>/publish", unquote=True)
 async def unpublish(request: Request, artifact_id: str):
     return ok(await pages.unpublish(box_of(request), principal_of(request), artifact_id))
 

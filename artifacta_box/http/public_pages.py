@@ -157,7 +157,7 @@ async def gallery_root(request: Request):
     return redirect("/a/", status=302)
 
 
-@bp.get(f"{STATIC_PREFIX}/<name:str>")
+@bp.get(f"{STATIC_PREFIX}/<name:str>", unquote=True)
 async def static(request: Request, name: str):
     item = static_files().get(name)
     if item is None:
@@ -174,7 +174,7 @@ async def static(request: Request, name: str):
     return HTTPResponse(body=item.body, headers=headers)
 
 
-@bp.get("/a/<slug:str>")
+@bp.get("/a/<slug:str>", unquote=True)
 async def show_page(request: Request, slug: str):
     try:
         row = await _live_page(request, slug)
@@ -195,10 +195,7 @@ async def show_page(request: Request, slug: str):
     )
 
 
-_checking: set[str] = set()  # "address page_id" whose password check is running (this process)
-
-
-@bp.post("/a/<slug:str>")
+@bp.post("/a/<slug:str>", unquote=True)
 async def unlock_page(request: Request, slug: str):
     try:
         row = await _live_page(request, slug)
@@ -214,21 +211,14 @@ async def unlock_page(request: Request, slug: str):
     guess = (request.form.get("password") if request.form else None) or ""
     throttle_key = f"{client_address(request)} {row['page_id']}"
     limiter = box.page_password_failures
-    # Unlike API keys (190 random bits), a page password may be guessable: past the budget
-    # every attempt waits, the right one too, and one address checks one password of a page
-    # at a time (scrypt runs in a thread; parallel guesses would outrun the budget).
+    # Over budget, a guess is not even evaluated (scrypt costs ~50 ms of CPU each).
     wait = limiter.blocked_for(throttle_key)
-    if wait or throttle_key in _checking:
-        wait = wait or 1
+    if wait:
         return _password_form(
             request, row, status=429, headers={"Retry-After": str(wait)},
             error=f"Too many wrong passwords from your address; try again in {wait} seconds.")
-    _checking.add(throttle_key)
-    try:
-        right = bool(guess) and await asyncio.to_thread(
-            pages.verify_password, guess, row["password_hash"] or "")
-    finally:
-        _checking.discard(throttle_key)
+    right = bool(guess) and await asyncio.to_thread(
+        pages.verify_password, guess, row["password_hash"] or "")
     if not right:
         limiter.record_failure(throttle_key)
         return _password_form(request, row, status=401, error="That password is not right.")
@@ -253,7 +243,7 @@ async def _page_bytes(request: Request, slug: str) -> tuple[Any, downloads.Repre
     return row, downloads.open_grant(box, pages.grant_of(box, row))
 
 
-@bp.route("/a/<slug:str>/raw", methods=["GET", "HEAD"])
+@bp.route("/a/<slug:str>/raw", methods=["GET", "HEAD"], unquote=True)
 async def page_raw(request: Request, slug: str):
     got = await _page_bytes(request, slug)
     if isinstance(got, HTTPResponse):
@@ -263,7 +253,7 @@ async def page_raw(request: Request, slug: str):
     return await serve_preview_bytes(request, rep, box.blobs, box.settings.sendfile, NOINDEX)
 
 
-@bp.route("/a/<slug:str>/download", methods=["GET", "HEAD"])
+@bp.route("/a/<slug:str>/download", methods=["GET", "HEAD"], unquote=True)
 async def page_download(request: Request, slug: str):
     got = await _page_bytes(request, slug)
     if isinstance(got, HTTPResponse):

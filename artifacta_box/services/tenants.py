@@ -227,49 +227,19 @@ _KEY_SQL = (
 )
 
 
-def _principal(box: Box, row: Any) -> Principal:
-    """The caller behind a key row; Unauthorized for an unknown/revoked key or suspended tenant."""
-    if row is None or row["revoked_at"] is not None:
-        raise errors.Unauthorized("The API key is invalid or has been revoked.")
-    if row["suspended_at"] is not None:
-        raise errors.Unauthorized(
-            f"Tenant {row['name']!r} is suspended; ask the box administrator to resume it."
-        )
-    return Principal(
-        tenant_id=row["tenant_id"],
-        tenant_name=row["name"],
-        plan=box.settings.plan(row["plan"]),
-        key_id=row["key_id"],
-        key_last4=row["last4"],
-        requests_month=row["requests_month"],
-        requests_count=row["requests_count"],
-        requests_flushed_then=box.meter.flushed_for(row["tenant_id"]),
-    )
+async def authenticate(box: Box, key: str) -> Principal:
+    """Look the key up by hash. Raises Unauthorized for unknown/revoked keys or suspended tenants.
 
-
-async def _cached_principal(box: Box, cache_key: Any, where: str, value: str) -> Principal:
-    """Answers from `box.keys` (security.keycache) while no revoke, suspend or plan change has
+    Answers from `box.keys` (security.keycache) while no revoke, suspend or plan change has
     committed anywhere on this data directory since the lookup, and for at most two seconds."""
-    principal = box.keys.get(cache_key)
+    key_hash = hash_key(key)
+    principal = box.keys.get(key_hash)
     if principal is None:
         generation = box.keys.generation()
-        row = await box.db.fetchone_point(_KEY_SQL + where, (value,))
+        row = await box.db.fetchone_point(_KEY_SQL + "k.key_hash = ?", (key_hash,))
         principal = _principal(box, row)
-        box.keys.put(cache_key, principal, generation)
+        box.keys.put(key_hash, principal, generation)
     return principal
-
-
-async def authenticate(box: Box, key: str) -> Principal:
-    """Look the key up by hash. Raises Unauthorized for unknown/revoked keys or suspended tenants."""
-    key_hash = hash_key(key)
-    return await _cached_principal(box, key_hash, "k.key_hash = ?", key_hash)
-
-
-async def authenticate_key_id(box: Box, key_id: str) -> Principal:
-    """The caller behind a key id the box itself issued earlier (the web console's signed cookie
-    names the key id, never the key): the same checks as `authenticate`, on every request, so
-    revoking the key or suspending the tenant ends a browser session at its next request."""
-    return await _cached_principal(box, ("principal", key_id), "k.key_id = ?", key_id)
 
 
 async def key_is_live(box: Box, key_id: str, tenant_id: int) -> bool:
@@ -293,6 +263,35 @@ async def require_live_key(box: Box, key_id: str, tenant_id: int) -> None:
             "The signed URL was made with an API key that has since been revoked; ask for a new "
             "URL with a live key."
         )
+
+
+def _principal(box: Box, row: Any) -> Principal:
+    """The caller behind a key row; Unauthorized for an unknown/revoked key or suspended tenant."""
+    if row is None or row["revoked_at"] is not None:
+        raise errors.Unauthorized("The API key is invalid or has been revoked.")
+    if row["suspended_at"] is not None:
+        raise errors.Unauthorized(
+            f"Tenant {row['name']!r} is suspended; ask the box administrator to resume it."
+        )
+    return Principal(
+        tenant_id=row["tenant_id"],
+        tenant_name=row["name"],
+        plan=box.settings.plan(row["plan"]),
+        key_id=row["key_id"],
+        key_last4=row["last4"],
+        requests_month=row["requests_month"],
+        requests_count=row["requests_count"],
+        requests_flushed_then=box.meter.flushed_for(row["tenant_id"]),
+    )
+
+
+async def authenticate_key_id(box: Box, key_id: str) -> Principal:
+    """The caller behind a key id the box itself issued earlier (the web console's signed cookie
+    names the key id, never the key): the same checks as `authenticate`, read from the database
+    on every request (never from the key cache), so revoking the key or suspending the tenant
+    ends a browser session at its next request."""
+    row = await box.db.fetchone_point(_KEY_SQL + "k.key_id = ?", (key_id,))
+    return _principal(box, row)
 
 
 async def bootstrap(box: Box) -> dict | None:
