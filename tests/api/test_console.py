@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.console_helpers import Tenant, csrf_of, make_tenant
-from tests.helpers import BoxServer
+from tests.helpers import BoxServer, wait_for
 
 PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
             "media-src 'self'; frame-src 'self'; connect-src 'self'; font-src 'self'; "
@@ -182,8 +182,9 @@ def test_console_requests_are_counted_and_access_logged_with_the_tenant(box):
             break
         time.sleep(0.1)
     assert used == 6  # sign-in + 4 pages + this whoami
-    log = box.log()
-    assert re.search(rf"GET /console/sessions 200 .*route=/console/sessions tenant={tenant.name} ", log), log
+    line = rf"GET /console/sessions 200 .*route=/console/sessions tenant={tenant.name} "
+    # The server writes its log lines in batches (every 0.2 s): wait for the batch.
+    wait_for(lambda: re.search(line, box.log()), what="the access-log line of /console/sessions")
 
 
 @pytest.mark.serial  # a token bucket or failure window running while the requests run
