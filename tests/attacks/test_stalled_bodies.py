@@ -162,6 +162,9 @@ def test_in_flight_upload_memory_is_bounded_and_other_tenants_still_upload(tmp_p
         held = [line for line in metrics.splitlines()
                 if line.startswith("artifacta_box_upload_memory_bytes ")]
         assert held and 0 < float(held[0].split()[1]) <= 32 * MB, held
+    except BaseException:
+        srv.stop()  # the server is the test's own: never left running after a failure
+        raise
     finally:
         for sock in sockets:
             sock.close()
