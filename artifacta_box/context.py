@@ -36,7 +36,7 @@ from artifacta_box.security.ratelimit import (
 )
 from artifacta_box.security.signing import CursorCodec, UrlSigner
 from artifacta_box.services.metering import UsageMeter
-from artifacta_box.storage import BlobStores, LocalBlobStore
+from artifacta_box.storage import BlobStores, InlineBlobStore, LocalBlobStore
 from artifacta_box.storage.reserve import DiskReserve
 from artifacta_box.storage.s3 import ProbeFailed, S3Client, probe
 from artifacta_box.storage.s3.blobstore import S3BlobStore
@@ -128,6 +128,8 @@ class Box:
         except BaseException:
             await blobs.aclose()
             raise
+        # Always there, so inline blobs stay readable with storage.inline_max_bytes = 0.
+        blobs.attach_inline(InlineBlobStore(db, settings.inline_max_bytes))
         return cls(settings, clock or Clock(), db, secret, blobs, reserve)
 
     @classmethod

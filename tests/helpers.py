@@ -463,7 +463,24 @@ def blob_files(server: BoxServer) -> list[str]:
     """Every stored blob of the server: local files relative to `blobs/` (not its LAYOUT
     marker), and on S3 the objects as the rows name them (`s3:blobs/<tenant>/<rr>/<key>`)."""
     local = sorted(f for f in files_under(server.data_dir / "blobs") if "/" in f)
-    return local + sorted("s3:" + k for k in in_bucket(server, _keys) or [])
+    return local + sorted("s3:" + k for k in in_bucket(server, _keys) or []) + \
+        inline_blobs(server)
+
+
+# storage.inline_max_bytes by default: a body up to it is kept inside the database, a larger one
+# is a file (or an S3 object).
+INLINE_MAX: int = Settings.__dataclass_fields__["inline_max_bytes"].default
+
+
+def file_sized(tag: bytes = b"") -> bytes:
+    """Unique bytes just above INLINE_MAX, so they are stored as a file or an object."""
+    return tag + uuid.uuid4().bytes + os.urandom(INLINE_MAX + 1 - len(tag))
+
+
+def inline_blobs(server: BoxServer) -> list[str]:
+    """The blobs kept inside the database (storage.inline_max_bytes), as `inline:<tenant>/<sha>`."""
+    return [f"inline:{t}/{sha}" for t, sha in sql(
+        server, "SELECT tenant_id, sha256 FROM blob_data ORDER BY tenant_id, sha256")]
 
 
 def read_blob(server: BoxServer, tenant: int, sha256: str) -> bytes:
@@ -472,6 +489,9 @@ def read_blob(server: BoxServer, tenant: int, sha256: str) -> bytes:
                    (tenant, sha256))[0][0]
     if location is None:
         return (server.data_dir / "blobs" / str(tenant) / sha256[:2] / sha256).read_bytes()
+    if location == "inline":
+        return sql(server, "SELECT data FROM blob_data WHERE tenant_id = ? AND sha256 = ?",
+                   (tenant, sha256))[0][0]
     return in_bucket(server, lambda c: c.get_bytes(location[3:]))
 
 
@@ -481,8 +501,27 @@ def delete_blob(server: BoxServer, tenant: int, sha256: str) -> None:
                    (tenant, sha256))[0][0]
     if location is None:
         (server.data_dir / "blobs" / str(tenant) / sha256[:2] / sha256).unlink()
+    elif location == "inline":
+        sql(server, "DELETE FROM blob_data WHERE tenant_id = ? AND sha256 = ?", (tenant, sha256))
     else:
         in_bucket(server, lambda c: c.delete(location[3:]))
+
+
+def corrupt_blob(server: BoxServer, tenant: int, sha256: str) -> bytes:
+    """Flip one stored byte of a local file or an inline blob behind the box's back; returns
+    the bytes now stored."""
+    data = bytearray(read_blob(server, tenant, sha256))
+    data[len(data) // 2] ^= 0xFF
+    location = sql(server, "SELECT location FROM blobs WHERE tenant_id = ? AND sha256 = ?",
+                   (tenant, sha256))[0][0]
+    if location is None:
+        (server.data_dir / "blobs" / str(tenant) / sha256[:2] / sha256).write_bytes(bytes(data))
+    elif location == "inline":
+        sql(server, "UPDATE blob_data SET data = ? WHERE tenant_id = ? AND sha256 = ?",
+            (bytes(data), tenant, sha256))
+    else:
+        raise ValueError(f"corrupt_blob does not write to {location}")
+    return bytes(data)
 
 
 def signer(server: BoxServer) -> UrlSigner:

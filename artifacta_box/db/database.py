@@ -42,7 +42,8 @@ writers, so Litestream (which holds a read transaction while it copies the WAL) 
 Durability: with `durability="full"` (synchronous=FULL) a returned COMMIT is on disk. With
 "relaxed" (synchronous=NORMAL, `storage.durability`) the WAL is not fsynced at each commit: a
 process crash loses nothing, a power loss may lose the last commits (never a row without its
-bytes: blob files are fsynced before their row is written, in both modes).
+bytes: inline bytes are in the same transaction as their row, blob files are fsynced before
+their row is written, in both modes).
 
 Every connection — writer, readers, the inline point-reader, migrations, offline tools — is
 opened by `connect_sync`, the one pragma recipe.

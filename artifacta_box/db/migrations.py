@@ -219,6 +219,18 @@ MIGRATIONS: list[str] = [
     CREATE INDEX pages_gallery ON pages(created_at DESC, page_id DESC)
         WHERE visibility = 'public' AND unpublished_at IS NULL;
     """,
+    # 5: small bodies inside the database (issue 17, storage/inline.py): the bytes of a blob
+    # whose row says location = 'inline', written in the same transaction as that row and
+    # removed in the same transaction as it. A rowid table (bodies of up to 1 MiB would make a
+    # WITHOUT ROWID b-tree of overflow chains); its primary-key index covers scans by key.
+    """
+    CREATE TABLE blob_data (
+        tenant_id  INTEGER NOT NULL,
+        sha256     TEXT NOT NULL,
+        data       BLOB NOT NULL,
+        PRIMARY KEY (tenant_id, sha256)
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

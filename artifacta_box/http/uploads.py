@@ -449,7 +449,10 @@ async def _put_upload(request: Request, artifact_id: str):
     if declared is not None and declared != size:
         raise errors.InvalidRequest(f"{mismatch}; the request declares {declared:,}.")
     box.blobs.check_space(size)
-    staging = box.blobs.writer(target.tenant_id, size)
+    # Never inline: a pending upload's bytes have no blob row until `complete`, and the rules
+    # that keep them (gc, check, backup) follow files and objects (README, "Where the bytes
+    # live"); the two-request presigned flow is not the small-upload fast path anyway.
+    staging = box.blobs.writer(target.tenant_id, size, inline=False)
     try:
         with holding_body_memory(box, target.tenant_id, streamed_body_memory(size)):
             async for chunk in body_chunks(request):

@@ -3,10 +3,12 @@
 Backup, safe while the server runs and takes writes:
 1. `VACUUM INTO` writes a consistent snapshot of the database (one read transaction; writers
    are not blocked under WAL);
-2. every blob the snapshot references (blob rows with refs > 0, and bytes a pending presigned
+2. every blob file the snapshot references (blob rows with refs > 0, and bytes a pending presigned
    upload holds) is copied while being hashed, so a corrupt source blob fails the backup
    instead of being copied silently. A referenced blob cannot vanish meanwhile: gc deletes a
-   blob only after it has been unreferenced for the orphan grace (default 1 h);
+   blob only after it has been unreferenced for the orphan grace (default 1 h). Inline blobs
+   (storage/inline.py) are inside the snapshot: each is rehashed there and counted in the
+   manifest (`blobs.inline`);
 3. the secret key file, so signed URLs and cursors stay valid after a restore;
 4. `manifest.json`, written last: a backup without it is incomplete and restore refuses it.
 
@@ -100,6 +102,35 @@ def _referenced_blobs(conn: sqlite3.Connection) -> list[tuple[int, str, int | No
     return [(int(r[0]), r[1], None if r[2] is None else int(r[2])) for r in rows]
 
 
+def _verify_inline(conn: sqlite3.Connection, where: str) -> tuple[int, int]:
+    """(count, bytes) of the inline blobs a database holds (storage/inline.py), each rehashed
+    against its name and its row's size: they travel inside the database file, and a corrupt
+    one fails the backup (or the restore) like a corrupt file. A database from before inline
+    blobs has none."""
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'blob_data'").fetchone() is None:
+        return 0, 0
+    count = total = 0
+    for tenant_id, sha, size, data in conn.execute(
+            "SELECT d.tenant_id, d.sha256, b.size_bytes, d.data FROM blob_data d "
+            "LEFT JOIN blobs b ON b.tenant_id = d.tenant_id AND b.sha256 = d.sha256 "
+            "ORDER BY d.tenant_id, d.sha256"):
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != sha or (size is not None and len(data) != size):
+            raise BackupError(
+                f"inline blob {sha} of tenant {tenant_id} in {where} is corrupt (SHA-256 "
+                f"{digest}, {len(data)} bytes; expected {size} bytes); run `artifacta-box check`")
+        count += 1
+        total += len(data)
+    missing = conn.execute(
+        "SELECT b.tenant_id, b.sha256 FROM blobs b WHERE b.location = 'inline' AND b.refs > 0 "
+        "AND NOT EXISTS (SELECT 1 FROM blob_data d WHERE d.tenant_id = b.tenant_id "
+        "AND d.sha256 = b.sha256) LIMIT 1").fetchone()
+    if missing is not None:
+        raise BackupError(f"inline blob {missing[1]} of tenant {missing[0]} in {where} has no "
+                          "bytes (table blob_data); run `artifacta-box check`")
+    return count, total
+
+
 def _object_refs(conn: sqlite3.Connection) -> list[BlobRef]:
     """Every referenced blob a database names in an object store (location 's3:...')."""
     if not any(r[1] == "location" for r in conn.execute("PRAGMA table_info(blobs)")):
@@ -173,14 +204,16 @@ async def backup(box: Box, dest: Path, progress: Progress | None = None,
     db_copy = dest / DB_FILE
     await asyncio.to_thread(_snapshot, Path(box.db.path), db_copy)
 
-    conn = connect_sync(db_copy)
-    try:
-        blobs = _referenced_blobs(conn)
-        objects = _object_refs(conn)
-        counts = _counts(conn)
-        schema_version = current_version(conn)
-    finally:
-        conn.close()
+    def inspect() -> tuple[Any, ...]:
+        conn = connect_sync(db_copy)
+        try:
+            return (_referenced_blobs(conn), _object_refs(conn),
+                    _verify_inline(conn, "the snapshot"), _counts(conn), current_version(conn))
+        finally:
+            conn.close()
+
+    # In a thread: rehashing the inline blobs reads them all.
+    blobs, objects, inline, counts, schema_version = await asyncio.to_thread(inspect)
 
     total = sum(size or 0 for _, _, size in blobs)
     progress.start(total, "copying blobs")
@@ -219,6 +252,7 @@ async def backup(box: Box, dest: Path, progress: Progress | None = None,
         "database": {"file": DB_FILE, "size": db_copy.stat().st_size,
                      "sha256": (await asyncio.to_thread(hash_file, db_copy))[0]},
         "blobs": {"count": len(blobs), "bytes": copied_bytes,
+                  "inline": {"count": inline[0], "bytes": inline[1]},
                   **({"objects": objects_manifest} if objects_manifest else {})},
         "secret_key_included": secret_included,
         **counts,
@@ -267,6 +301,11 @@ def _snapshot(src: Path, dest: Path) -> None:
     copy = connect_sync(dest)
     try:
         copy.execute("DELETE FROM blobs WHERE refs = 0")
+        if copy.execute("SELECT 1 FROM sqlite_master WHERE name = 'blob_data'").fetchone():
+            # ... and inline bytes go with their row
+            copy.execute("DELETE FROM blob_data WHERE NOT EXISTS (SELECT 1 FROM blobs b WHERE "
+                         "b.tenant_id = blob_data.tenant_id AND b.sha256 = blob_data.sha256 "
+                         "AND b.location = 'inline')")
         # Litestream's own state must not travel into another box (its replica is the box's).
         for table in ("_litestream_seq", "_litestream_lock"):
             copy.execute(f"DROP TABLE IF EXISTS {table}")
@@ -457,6 +496,7 @@ def _restore_files(root: Path, src: Path, db_src: Path, manifest: dict[str, Any]
         conn = sqlite3.connect(f"file:{db_src}?mode=ro", uri=True)
         try:
             blobs = _referenced_blobs(conn) + list(copied_objects or [])
+            inline_count, inline_bytes = _verify_inline(conn, "the backup")
         finally:
             conn.close()
         progress.start(sum(size or 0 for _, _, size in blobs), "restoring blobs")
@@ -498,4 +538,4 @@ def _restore_files(root: Path, src: Path, db_src: Path, manifest: dict[str, Any]
         fsync_dir(root)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return len(blobs), restored_bytes
+    return len(blobs) + inline_count, restored_bytes + inline_bytes

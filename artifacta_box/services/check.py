@@ -9,7 +9,8 @@ What it verifies:
 - no orphans: store files (and S3 objects) no row names (once older than the orphan grace;
   younger ones may belong to an upload in flight and are only counted), no stale temp files.
 
-Local blobs are always rehashed; S3 objects are compared by size (one HEAD each) unless
+Local and inline blobs (an inline blob is present iff its blob_data row is) are always
+rehashed; S3 objects are compared by size (one HEAD each) unless
 `verify`, which streams every object back through SHA-256 (reading the whole bucket).
 
 Repairs (`repair=True`) touch counters, rows and orphans only — a referenced blob is never
@@ -36,7 +37,8 @@ from artifacta_box.db import execute, fetchone
 from artifacta_box.services import lifecycle
 from artifacta_box.services.audit import record_audit
 from artifacta_box.services.progress import NoProgress, Progress
-from artifacta_box.storage import BlobMissing, BlobRef, StoredBlob
+from artifacta_box.storage import INLINE, BlobMissing, BlobRef, StoredBlob
+from artifacta_box.storage.inline import ORPHANS_SQL
 
 PAGE = 500
 
@@ -245,6 +247,13 @@ class _Check:
                 return None
         except BlobMissing:
             pass
+        inline = self.box.blobs.inline
+        if inline is not None:
+            try:
+                if await inline.verify(BlobRef(tenant_id, sha256, size, INLINE)) == (sha256, size):
+                    return INLINE
+            except BlobMissing:
+                pass
         for store in self.box.blobs.stores():
             if store.content_addressed:
                 continue
@@ -353,6 +362,20 @@ class _Check:
                 (tenant_id, sha) in removed,
             )
 
+    async def orphan_inline(self) -> None:
+        """Inline bytes (blob_data rows) that no inline blob row names: nothing serves them
+        (written and deleted with their row, so only damage or a hand edit leaves them)."""
+        rows = await self.box.db.fetchall(ORPHANS_SQL)
+        if not rows:
+            return
+        removed = 0
+        if self.repair:
+            removed = (await lifecycle.remove_orphan_inline(self.box))[0]
+        for r in rows:
+            self.report.add("orphan_inline", f"inline bytes {r['sha256']} of tenant "
+                            f"{r['tenant_id']} ({r['size']:,} bytes, table blob_data) have no "
+                            "inline blob row", removed > 0)
+
     async def orphan_objects(self) -> None:
         """Objects of stores with a key per upload (S3) that no row names."""
         for store in self.box.blobs.stores():
@@ -431,6 +454,7 @@ async def check_store(box: Box, repair: bool = False, progress: Progress | None 
     await c.pending_uploads()
     await c.tenant_usage()
     await c.orphans()
+    await c.orphan_inline()
     await c.orphan_objects()
     await c.temp_files()
     fixed = [p for p in c.report.problems if p.repaired]

@@ -11,7 +11,8 @@ yielding the writer to API requests in between):
 3. stale pending  presigned reservations past `upload_expires_at` + grace lose their row,
                   and their uploaded bytes when nothing else holds them
 4. blobs          blob rows unreferenced for longer than the orphan grace lose row and bytes
-5. orphans        files in the local store with no blob row, older than the grace; objects in
+5. orphans        files in the local store with no blob row, older than the grace; inline
+                  bytes (blob_data) no inline blob row names; objects in
                   an object store (S3) no row names, older than the grace; multipart uploads
                   left incomplete longer than the grace (aborted)
 6. links          share links expired (or revoked) longer than the retention period ago
@@ -29,6 +30,9 @@ re-referenced by a later upload (that one writes a key of its own and finds the 
 so they need no mtime protection: the write job removes the row, and the object is deleted
 only once that job has committed (`delete_after_commit`), outside the writer. A crash in
 between leaves an object no row names, which step 5 removes once it is older than the grace.
+
+Inline blobs (storage/inline.py) need neither: their bytes are written in the transaction
+that writes their row and deleted in the one that deletes it (`delete_in_transaction`).
 
 `dry_run` runs the same selection and checks, but rolls back every batch and unlinks nothing
 (`Database.execute_write_fn(..., rollback=True)`).
@@ -52,7 +56,8 @@ from artifacta_box.datadir import GC_LOCK_FILE, ServerLock
 from artifacta_box.db import execute, fetchall, fetchone
 from artifacta_box.services import usage
 from artifacta_box.services.audit import record_audit
-from artifacta_box.storage import BlobRef, StoredBlob
+from artifacta_box.storage import INLINE, BlobRef, StoredBlob
+from artifacta_box.storage.inline import ORPHANS_SQL
 
 log = logging.getLogger("artifacta_box.lifecycle")
 
@@ -329,7 +334,8 @@ class _Run:
         def collect(conn: sqlite3.Connection, r: Any) -> None:
             tenant_id, sha, location = r["tenant_id"], r["sha256"], r["location"]
             ref = BlobRef(tenant_id, sha, int(r["size_bytes"]), location)
-            shared = self.box.blobs.content_addressed_for(location)
+            inline = location == INLINE  # bytes and row change only together: no grace needed
+            shared = not inline and self.box.blobs.content_addressed_for(location)
             if shared:
                 # One file per content: an upload of the same bytes may be about to reference
                 # it (it touched the file on its dedup hit), or a pending upload holds it.
@@ -340,7 +346,9 @@ class _Run:
             if not execute(conn, "DELETE FROM blobs WHERE tenant_id = ? AND sha256 = ? "
                            "AND refs = 0", (tenant_id, sha)):
                 return  # referenced again since it was selected
-            if shared:
+            if inline:
+                freed = self.box.blobs.delete_in_transaction(conn, ref) or 0
+            elif shared:
                 freed = self._unlink(tenant_id, sha)
             else:
                 freed = ref.size
@@ -381,6 +389,21 @@ class _Run:
             i = await self.write(lambda conn, start=i: batch(conn, start))
             if i < len(files):
                 await self.pause()
+
+    async def orphan_inline(self) -> None:
+        """Inline bytes whose blob row is gone or names another store (only damage or a hand
+        edit leaves them: they are written and deleted with their row)."""
+        def batch(conn: sqlite3.Connection) -> int:
+            freed = conn.execute(
+                "DELETE FROM blob_data WHERE (tenant_id, sha256) IN (SELECT tenant_id, sha256 "
+                f"FROM ({ORPHANS_SQL}) LIMIT ?) RETURNING length(data)", (self.batch,)).fetchall()
+            self.report.deleted_blobs += len(freed)
+            self.report.orphan_files += len(freed)
+            self.report.reclaimed_bytes += sum(int(f[0]) for f in freed)
+            return len(freed)
+
+        while await self.write(batch) == self.batch and not self.dry_run:
+            await self.pause()
 
     async def orphan_objects(self) -> None:
         """Objects of a store that gives each upload its own key (S3) that no row names (a
@@ -513,6 +536,7 @@ async def run_gc(
         await run.unreferenced_blobs()
         if scan_disk:
             await run.orphan_files()
+            await run.orphan_inline()
             await run.orphan_objects()
             await run.incomplete_uploads()
         await run.links()
@@ -598,6 +622,13 @@ async def remove_orphan_files(box: Box, files: list[tuple[int, str]]) -> tuple[i
     Returns (files, bytes) deleted. Used by `check --repair`."""
     run = _Run(box, dry_run=False, batch=BATCH)
     await run.delete_unrowed_files(files)
+    return run.report.orphan_files, run.report.reclaimed_bytes
+
+
+async def remove_orphan_inline(box: Box) -> tuple[int, int]:
+    """Delete inline bytes no inline blob row names (`check --repair`): (blobs, bytes)."""
+    run = _Run(box, dry_run=False, batch=BATCH)
+    await run.orphan_inline()
     return run.report.orphan_files, run.report.reclaimed_bytes
 
 

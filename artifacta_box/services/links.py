@@ -17,7 +17,7 @@ from artifacta_box.context import Box
 from artifacta_box.db import fetchone
 from artifacta_box.ids import new_link_id
 from artifacta_box.services.audit import record_audit
-from artifacta_box.services.downloads import SERVE_BLOB_JOIN, Grant
+from artifacta_box.services.downloads import SERVE_BLOB_COLUMNS, SERVE_BLOB_JOIN, Grant
 from artifacta_box.services.records import load_artifact
 from artifacta_box.services.principal import Principal
 from artifacta_box.services.validation import is_link_id
@@ -30,7 +30,8 @@ _LINK_SQL = (
     "SELECT l.link_id, l.tenant_id, l.expires_at AS link_expires_at, "
     "l.revoked_at AS link_revoked_at, l.artifact_id, "
     "a.state, a.filename, a.content_type, a.size_bytes, a.content_hash, a.expires_at, "
-    "t.plan AS tenant_plan, t.suspended_at AS tenant_suspended_at, b.location AS blob_location "
+    "t.plan AS tenant_plan, t.suspended_at AS tenant_suspended_at, "
+    f"{SERVE_BLOB_COLUMNS} "
     "FROM links l JOIN tenants t ON t.tenant_id = l.tenant_id "
     "LEFT JOIN artifacts a ON a.artifact_id = l.artifact_id AND a.tenant_id = l.tenant_id "
     f"{SERVE_BLOB_JOIN} WHERE l.link_id = ?"

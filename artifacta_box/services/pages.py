@@ -36,7 +36,7 @@ from artifacta_box.context import Box
 from artifacta_box.db import fetchone
 from artifacta_box.ids import new_page_id, new_page_slug
 from artifacta_box.services.audit import record_audit
-from artifacta_box.services.downloads import SERVE_BLOB_JOIN, Grant
+from artifacta_box.services.downloads import SERVE_BLOB_COLUMNS, SERVE_BLOB_JOIN, Grant
 from artifacta_box.services.principal import Principal
 from artifacta_box.services.records import is_expired, load_artifact
 from artifacta_box.services.validation import is_page_slug
@@ -253,7 +253,8 @@ _SITE_SQL = (
     "p.created_at AS page_created_at, p.updated_at AS page_updated_at, p.unpublished_at, "
     "p.tenant_id, p.artifact_id, a.state, a.filename, a.content_type, a.size_bytes, "
     "a.content_hash, a.expires_at, a.created_at, t.plan AS tenant_plan, "
-    "t.suspended_at AS tenant_suspended_at, b.location AS blob_location "
+    "t.suspended_at AS tenant_suspended_at, "
+    f"{SERVE_BLOB_COLUMNS} "
     "FROM pages p JOIN tenants t ON t.tenant_id = p.tenant_id "
     "LEFT JOIN artifacts a ON a.artifact_id = p.artifact_id AND a.tenant_id = p.tenant_id "
     f"{SERVE_BLOB_JOIN} WHERE p.slug = ?"

@@ -1,5 +1,5 @@
 """Blob storage: the interface (blobs.py), the local content-addressed store (blobstore.py) and
-the S3 backend (s3/)."""
+the S3 backend (s3/), small blobs inside SQLite (inline.py)."""
 
 from artifacta_box.storage.blobs import (
     INLINE,
@@ -18,6 +18,7 @@ from artifacta_box.storage.blobs import (
     StorageUnwritable,
     StoredBlob,
 )
+from artifacta_box.storage.inline import InlineBlobStore
 from artifacta_box.storage.blobstore import (
     LocalBlobStore,
     StagingFile,
@@ -29,7 +30,7 @@ from artifacta_box.storage.blobstore import (
 
 __all__ = [
     "INLINE", "BlobMissing", "BlobReader", "BlobRef", "BlobStat", "BlobStore", "BlobStores",
-    "BlobWriter", "LimitExceeded", "LocalBlobStore", "PresignedUpload", "Received",
+    "BlobWriter", "InlineBlobStore", "LimitExceeded", "LocalBlobStore", "PresignedUpload", "Received",
     "StagingFile", "StorageError", "StorageFull", "StorageUnwritable", "StoredBlob",
     "fsync_dir", "hash_file", "is_sha256", "write_file_durably",
 ]

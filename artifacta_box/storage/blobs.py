@@ -11,11 +11,15 @@ Where a blob lives is recorded in its row, never derived from the backend settin
     NULL           a local file at the content address blobs/<tenant>/<aa>/<sha256>; every row
                    written before locations existed is NULL, so an existing store keeps working
     "s3:<key>"     an S3 object, key relative to `s3.prefix` (blobs/<tenant>/<rr>/<32 hex>)
-    "inline"       the bytes are in SQLite itself (reserved for small blobs, issue 17)
+    "inline"       the bytes are in SQLite itself, table blob_data: bodies of at most
+                   `storage.inline_max_bytes` (storage/inline.py)
 
 The router serves each row from the store its location names and sends new uploads to the
 configured `storage.backend`, so a box switched from local to S3 keeps serving its old blobs
-from disk while new ones go to the bucket.
+from disk while new ones go to the bucket. Small bodies go to neither: `writer` holds a body in
+memory up to `storage.inline_max_bytes` and spills it to the backend's writer the moment it
+passes that, so a small upload becomes an "inline" blob (written by its own commit job) on
+either backend, and only larger ones pay a file's fsyncs or an object's round trip.
 
 Dedup and reference counts stay in SQLite, keyed on (tenant_id, sha256) (services/usage.py).
 A content-addressed store (local) shares one file between every upload of the same bytes; a
@@ -42,6 +46,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from artifacta_box.storage.blobstore import LocalBlobStore
+    from artifacta_box.storage.inline import InlineBlobStore
 
 
 INLINE = "inline"       # blobs.location of bytes kept in SQLite (issue 17)
@@ -228,16 +233,20 @@ class BlobStores:
     `direct_uploads`) go to the configured backend (`primary`)."""
 
     def __init__(self, local: LocalBlobStore, s3: BlobStore | None = None,
-                 backend: str = LOCAL, inline: BlobStore | None = None) -> None:
+                 backend: str = LOCAL, inline: InlineBlobStore | None = None) -> None:
         self.local = local          # always there (its directories, rows written before S3)
         self.s3 = s3
-        self.inline = inline        # bytes in SQLite (issue 17), when the box has that store
+        # bytes in SQLite (storage/inline.py): attached once the database is open (`attach_inline`)
+        self.inline = inline
         if backend == S3 and s3 is None:
             raise ValueError("storage.backend = 's3' needs an S3 store")
         self.primary: BlobStore = s3 if backend == S3 and s3 is not None else local
         self.backend = self.primary.backend
 
     # ------------------------------------------------------------------ dispatch
+
+    def attach_inline(self, inline: InlineBlobStore) -> None:
+        self.inline = inline
 
     def stores(self) -> list[BlobStore]:
         return [s for s in (self.local, self.s3, self.inline) if s is not None]
@@ -270,7 +279,14 @@ class BlobStores:
     def check_space(self, incoming_bytes: int = 0) -> None:
         self.primary.check_space(incoming_bytes)
 
-    def writer(self, tenant_id: int, limit: int, content_type: str | None = None) -> BlobWriter:
+    def writer(self, tenant_id: int, limit: int, content_type: str | None = None, *,
+               inline: bool = True) -> BlobWriter:
+        """A writer for a new upload of at most `limit` bytes: held in memory and stored inline
+        while it stays within `storage.inline_max_bytes` (unless `inline=False`), else the
+        configured backend's."""
+        if inline and self.inline is not None and self.inline.max_bytes > 0:
+            return self.inline.holding_writer(
+                tenant_id, limit, lambda: self.primary.writer(tenant_id, limit, content_type))
         return self.primary.writer(tenant_id, limit, content_type)
 
     async def place(self, received: Received) -> bool:

@@ -24,6 +24,7 @@ from tests.api.download_helpers import (
     tenant_id_of,
 )
 from tests.helpers import (
+    INLINE_MAX,
     PAST,
     BoxServer,
     assert_error,
@@ -36,7 +37,8 @@ from tests.helpers import (
 )
 from tests.backends import both_blob_backends  # noqa: F401 - runs the module on both backends
 
-SMALL = secrets.token_bytes(5000)            # served with one read
+SMALL = secrets.token_bytes(5000)            # inline: kept in the database, served from memory
+MEDIUM = secrets.token_bytes(INLINE_MAX + 5000)  # a file (or object) served with one read
 LARGE = secrets.token_bytes(300 * 1024)      # streamed (over the 64 KiB inline limit)
 HUGE = secrets.token_bytes(12 * 1024 * 1024 + 7)  # more than one 8 MiB sendfile slice
 
@@ -64,6 +66,11 @@ def other(shared_server) -> httpx.Client:
 @pytest.fixture(scope="module")
 def small(client):
     return upload(client, SMALL, "small.bin")
+
+
+@pytest.fixture(scope="module")
+def medium(client):
+    return upload(client, MEDIUM, "medium.bin")
 
 
 @pytest.fixture(scope="module")
@@ -191,12 +198,15 @@ RANGE_CASES = [
 ]
 
 
-@pytest.mark.parametrize("which", ["small", "large"])
+CONTENTS = {"small": SMALL, "medium": MEDIUM, "large": LARGE}
+
+
+@pytest.mark.parametrize("which", CONTENTS)
 @pytest.mark.parametrize(("template", "status", "span"), RANGE_CASES,
                          ids=[c[0] for c in RANGE_CASES])
 def test_ranges_byte_for_byte(request, client, which, template, status, span):
     record = request.getfixturevalue(which)
-    content = SMALL if which == "small" else LARGE
+    content = CONTENTS[which]
     n = len(content)
     header = template.format(last=n - 1, size=n, near=n - 10, over=n + 1000)
     r = httpx.get(download_url(client, record["artifact_id"]), headers={"Range": header})
@@ -214,8 +224,9 @@ def test_ranges_byte_for_byte(request, client, which, template, status, span):
         assert "content-range" not in r.headers
 
 
-def test_head_has_the_get_headers_and_no_body(client, large):
-    url = download_url(client, large["artifact_id"])
+@pytest.mark.parametrize("which", CONTENTS)
+def test_head_has_the_get_headers_and_no_body(request, client, which):
+    url = download_url(client, request.getfixturevalue(which)["artifact_id"])
     get = httpx.get(url)
     head = httpx.head(url)
     assert head.status_code == 200 and head.content == b""
@@ -224,12 +235,15 @@ def test_head_has_the_get_headers_and_no_body(client, large):
         assert head.headers[name] == get.headers[name], name
     # Range applies to GET only (RFC 9110): a HEAD with Range describes the whole artifact
     ranged = httpx.head(url, headers={"Range": "bytes=0-9"})
-    assert ranged.status_code == 200 and ranged.headers["content-length"] == str(len(LARGE))
+    assert ranged.status_code == 200 and \
+        ranged.headers["content-length"] == str(len(CONTENTS[which]))
 
 
-def test_conditional_requests(client, large):
-    url = download_url(client, large["artifact_id"])
-    etag = f'"{large["content_hash"]}"'
+@pytest.mark.parametrize("which", CONTENTS)
+def test_conditional_requests(request, client, which):
+    record, content = request.getfixturevalue(which), CONTENTS[which]
+    url = download_url(client, record["artifact_id"])
+    etag = f'"{record["content_hash"]}"'
     r = httpx.get(url, headers={"If-None-Match": etag})
     assert r.status_code == 304 and r.content == b"" and r.headers["etag"] == etag
     assert httpx.get(url, headers={"If-None-Match": f'"x", W/{etag}'}).status_code == 304
@@ -237,9 +251,9 @@ def test_conditional_requests(client, large):
     assert httpx.head(url, headers={"If-None-Match": "*"}).status_code == 304
     # If-Range: the same ETag honours the Range, another gives the whole current body
     r = httpx.get(url, headers={"Range": "bytes=0-9", "If-Range": etag})
-    assert r.status_code == 206 and r.content == LARGE[:10]
+    assert r.status_code == 206 and r.content == content[:10]
     r = httpx.get(url, headers={"Range": "bytes=0-9", "If-Range": '"stale"'})
-    assert r.status_code == 200 and r.content == LARGE
+    assert r.status_code == 200 and r.content == content
 
 
 def test_keep_alive_connection_survives_streamed_and_ranged_responses(client, large, small):

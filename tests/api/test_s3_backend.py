@@ -15,6 +15,7 @@ import pytest
 from tests.api.download_helpers import download_url
 from tests.backends import backend_env
 from tests.helpers import (
+    file_sized,
     BoxServer,
     assert_error,
     blob_files,
@@ -188,17 +189,24 @@ def test_a_bucket_that_does_not_exist_stops_serve_in_one_line(tmp_path, request,
 
 def test_a_box_switched_to_s3_keeps_serving_its_local_blobs(make_server, request, tmp_path):
     local = make_server(data_dir=tmp_path / "switch")
+    old_bytes, new_bytes = file_sized(b"written while local"), file_sized(b"written on s3")
     with local.client() as c:
-        old = upload(c, b"written while local")
+        old = upload(c, old_bytes)
+        small = upload(c, b"small, inline")
     local.stop()
     switched = make_server(data_dir=tmp_path / "switch", env=backend_env(request, "s3"))
     switched.key = local.key
     with switched.client() as c:
-        assert httpx.get(download_url(c, old["artifact_id"])).content == b"written while local"
-        new = upload(c, b"written on s3")
-        assert httpx.get(download_url(c, new["artifact_id"])).content == b"written on s3"
+        assert httpx.get(download_url(c, old["artifact_id"])).content == old_bytes
+        assert httpx.get(download_url(c, small["artifact_id"])).content == b"small, inline"
+        new = upload(c, new_bytes)
+        assert httpx.get(download_url(c, new["artifact_id"])).content == new_bytes
+        new_small = upload(c, b"small on the s3 box")  # no object, no round trip
+        assert httpx.get(download_url(c, new_small["artifact_id"])).content == \
+            b"small on the s3 box"
     rows = dict(sql(switched, "SELECT sha256, location FROM blobs"))
     assert rows[old["content_hash"]] is None
     assert rows[new["content_hash"]].startswith("s3:blobs/")
+    assert rows[small["content_hash"]] == rows[new_small["content_hash"]] == "inline"
     check = switched.admin("check", check=False)
     assert check.returncode == 0, check.stdout + check.stderr

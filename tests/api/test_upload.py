@@ -25,6 +25,7 @@ from tests.api.upload_helpers import (
 )
 from tests.backends import backend_env, both_blob_backends  # noqa: F401 - runs the module on both backends
 from tests.helpers import (
+    file_sized,
     BoxServer,
     assert_error,
     key_of,
@@ -100,7 +101,7 @@ def test_multipart_upload_returns_201_with_the_record(c):
 
 
 def test_bytes_land_in_the_configured_store(box, c, blob_backend):
-    content = b"stored bytes " + uuid.uuid4().bytes
+    content = file_sized(b"stored bytes ")  # smaller bodies stay inline: tests/api/test_inline_blobs.py
     rec = upload_bytes(c, content).json()
     tenant_id = sql(box, "SELECT tenant_id FROM artifacts WHERE artifact_id = ?", (rec["artifact_id"],))[0][0]
     h = rec["content_hash"]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.helpers import download, error_code, sha, upload
+from tests.helpers import download, error_code, file_sized, sha, upload
 from tests.ops_helpers import offline_cli, put_bytes, reserve
 
 
@@ -113,7 +113,7 @@ def test_restore_refuses_a_live_or_non_empty_data_directory(make_server, tmp_pat
 
 def test_backup_and_restore_refuse_bad_destinations_and_damaged_backups(make_server, tmp_path):
     srv = make_server()
-    content = b"precious " * 1000
+    content = file_sized(b"precious ")  # a file (inline blobs: tests/cli/test_inline_blobs.py)
     upload(srv.client(), content)
     occupied = tmp_path / "occupied"
     occupied.mkdir()

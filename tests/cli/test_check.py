@@ -6,7 +6,20 @@ from __future__ import annotations
 
 import json
 
-from tests.helpers import download, rows, sha, sql, tenant_id, upload
+import pytest
+
+from tests.helpers import (
+    corrupt_blob,
+    delete_blob,
+    download,
+    file_sized,
+    read_blob,
+    rows,
+    sha,
+    sql,
+    tenant_id,
+    upload,
+)
 from tests.ops_helpers import admin_json, age_file, blob_path, put_bytes, reserve
 
 HOUR = 3600
@@ -37,18 +50,20 @@ def test_a_healthy_store_checks_clean_with_a_progress_bar_on_stderr(make_server)
     assert report["recent_temp_files"] == 1
 
 
-def test_corrupt_and_missing_blobs_fail_the_check_and_repair_never_deletes_them(make_server):
+@pytest.mark.parametrize("stored", ["file", "inline"])
+def test_corrupt_and_missing_blobs_fail_the_check_and_repair_never_deletes_them(make_server,
+                                                                                 stored):
     srv = make_server()
     api = srv.client()
     tid = tenant_id(srv, "default")
-    good, bad, lost = b"intact " * 100, b"will be corrupted " * 100, b"will go missing " * 100
+    sized = file_sized if stored == "file" else (lambda tag: tag * 100)
+    good, bad, lost = sized(b"intact "), sized(b"will be corrupted "), sized(b"will go missing ")
     for content in (good, bad, lost):
         upload(api, content)
-    bad_path = blob_path(srv.data_dir, tid, sha(bad))
-    data = bytearray(bad_path.read_bytes())
-    data[10] ^= 0xFF
-    bad_path.write_bytes(bytes(data))
-    blob_path(srv.data_dir, tid, sha(lost)).unlink()
+    assert sql(srv, "SELECT DISTINCT location FROM blobs") == \
+        [(None if stored == "file" else "inline",)]
+    corrupted = corrupt_blob(srv, tid, sha(bad))
+    delete_blob(srv, tid, sha(lost))
 
     res = srv.admin("check", check=False)
     assert res.returncode == 1
@@ -59,8 +74,8 @@ def test_corrupt_and_missing_blobs_fail_the_check_and_repair_never_deletes_them(
     assert repaired.returncode == 1
     report = json.loads(repaired.stdout)
     assert kinds(report) == {"hash_mismatch", "missing_blob"}
-    assert bad_path.exists()  # a referenced blob is never deleted, corrupt or not
-    assert bad_path.read_bytes() == bytes(data)
+    # a referenced blob is never deleted, corrupt or not
+    assert read_blob(srv, tid, sha(bad)) == corrupted
 
 
 def test_wrong_counters_are_reported_and_repaired(make_server):

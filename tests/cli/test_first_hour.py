@@ -9,7 +9,16 @@ import subprocess
 import httpx
 import pytest
 
-from tests.helpers import box_command, clean_env, expire_now, sha, sql, tenant_id, upload
+from tests.helpers import (
+    box_command,
+    clean_env,
+    expire_now,
+    file_sized,
+    sha,
+    sql,
+    tenant_id,
+    upload,
+)
 from tests.ops_helpers import admin_json, offline_cli
 
 # Every command that works on an existing box, with the arguments it needs.
@@ -89,7 +98,7 @@ def test_keys_create_export_prints_lines_a_shell_can_eval(make_server):
 
 def test_a_failed_restore_leaves_no_directory_behind(server, tmp_path):
     with server.client() as c:
-        art = upload(c, b"backed up, then damaged")
+        art = upload(c, file_sized(b"backed up, then damaged"))  # a file the backup holds
     backup = tmp_path / "backup"
     server.admin("backup", str(backup))
     blob = backup / "blobs" / str(tenant_id(server, "default")) / art["content_hash"][:2] / \

@@ -11,7 +11,7 @@ import time
 
 import httpx
 
-from tests.helpers import download, error_code, rows, sha, sql, tenant_id, upload
+from tests.helpers import download, error_code, file_sized, rows, sha, sql, tenant_id, upload
 from tests.ops_helpers import DAY, admin_json, age_file, blob_path, iso_ago, put_bytes, reserve
 
 HOUR = 3600
@@ -20,7 +20,8 @@ HOUR = 3600
 def test_deleted_artifacts_are_purged_after_retention_and_their_blob_after_the_grace(make_server):
     srv = make_server()
     api = srv.client()
-    shared, alone = b"shared content " * 100, b"only in one artifact " * 50
+    # Files (inline blobs: tests/cli/test_inline_blobs.py).
+    shared, alone = file_sized(b"shared content "), file_sized(b"only in one artifact ")
     a, b, c = upload(api, shared), upload(api, shared), upload(api, alone)
     for art in (a, c):
         assert api.delete(f"/v1/artifacts/{art['artifact_id']}").status_code == 200
@@ -70,7 +71,7 @@ def test_a_recently_touched_unreferenced_blob_is_kept(make_server):
     lands; gc must not take the file from under it even if the row says unreferenced long ago."""
     srv = make_server()
     api = srv.client()
-    content = b"about to be uploaded again " * 10
+    content = file_sized(b"about to be uploaded again ")
     art = upload(api, content)
     api.delete(f"/v1/artifacts/{art['artifact_id']}")
     sql(srv, "UPDATE artifacts SET deleted_at = ? WHERE artifact_id = ?", (iso_ago(31 * DAY), art["artifact_id"]))

@@ -58,8 +58,11 @@ def tenant(box: BoxServer, plan: str = "roomy") -> tuple[str, str]:
 
 
 def blob_files(box: BoxServer, tid: int) -> list[str]:
+    """The content hashes of a tenant's stored bytes: its files and its inline blobs."""
     root = box.data_dir / "blobs" / str(tid)
-    return sorted(p.name for p in root.rglob("*") if p.is_file()) if root.is_dir() else []
+    files = [p.name for p in root.rglob("*") if p.is_file()] if root.is_dir() else []
+    inline = [r[0] for r in sql(box, "SELECT sha256 FROM blob_data WHERE tenant_id = ?", (tid,))]
+    return sorted(files + inline)
 
 
 def together(key: str, box: BoxServer, make_calls) -> list[Any]:
