@@ -28,7 +28,8 @@ def to_old_layout(blobs: Path) -> int:
 
 
 def test_an_old_layout_data_dir_and_backup_are_upgraded_and_serve_every_byte(make_server, tmp_path):
-    srv = make_server()
+    # Every body a file, as in the days of that layout (before storage.inline_max_bytes).
+    srv = make_server(env={"ARTIFACTA_BOX_STORAGE_INLINE_MAX_BYTES": "0"})
     api = srv.client()
     contents = [b"", b"tiny", os.urandom(300_000), os.urandom(1_500_000)]
     arts = [(upload(api, c, filename=f"f{i}.bin"), c) for i, c in enumerate(contents)]
