@@ -9,7 +9,9 @@ already sent is aborted).
   = the body's SHA-256 (the hash the box computed anyway): the store stores exactly the bytes
   the box hashed, or refuses them.
 - A larger body becomes a multipart upload: parts of `part_size` bytes (at least 8 MiB, more
-  when `limit` needs it to stay within S3's 10,000 parts), each with its own SHA-256 checksum,
+  when `limit` needs it to stay within S3's 10,000 parts), each protected by its own
+  `x-amz-checksum-crc32` (UNSIGNED-PAYLOAD: no second SHA-256 of the bytes; `part_checksum` =
+  SHA256 signs each part's SHA-256 instead, for a store that ignores checksums),
   at most `max_in_flight` uploading at once while the next one fills. Memory per upload is
   therefore bounded by (max_in_flight + 1) parts, whatever the size.
 - `abort()` (after an error, a refused size or a client that left) waits for parts in flight
@@ -29,7 +31,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from artifacta_box.storage.blobs import LimitExceeded, StorageError
-from artifacta_box.storage.s3.client import S3Client
+from artifacta_box.storage.s3.client import CRC32, S3Client
 
 MIN_PART = 8 * 1024 * 1024      # S3's minimum is 5 MiB; 8 MiB halves the request count
 MAX_PARTS = 10_000
@@ -54,7 +56,7 @@ class WrittenObject:
 class ObjectWriter:
     def __init__(self, client: S3Client, key: str, limit: int, *, content_type: str | None = None,
                  create_only: bool = False, part_size: int | None = None,
-                 max_in_flight: int = MAX_IN_FLIGHT) -> None:
+                 max_in_flight: int = MAX_IN_FLIGHT, part_checksum: str = CRC32) -> None:
         self.client = client
         self.key = key
         self.limit = limit
@@ -62,6 +64,7 @@ class ObjectWriter:
         self.create_only = create_only
         self.part_size = part_size or part_size_for(limit)
         self.max_in_flight = max_in_flight
+        self.part_checksum = part_checksum
         self.size = 0
         self._hash = hashlib.sha256()
         self._buf = bytearray()
@@ -93,15 +96,16 @@ class ObjectWriter:
         # Hashed in order, off the loop (hashlib releases the GIL for large buffers).
         await run(self._hash.update, part)
         if self._upload_id is None:
-            self._upload_id = await run(self.client.create_multipart_sync, self.key,
-                                        self.content_type)
+            self._upload_id = await run(lambda: self.client.create_multipart_sync(
+                self.key, self.content_type, checksum=self.part_checksum))
         while len(self._in_flight) >= self.max_in_flight:
             self._parts.append(await self._in_flight.popleft())
         number = len(self._parts) + len(self._in_flight) + 1
         self._in_flight.append(asyncio.ensure_future(run(self._upload_part, number, part)))
 
     def _upload_part(self, number: int, part: bytearray) -> tuple[int, str, str]:
-        etag, checksum = self.client.upload_part_sync(self.key, self._upload_id or "", number, part)
+        etag, checksum = self.client.upload_part_sync(self.key, self._upload_id or "", number, part,
+                                                      checksum=self.part_checksum)
         return number, etag, checksum
 
     async def finish(self) -> WrittenObject:
@@ -142,7 +146,8 @@ class ObjectWriter:
         parts = sorted(self._parts)
         etag = await self.client.run_blocking(
             lambda: self.client.complete_multipart_sync(
-                self.key, self._upload_id or "", parts, if_none_match=self.create_only))
+                self.key, self._upload_id or "", parts, checksum=self.part_checksum,
+                if_none_match=self.create_only))
         return WrittenObject(self.key, self.size, self._hash.hexdigest(), etag, len(parts))
 
     async def abort(self) -> None:
