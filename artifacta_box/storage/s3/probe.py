@@ -14,7 +14,8 @@ A failure of 1-2 means the box cannot use the store at all: `ProbeFailed`, whose
 one line naming the store, what failed and what to do. Failures of 3, 4 and 6 are not fatal:
 the report says so (one line each) and `direct_uploads` is False, so the box keeps receiving
 presigned uploads itself instead of handing out S3 URLs (whose size and once-only guarantees
-rest on exactly those behaviours). A failure of 5 is not fatal either: `part_checksum` is then
+rest on exactly those behaviours); so does `s3.direct_uploads = false` (the same path, chosen
+by the operator). A failure of 5 is not fatal either: `part_checksum` is then
 SHA256, so the box signs each part's SHA-256 (the store may check that, as SigV4 requires)
 instead of trusting a CRC32 the store does not check.
 """
@@ -57,13 +58,15 @@ class ProbeReport:
     checksums: bool = False            # wrong x-amz-checksum-sha256 -> 400
     signed_length: bool = False        # presigned PUT of another size -> 403
     part_checksums: bool = False       # wrong x-amz-checksum-crc32 on an UNSIGNED part -> 400
+    direct_allowed: bool = True        # s3.direct_uploads
     warnings: list[str] = field(default_factory=list)
     elapsed_ms: float = 0.0
 
     @property
     def direct_uploads(self) -> bool:
         """May `upload-url` hand out presigned S3 PUT URLs?"""
-        return self.conditional_writes and self.checksums and self.signed_length
+        return (self.direct_allowed and self.conditional_writes and self.checksums
+                and self.signed_length)
 
     @property
     def part_checksum(self) -> str:
@@ -116,6 +119,10 @@ async def probe(client: S3Client) -> ProbeReport:
             report.warnings.append(
                 f"{where}: accepted a presigned PUT of another size than the signed "
                 "Content-Length; presigned uploads go through the box")
+        if not client.settings.direct_uploads:
+            report.direct_allowed = False
+            report.warnings.append(
+                f"{where}: s3.direct_uploads = false; presigned uploads go through the box")
     except ProbeFailed:
         raise
     except S3Error as exc:
