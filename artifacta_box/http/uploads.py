@@ -41,7 +41,6 @@ from artifacta_box.http.multipart import (
 from artifacta_box.http.sanic_seams import (
     abandon_request_body,
     body_bytes_declared_left,
-    body_started,
 )
 from artifacta_box.services import presigned, tenants, validation
 from artifacta_box.services.uploads import (
@@ -87,6 +86,7 @@ async def body_chunks(request: Request) -> AsyncIterator[bytes]:
     if stream is None:
         return
     idle = box_of(request).settings.body_idle_timeout
+    request.ctx.body_reading = True  # from here on, refusing it means draining what is left
     while True:
         try:
             chunk = await asyncio.wait_for(stream.read(), idle)
@@ -127,10 +127,12 @@ async def drain_unread_body(request: Request) -> None:
     """Read what is left of a refused upload's body, within bounds; past them (or when none
     of it was read yet) the answer goes out with `Connection: close` instead, so no refused
     or stalled client keeps a connection and its buffers."""
-    if not body_started(request) or getattr(request.ctx, "body_stalled", False):
+    started = getattr(request.ctx, "body_reading", False)
+    if not started or getattr(request.ctx, "body_stalled", False):
         # Refused before reading any of the body (declared too large, sealed session, bad
         # fields, no memory for it) or stalled: answer at once and close; reading now would
-        # send `100 Continue` and invite the body.
+        # send `100 Continue` and invite the body (and its bytes would sit in this
+        # connection's buffers while the drain waits).
         abandon_request_body(request)
         return
     left_declared = body_bytes_declared_left(request)
@@ -147,6 +149,9 @@ async def drain_unread_body(request: Request) -> None:
             if chunk is None:
                 return
             left -= len(chunk)
+            # The frame outlives the drain in the timeout's traceback (a reference cycle only
+            # the cyclic GC frees): it must not pin the last chunk, up to 256 KB per connection.
+            del chunk
 
     try:
         await asyncio.wait_for(_drain(), DRAIN_MAX_SECONDS)
