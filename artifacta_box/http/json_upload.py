@@ -124,6 +124,12 @@ _START, _FIRST_KEY, _NEXT_KEY, _KEY, _COLON, _VALUE, _CONTENT, _OTHER, _AFTER_VA
 
 
 class UploadJsonReader:
+    """One JSON upload body: `feed` each piece as it arrives (it returns the content bytes it
+    completes), then `finish`; after that `fields` holds every member but content, parsed by
+    json.loads, and `content` the base64 stream's verdict (None when content was not a string).
+    Malformed JSON raises `JsonBodyError`; other members past `max_fields_chars`,
+    `FieldsTooLarge`."""
+
     def __init__(self, max_fields_chars: int) -> None:
         self._utf8 = codecs.getincrementaldecoder("utf-8")()
         self._max_fields = max_fields_chars
