@@ -122,7 +122,7 @@ def open_stalled(box: BoxServer, head: bytes, body: bytes) -> socket.socket | No
 
 
 def test_in_flight_upload_memory_is_bounded_and_other_tenants_still_upload(tmp_path):
-    """200 stalled uploads of each kind (JSON bodies 3 MB each, read whole before parsing):
+    """200 stalled uploads of each kind (3 MB declared, 2 MiB of the budget each):
     the server admits what the tenant's share of its in-flight budget allows, refuses the rest
     with 503 and Retry-After (and closes their connections), and another tenant's upload goes
     through meanwhile."""
