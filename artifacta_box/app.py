@@ -83,7 +83,8 @@ def create_app(settings: Settings, clock: Clock | None = None, name: str = "arti
 
     @app.before_server_start
     async def open_box(app: Sanic) -> None:
-        box = await Box.open(settings, clock)
+        # `serve` logged the S3 probe's findings once before listening (server._open_once)
+        box = await Box.open(settings, clock, announce=False)
         app.ctx.box = box
         app.ctx.store_gauges = StoreGauges(box, settings.metrics_gauge_interval_seconds)
         app.ctx.store_gauges.start()

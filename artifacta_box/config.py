@@ -405,6 +405,11 @@ class Settings:
     s3_redirect_min_bytes: int = setting(
         "s3", 1024 * 1024, parse_size, "smaller bodies are always proxied in redirect mode",
         key="redirect_min_bytes")
+    s3_direct_uploads: bool = setting(
+        "s3", True, parse_bool,
+        "whether upload-url may hand out presigned S3 PUT URLs when the store passes the "
+        "start-up probe; false: presigned uploads go through the box's own /u/ URLs",
+        key="direct_uploads")
     # [security]
     secret_key: str | None = setting(
         "security", None, parse_optional_str,

@@ -49,11 +49,13 @@ class BlobStoreUnusable(ConfigError):
     like a configuration error)."""
 
 
-async def open_blob_stores(settings: Settings, reserve: DiskReserve) -> BlobStores:
+async def open_blob_stores(settings: Settings, reserve: DiskReserve, *,
+                           announce: bool = True) -> BlobStores:
     """The local store, and with storage.backend = "s3" the S3 store after its start-up probe
     (storage/s3/probe.py): a store that cannot hold blobs stops the box (BlobStoreUnusable);
     one that passes without conditional writes, checksums or signed lengths is used with
-    presigned uploads proxied by the box (each shortcoming logged once)."""
+    presigned uploads proxied by the box (each shortcoming logged, one line each, when
+    `announce`: `serve` announces them before listening, its workers probe again quietly)."""
     local = LocalBlobStore(settings.data_path, reserve=reserve)
     if settings.storage_backend != "s3" or settings.s3 is None:
         return BlobStores(local)
@@ -66,7 +68,7 @@ async def open_blob_stores(settings: Settings, reserve: DiskReserve) -> BlobStor
     except BaseException:
         await client.aclose()
         raise
-    for warning in report.warnings:
+    for warning in report.warnings if announce else ():
         log.warning("%s", warning)
     return BlobStores(local, S3BlobStore(client, report), backend="s3")
 
@@ -113,7 +115,8 @@ class Box:
         self._tasks: list[asyncio.Task] = []
 
     @classmethod
-    async def open(cls, settings: Settings, clock: Clock | None = None) -> Box:
+    async def open(cls, settings: Settings, clock: Clock | None = None, *,
+                   announce: bool = True) -> Box:
         """Open the box on an existing data directory (migrated if needed). Only `serve` creates
         one (datadir.prepare_data_dir); a directory without a database is refused here."""
         root = await asyncio.to_thread(prepare_data_dir, settings, create=False)
@@ -121,7 +124,7 @@ class Box:
         secret = await asyncio.to_thread(load_secret, settings)
         reserve = DiskReserve(root, settings.min_free_bytes, free_space_probe_from_env(),
                               ballast_bytes=settings.ballast_bytes)
-        blobs = await open_blob_stores(settings, reserve)
+        blobs = await open_blob_stores(settings, reserve, announce=announce)
         db = Database(root / DB_FILE, durability=settings.durability)
         try:
             await db.open()

@@ -4,11 +4,12 @@
 
     python bench/s3_client.py                 # 1 GiB, 3 runs of each
     python bench/s3_client.py --mib 256 --runs 5
+    python bench/s3_client.py --shapes 8x2,16x2,16x3   # uploads with other part MiB x in flight
 
 Per figure: the median MB/s and client CPU-seconds per GiB (min-max over the runs), the
 client/curl throughput ratio, and SeaweedFS's own CPU-seconds per GiB. Uploads: the client
-streams 1 MiB writes through ObjectWriter (8 MiB parts with SHA-256 checksums, 2 in flight,
-plus the content hash), curl PUTs the file to a presigned URL. Downloads: ObjectReader in
+streams 1 MiB writes through ObjectWriter (its default parts, 8 MiB with CRC32 checksums, 2 in
+flight, plus the content hash; --shapes adds client_put_<MiB>x<in flight> rows), curl PUTs the file to a presigned URL. Downloads: ObjectReader in
 1 MiB chunks, curl GET of a presigned URL to /dev/null. Never part of pytest.
 """
 
@@ -50,8 +51,10 @@ def proc_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def client_put(client: S3Client, key: str, block: bytes, mib: int) -> None:
-    writer = ObjectWriter(client, key, 5 * 10**9)
+async def client_put(client: S3Client, key: str, block: bytes, mib: int,
+                     shape: tuple[int, int] | None = None) -> None:
+    options = {} if shape is None else {"part_size": shape[0] * MiB, "max_in_flight": shape[1]}
+    writer = ObjectWriter(client, key, 5 * 10**9, **options)
     for _ in range(mib):
         await writer.write(block)
     await writer.finish()
@@ -92,7 +95,9 @@ def main() -> None:
     ap.add_argument("--mib", type=int, default=1024)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--shapes", default="", help="extra uploads: PART_MiBxIN_FLIGHT,...")
     args = ap.parse_args()
+    shapes = [tuple(int(x) for x in s.split("x")) for s in args.shapes.split(",") if s]
     nbytes = args.mib * MiB
     root = Path(tempfile.mkdtemp(prefix="s3bench-"))
     weed = SeaweedFS(root / "weed").start()
@@ -104,12 +109,23 @@ def main() -> None:
         for _ in range(args.mib):
             fh.write(block)
     results: dict[str, list[dict]] = {k: [] for k in ("client_put", "curl_put", "client_get", "curl_get")}
+    for part, flight in shapes:
+        results[f"client_put_{part}x{flight}"] = []
     loop = asyncio.new_event_loop()
     client = S3Client(settings)
     try:
         for run in range(args.runs):
-            order = ["client", "curl"] if run % 2 == 0 else ["curl", "client"]
+            order = ["client", "curl", *shapes]
+            if run % 2:
+                order.reverse()
             for who in order:
+                if isinstance(who, tuple):
+                    key = f"shape-{run}"
+                    results[f"client_put_{who[0]}x{who[1]}"].append(measure(
+                        lambda k=key, w=who: loop.run_until_complete(
+                            client_put(client, k, block, args.mib, w)), weed.proc.pid, nbytes))
+                    loop.run_until_complete(client.delete(key))
+                    continue
                 key = f"{who}-{run}"
                 if who == "client":
                     results["client_put"].append(measure(
@@ -134,11 +150,11 @@ def main() -> None:
         shutil.rmtree(root, ignore_errors=True)  # the body, the store's volumes (GBs)
     table = {k: summary(v) for k, v in results.items()}
     print(f"S3 client vs curl, {args.mib} MiB, {args.runs} interleaved runs, SeaweedFS weed mini")
-    print(f"{'':12} {'MB/s':>22} {'client CPU-s/GiB':>22} {'store CPU-s/GiB':>18}")
+    print(f"{'':18} {'MB/s':>22} {'client CPU-s/GiB':>22} {'store CPU-s/GiB':>18}")
     for k, s in table.items():
         def fmt(x, p=0):
             return f"{x['median']:.{p}f} ({x['min']:.{p}f}-{x['max']:.{p}f})"
-        print(f"{k:12} {fmt(s['mb_s']):>22} {fmt(s['cpu_s_per_gib'], 2):>22} "
+        print(f"{k:18} {fmt(s['mb_s']):>22} {fmt(s['cpu_s_per_gib'], 2):>22} "
               f"{fmt(s['store_cpu_s_per_gib'], 1):>18}")
     for op in ("put", "get"):
         ratio = table[f"client_{op}"]["mb_s"]["median"] / table[f"curl_{op}"]["mb_s"]["median"]

@@ -434,8 +434,10 @@ def s3_settings_of(server: BoxServer) -> S3Settings | None:
     if server.env.get("ARTIFACTA_BOX_STORAGE_BACKEND") != "s3":
         return None
     prefix = "ARTIFACTA_BOX_S3_"
+    where = ("endpoint", "bucket", "region", "prefix", "access_key_id", "secret_access_key",
+             "public_endpoint")  # enough to reach the bucket (the others are raw strings here)
     return S3Settings.build({k[len(prefix):].lower(): v for k, v in server.env.items()
-                             if k.startswith(prefix)}, {})
+                             if k.startswith(prefix) and k[len(prefix):].lower() in where}, {})
 
 
 def in_bucket(server: BoxServer, action: Callable[[S3Client], Awaitable[T]]) -> T | None:

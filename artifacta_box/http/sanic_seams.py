@@ -124,11 +124,6 @@ def body_bytes_received(request: Request) -> int | None:
     return max(int(total) - int(left), 0)
 
 
-def body_started(request: Request) -> bool:
-    """Whether any of the request body has been read (and `100 Continue` sent, if asked)."""
-    return bool(request.stream is not None and getattr(request.stream, "request_bytes", 0))
-
-
 def body_bytes_declared_left(request: Request) -> int | None:
     """Body bytes still to come under Content-Length (None when unknown, e.g. chunked)."""
     left = getattr(request.stream, "request_bytes_left", None)

@@ -14,7 +14,6 @@ Reading, listing and deleting artifacts live in `http/artifacts.py`.
 from __future__ import annotations
 
 import asyncio
-import binascii
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -32,6 +31,7 @@ from artifacta_box.http.common import (
     parse_json_object,
     principal_of,
 )
+from artifacta_box.http.json_upload import FieldsTooLarge, JsonBodyError, UploadJsonReader
 from artifacta_box.http.multipart import (
     FormReader,
     MultipartError,
@@ -41,7 +41,6 @@ from artifacta_box.http.multipart import (
 from artifacta_box.http.sanic_seams import (
     abandon_request_body,
     body_bytes_declared_left,
-    body_started,
 )
 from artifacta_box.services import presigned, tenants, validation
 from artifacta_box.services.uploads import (
@@ -62,10 +61,9 @@ signed_bp = Blueprint("signed_upload")
 MULTIPART_OVERHEAD = 4 * 1024 * 1024
 MAX_FIELD_BYTES = 64 * 1024
 MAX_FIELDS = 32
-# Room for the other JSON fields (metadata, names) around the base64 content.
+# Room for the other JSON fields (metadata, names) around the base64 content; they are the only
+# part of a JSON upload kept in memory.
 JSON_OVERHEAD = 256 * 1024
-# Base64 is decoded in slices of this many characters (a multiple of 4): 768 KiB of bytes each.
-BASE64_SLICE = 1024 * 1024
 
 ACCEPTED_ENCODINGS = (
     "Send the upload as multipart/form-data (a part named 'file' plus optional text fields) or "
@@ -87,6 +85,7 @@ async def body_chunks(request: Request) -> AsyncIterator[bytes]:
     if stream is None:
         return
     idle = box_of(request).settings.body_idle_timeout
+    request.ctx.body_reading = True  # from here on, refusing it means draining what is left
     while True:
         try:
             chunk = await asyncio.wait_for(stream.read(), idle)
@@ -127,10 +126,12 @@ async def drain_unread_body(request: Request) -> None:
     """Read what is left of a refused upload's body, within bounds; past them (or when none
     of it was read yet) the answer goes out with `Connection: close` instead, so no refused
     or stalled client keeps a connection and its buffers."""
-    if not body_started(request) or getattr(request.ctx, "body_stalled", False):
+    started = getattr(request.ctx, "body_reading", False)
+    if not started or getattr(request.ctx, "body_stalled", False):
         # Refused before reading any of the body (declared too large, sealed session, bad
         # fields, no memory for it) or stalled: answer at once and close; reading now would
-        # send `100 Continue` and invite the body.
+        # send `100 Continue` and invite the body (and its bytes would sit in this
+        # connection's buffers while the drain waits).
         abandon_request_body(request)
         return
     left_declared = body_bytes_declared_left(request)
@@ -147,6 +148,9 @@ async def drain_unread_body(request: Request) -> None:
             if chunk is None:
                 return
             left -= len(chunk)
+            # The frame outlives the drain in the timeout's traceback (a reference cycle only
+            # the cyclic GC frees): it must not pin the last chunk, up to 256 KB per connection.
+            del chunk
 
     try:
         await asyncio.wait_for(_drain(), DRAIN_MAX_SECONDS)
@@ -171,7 +175,7 @@ async def abort_writer(writer: BlobWriter | None) -> None:
 
 
 # What one streamed upload body holds in memory at most: the staging slice being filled and the
-# one being written (1 MiB each) and the protocol's and multipart reader's buffers.
+# one being written (1 MiB each) and the protocol's and the multipart or JSON reader's buffers.
 STREAMED_BODY_MEMORY = 2 * 1024 * 1024
 BODY_MEMORY_RETRY_AFTER = 1
 
@@ -289,20 +293,14 @@ async def receive_multipart(
     return staged, spec
 
 
-def base64_decoded_size(content: str) -> int:
-    """Bytes that `content` decodes to; 400 when its length cannot be base64."""
-    n = len(content)
-    if n % 4:
-        raise errors.InvalidRequest(
-            "content is not valid base64: its length must be a multiple of 4 (pad with '=')."
-        )
-    padding = 2 if content.endswith("==") else 1 if content.endswith("=") else 0
-    return n // 4 * 3 - padding
-
-
 async def receive_json(request: Request, box: Box, principal: Principal
                        ) -> tuple[Received, ArtifactSpec]:
-    """A JSON body with the bytes base64-encoded in `content`, decoded in bounded slices."""
+    """A JSON body with the bytes base64-encoded in `content`, decoded as it streams
+    (http/json_upload.py) straight into a staging file; only the other fields are kept.
+
+    Errors come in the order they did when the body was parsed whole: malformed JSON, then
+    content_encoding, a missing content, the other fields, and the content's own problems
+    (length, decoded size, padding inside, sealed session, characters outside base64)."""
     plan = principal.plan
     cap = plan.max_json_bytes
     max_body = (cap + 2) // 3 * 4 + JSON_OVERHEAD
@@ -310,51 +308,82 @@ async def receive_json(request: Request, box: Box, principal: Principal
     declared = declared_length(request)
     if declared is not None and declared > max_body:
         raise too_large(cap, f"The JSON upload ({declared:,} bytes declared)", hint)
-    # The JSON body is read whole before it is parsed: it holds its size in memory (declared,
-    # or the most it may be), against the in-flight budget.
-    with holding_body_memory(box, principal.tenant_id,
-                             max_body if declared is None else min(declared, max_body)):
-        raw = bytearray()
-        async for chunk in body_chunks(request):
-            if len(raw) + len(chunk) > max_body:
-                raise too_large(cap, "The JSON upload", hint)
-            raw += chunk
-        body = parse_json_object(raw)  # type: ignore[arg-type]  # bytearray: no extra copy
-        del raw
+    box.blobs.check_space(declared or 0)
+    reader = UploadJsonReader(max_fields_chars=JSON_OVERHEAD)
+    staging: BlobWriter | None = None
+    over_cap = False
+    received = 0
+
+    async def store(data: bytes) -> None:
+        nonlocal staging, over_cap
+        if staging is None and not over_cap:
+            staging = box.blobs.writer(principal.tenant_id, cap)
+        if data and not over_cap:
+            try:
+                await staging.write(data)  # type: ignore[union-attr]
+            except LimitExceeded:  # the writer dropped what it had; the size is told below
+                staging, over_cap = None, True
+
+    try:
+        with holding_body_memory(box, principal.tenant_id, streamed_body_memory(declared)):
+            async for chunk in body_chunks(request):
+                received += len(chunk)
+                if received > max_body:
+                    raise too_large(cap, "The JSON upload", hint)
+                data = reader.feed(chunk)
+                if reader.content is not None:
+                    await store(data)
+            data = reader.finish()
+            if reader.content is not None:
+                await store(data)
+        staged, spec = await _check_json_upload(box, principal, reader, staging, over_cap)
+    except BaseException as exc:
+        await abort_writer(staging)
+        if isinstance(exc, JsonBodyError):
+            raise errors.InvalidRequest(str(exc)) from None
+        if isinstance(exc, FieldsTooLarge):  # no valid set of fields comes near it
+            raise errors.InvalidRequest(
+                f"The JSON upload's members other than content are larger than "
+                f"{JSON_OVERHEAD // 1024} KiB: send only the upload fields (filename, "
+                f"content_type, session_id, agent_id, metadata, ttl) beside content."
+            ) from None
+        raise
+    return staged, spec
+
+
+async def _check_json_upload(box: Box, principal: Principal, reader: UploadJsonReader,
+                             staging: BlobWriter | None, over_cap: bool
+                             ) -> tuple[Received, ArtifactSpec]:
+    plan = principal.plan
+    cap = plan.max_json_bytes
+    body = reader.fields
+    assert body is not None
     encoding = body.get("content_encoding", "base64")
     if encoding != "base64":
         raise errors.InvalidRequest(
             f"content_encoding {str(encoding)[:40]!r} is not supported: the only encoding is 'base64'."
         )
-    content = body.get("content")
-    if not isinstance(content, str):
+    content = reader.content
+    if content is None:
         raise errors.InvalidRequest("content is required: the file's bytes, base64-encoded.")
     spec = spec_from_fields(plan, body)
-    size = base64_decoded_size(content)
-    if size > cap:
-        raise too_large(cap, f"The decoded content ({size:,} bytes)", hint)
-    if content.find("=", 0, max(0, len(content) - 2)) >= 0:
+    if content.chars % 4:
+        raise errors.InvalidRequest(
+            "content is not valid base64: its length must be a multiple of 4 (pad with '=')."
+        )
+    if over_cap or content.size > cap:
+        raise too_large(cap, f"The decoded content ({content.size:,} bytes)",
+                        "; use a multipart upload for larger files")
+    if content.padding_inside:
         raise errors.InvalidRequest("content is not valid base64: '=' padding inside the data.")
     await check_session_open(box, principal.tenant_id, spec.session_id)
-    box.blobs.check_space(size)
-    staging = box.blobs.writer(principal.tenant_id, cap)
-    try:
-        for start in range(0, len(content), BASE64_SLICE):
-            try:
-                data = binascii.a2b_base64(content[start:start + BASE64_SLICE], strict_mode=True)
-            except (binascii.Error, ValueError):
-                raise errors.InvalidRequest(
-                    "content is not valid base64 (standard alphabet A-Z a-z 0-9 + /, '=' padding, "
-                    "no whitespace)."
-                ) from None
-            await staging.write(data)
-        staged = await staging.finish()
-    except BaseException as exc:
-        await abort_writer(staging)
-        if isinstance(exc, LimitExceeded):
-            raise too_large(cap, "The decoded content", hint) from None
-        raise
-    return staged, spec
+    if content.invalid:
+        raise errors.InvalidRequest(
+            "content is not valid base64 (standard alphabet A-Z a-z 0-9 + /, '=' padding, "
+            "no whitespace)."
+        )
+    assert staging is not None  # content was present and within the cap
+    return await staging.finish(), spec
 
 
 # ---------------------------------------------------------------------------- presigned uploads

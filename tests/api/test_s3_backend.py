@@ -120,6 +120,38 @@ def test_same_bytes_uploaded_through_the_box_twice_keep_one_object(box):
     assert len(set(blob_files(box)) - before) == 1
 
 
+def test_without_direct_uploads_the_box_says_so_once_and_receives_presigned_uploads_itself(
+        tmp_path, request, seaweedfs):
+    # The path of a store that fails the probe's conditional-write, checksum or signed-length
+    # checks, chosen here by s3.direct_uploads = false (SeaweedFS passes them all): one line at
+    # start, upload-url hands out the box's own /u/ URL, the bytes still end up in the bucket.
+    srv = BoxServer(tmp_path / "box", env=backend_env(request, "s3", direct_uploads="false"))
+    srv.start()
+    try:
+        said = [line for line in srv.log().splitlines()
+                if "presigned uploads go through the box" in line]
+        assert len(said) == 1 and "s3.direct_uploads = false" in said[0], srv.log()
+        assert httpx.get(srv.url + "/health").json()["direct_uploads"] is False
+        _, c = new_tenant(srv)
+        content = os.urandom(9 * 1024 * 1024 + 5)   # multipart on the way to the bucket
+        res = reserve(c, len(content))
+        url = urlsplit(res["upload_url"])
+        assert url.netloc == urlsplit(srv.url).netloc and url.path.startswith("/u/")
+        assert "If-None-Match" not in res["upload_headers"]
+        assert put(res, content[:-1]).status_code == 400   # the box checks the size itself
+        assert put(res, content).status_code == 200
+        done = c.post(f"/v1/artifacts/{res['artifact_id']}/complete")
+        assert done.status_code == 200, done.text
+        art = done.json()
+        assert (art["status"], art["content_hash"]) == ("active", sha(content))
+        assert httpx.get(download_url(c, art["artifact_id"]), timeout=60).content == content
+        tenant = sql(srv, "SELECT tenant_id FROM artifacts WHERE artifact_id = ?",
+                     (art["artifact_id"],))[0][0]
+        assert read_blob(srv, tenant, sha(content)) == content   # read from the bucket
+    finally:
+        srv.stop()
+
+
 # ---------------------------------------------------------------------------- redirects
 
 

@@ -201,6 +201,36 @@ def test_json_base64_upload(c):
     assert r.status_code == 201 and r.json()["content_type"] == "application/json"
 
 
+def test_json_upload_streams_content_first_or_last_with_escapes_and_chunks(c, box):
+    """The JSON body is decoded as it streams: content may come before the other fields,
+    JSON escapes in it (`\\/`, `\\u0041`) are what json.loads would make of them, and a chunked
+    body arrives in pieces; the same bytes are stored either way."""
+    content = os.urandom(300_000)
+    text = base64.b64encode(content).decode().replace("/", "\\/").replace("A", "\\u0041", 50)
+    body = ('{"content": "' + text + '", "filename": "first.bin", "metadata": {"at": "start"}}'
+            ).encode()
+
+    def pieces():
+        for i in range(0, len(body), 7001):
+            yield body[i:i + 7001]
+
+    r = c.post("/v1/artifacts", content=pieces(), headers={"Content-Type": "application/json"})
+    assert r.status_code == 201, r.text
+    rec = r.json()
+    assert (rec["content_hash"], rec["size_bytes"], rec["metadata"]) == (
+        sha(content), len(content), {"at": "start"})
+    before = snapshot(box)
+    twice = c.post("/v1/artifacts", content=b'{"filename": "a", "content": "QUJD", "content": "QUJE"}',
+                   headers={"Content-Type": "application/json"})
+    assert_error(twice, 400, "invalid_request")
+    assert "content" in twice.json()["error"]["message"]
+    for bad in (b'{"filename": "a", "content": "QUJD"} trailing', b'{"content": "QUJD", "filena',
+                b'{"content": "QU\xff"}', b'{"content": "QU\nJD", "filename": "a"}'):
+        assert_error(c.post("/v1/artifacts", content=bad,
+                            headers={"Content-Type": "application/json"}), 400, "invalid_request")
+    assert_nothing_left(box, before)
+
+
 def test_json_upload_at_the_decoded_cap(box, tenant_of_plan):
     tiny = tenant_of_plan("tiny")
     ok = tiny.post("/v1/artifacts", json={"filename": "cap.bin",

@@ -122,7 +122,9 @@ def test_orphan_objects_and_incomplete_uploads_are_swept_after_the_grace(s3_serv
         await client.put_bytes(orphan_key, b"crashed before its commit")
         writer = ObjectWriter(client, f"blobs/{tid}/cd/cd{'1' * 30}", 10**8)
         await writer.write(os.urandom(9 * 1024 * 1024))  # a multipart upload, never finished
-        await writer._in_flight[0]  # noqa: SLF001 - its first part is stored; then the "crash"
+        first = writer._in_flight[0]  # noqa: SLF001
+        await first.upload  # its first part is stored (and hashed); then the "crash"
+        await first.hashed
 
     s3_call(srv, leave_debris)
     report = until(lambda: (r := admin_json(srv, "gc"))["orphan_files"] and r, "the grace to pass")

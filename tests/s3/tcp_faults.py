@@ -2,7 +2,9 @@
 
 Real sockets, real server: the relay only forwards bytes, and on the first connection either
 cuts it (`cut_after` bytes from the server) or stops forwarding while holding it open
-(`stall_after`), as a store restarting or a network dropping out would. Later connections pass.
+(`stall_after`), as a store restarting or a network dropping out would, or changes one byte the
+client sends (`flip_at`: that byte XOR 0xFF), as a faulty NIC, proxy or memory would. Later
+connections pass.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ import threading
 
 class FaultyRelay:
     def __init__(self, upstream_port: int, *, cut_after: int | None = None,
-                 stall_after: int | None = None) -> None:
+                 stall_after: int | None = None, flip_at: int | None = None) -> None:
         self.upstream_port = upstream_port
+        self.flip_at = flip_at
         self.cut_after = cut_after
         self.stall_after = stall_after
         self.connections = 0
@@ -42,12 +45,15 @@ class FaultyRelay:
             first = self.connections == 1
             upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
             self._sockets += [client, upstream]
-            threading.Thread(target=self._pump, args=(client, upstream, None), daemon=True).start()
+            threading.Thread(target=self._pump, args=(client, upstream, None,
+                                                      self.flip_at if first else None),
+                             daemon=True).start()
             limit = (self.cut_after if self.cut_after is not None else self.stall_after) \
                 if first else None
             threading.Thread(target=self._pump, args=(upstream, client, limit), daemon=True).start()
 
-    def _pump(self, src: socket.socket, dst: socket.socket, limit: int | None) -> None:
+    def _pump(self, src: socket.socket, dst: socket.socket, limit: int | None,
+              flip_at: int | None = None) -> None:
         sent = 0
         try:
             while True:
@@ -62,6 +68,11 @@ class FaultyRelay:
                 if not data:
                     dst.shutdown(socket.SHUT_WR)
                     return
+                if flip_at is not None and sent <= flip_at < sent + len(data):
+                    changed = bytearray(data)
+                    changed[flip_at - sent] ^= 0xFF
+                    data = bytes(changed)
+                    self.faulted.set()
                 dst.sendall(data)
                 sent += len(data)
         except OSError:

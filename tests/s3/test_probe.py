@@ -17,7 +17,8 @@ def run_probe(settings, **client_options):
         async with S3Client(settings, **client_options) as c:
             report = await probe(c)
             left = [o.key async for o in c.list_objects()]
-            return report, left
+            pending = [u.key async for u in c.list_multipart_uploads()]
+            return report, left, pending
 
     return asyncio.run(go())
 
@@ -32,11 +33,14 @@ def probe_failure(settings, **client_options) -> str:
 
 
 def test_a_working_store_passes_and_allows_direct_uploads(s3_settings):
-    report, left = run_probe(s3_settings)
-    assert (report.conditional_writes, report.checksums, report.signed_length) == (True, True, True)
+    report, left, pending = run_probe(s3_settings)
+    assert (report.conditional_writes, report.checksums, report.signed_length,
+            report.part_checksums) == (True, True, True, True)
     assert report.direct_uploads and report.warnings == []
+    assert report.part_checksum == "CRC32"
     assert report.elapsed_ms > 0
     assert left == []  # the probe cleans up after itself
+    assert pending == []  # its multipart upload too
 
 
 def test_a_missing_bucket_says_to_create_it(seaweedfs):

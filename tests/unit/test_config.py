@@ -244,13 +244,15 @@ def test_s3_backend_reads_its_section_from_the_environment_with_aws_fallbacks():
                                      "AWS_SECRET_ACCESS_KEY": "aws-secret", "AWS_REGION": "eu-1",
                                      "ARTIFACTA_BOX_S3_PREFIX": "/one/box/",
                                      "ARTIFACTA_BOX_S3_DOWNLOADS": "redirect",
-                                     "ARTIFACTA_BOX_S3_REDIRECT_MIN_BYTES": "4MiB"})
+                                     "ARTIFACTA_BOX_S3_REDIRECT_MIN_BYTES": "4MiB",
+                                     "ARTIFACTA_BOX_S3_DIRECT_UPLOADS": "false"})
     assert s.storage_backend == "s3"
     assert (s.s3.endpoint, s.s3.bucket, s.s3.prefix) == ("http://127.0.0.1:8333", "box-blobs",
                                                          "one/box/")
     assert (s.s3.access_key_id, s.s3.secret_access_key, s.s3.region) == ("aws-id", "aws-secret",
                                                                          "eu-1")
     assert (s.s3.downloads, s.s3.redirect_min_bytes) == ("redirect", 4 * 2**20)
+    assert s.s3.direct_uploads is False
     own = load_settings(None, environ={**S3_ENV, "AWS_ACCESS_KEY_ID": "aws-id",
                                        "AWS_SECRET_ACCESS_KEY": "aws-secret",
                                        "ARTIFACTA_BOX_S3_ACCESS_KEY_ID": "box-id",

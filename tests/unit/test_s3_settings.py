@@ -20,6 +20,7 @@ def test_defaults_and_normalisation():
     assert build(public_endpoint="https://files.example.com").client_endpoint == \
         "https://files.example.com"
     assert s.redirect_min_bytes == 1024 * 1024
+    assert s.direct_uploads is True and build(direct_uploads=False).direct_uploads is False
 
 
 def test_credentials_and_region_fall_back_to_the_aws_variables():
@@ -37,6 +38,7 @@ def test_credentials_and_region_fall_back_to_the_aws_variables():
     ({"endpoint": "http://h:notaport"}, "s3.endpoint:"),
     ({"public_endpoint": "h:9000"}, "s3.public_endpoint:"),
     ({"bucket": None}, "s3.bucket: required"),
+    ({"direct_uploads": "no"}, "s3.direct_uploads: expected true or false"),
     ({"bucket": "Box_Bucket"}, "s3.bucket: 'Box_Bucket' is not a valid bucket name"),
     ({"access_key_id": None}, "s3.access_key_id: required (or set AWS_ACCESS_KEY_ID"),
     ({"secret_access_key": ""}, "s3.secret_access_key: required"),

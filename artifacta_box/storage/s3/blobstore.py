@@ -9,8 +9,9 @@ already stored deletes its own key after the commit (services/uploads.py). Becau
 can come to share an existing key, an object is deleted only after the transaction that
 removed its last row committed, outside the writer (services/lifecycle.py).
 
-Every object carries `x-amz-checksum-sha256` (single PUT: the content hash itself; each part
-of a multipart upload: its own), which the store verifies; keys are written with
+Every object is checked by the store as it arrives (single PUT: `x-amz-checksum-sha256` = the
+content hash itself; each part of a multipart upload: its own `x-amz-checksum-crc32`, or its
+signed SHA-256 when the probe found the store ignores that); keys are written with
 `If-None-Match: *`, so an object once written never changes. `direct_uploads` says whether
 the start-up probe found the store honours conditional writes, checksums and signed lengths,
 the guarantees a presigned PUT straight to the store rests on.
@@ -36,6 +37,7 @@ from artifacta_box.storage.blobs import (
     StoredBlob,
 )
 from artifacta_box.storage.s3.client import (
+    CRC32,
     ObjectReader,
     S3Client,
     S3Error,
@@ -70,10 +72,11 @@ class S3Writer:
     """One upload into a fresh key (`BlobWriter`): ObjectWriter, create-only."""
 
     def __init__(self, client: S3Client, tenant_id: int, limit: int,
-                 content_type: str | None) -> None:
+                 content_type: str | None, part_checksum: str) -> None:
         self.tenant_id = tenant_id
         self._object = ObjectWriter(client, new_key(tenant_id), limit,
-                                    content_type=content_type, create_only=True)
+                                    content_type=content_type, create_only=True,
+                                    part_checksum=part_checksum)
 
     @property
     def size(self) -> int:
@@ -110,6 +113,7 @@ class S3BlobStore:
         self.client = client
         self.report = report
         self.direct_uploads = report is not None and report.direct_uploads
+        self.part_checksum = CRC32 if report is None else report.part_checksum
 
     def owns(self, location: str | None) -> bool:
         return location is not None and location.startswith(S3_SCHEME)
@@ -124,7 +128,7 @@ class S3BlobStore:
         return None  # the store's capacity is the operator's (README, "Scaling out")
 
     def writer(self, tenant_id: int, limit: int, content_type: str | None = None) -> S3Writer:
-        return S3Writer(self.client, tenant_id, limit, content_type)
+        return S3Writer(self.client, tenant_id, limit, content_type, self.part_checksum)
 
     async def place(self, received: Received) -> bool:
         return True  # durable at its own key since `finish`
@@ -222,9 +226,12 @@ class S3BlobStore:
 
     async def remove_incomplete(self, older_than: float) -> tuple[int, int]:
         """Abort multipart uploads under blobs/ started more than `older_than` s ago (an upload
-        cut short by a crash), and delete probe objects a crashed start-up left (older than a
-        day). Returns (how many, 0): the store does not say how many bytes they held."""
+        cut short by a crash), and delete probe objects and uploads a crashed start-up left
+        (older than a day). Returns (how many, 0): the store does not say how many bytes they
+        held."""
         aborted = await self.client.abort_stale_multipart_uploads(BLOB_PREFIX, older_than)
+        aborted += await self.client.abort_stale_multipart_uploads(PROBE_PREFIX,
+                                                                   PROBE_LEFTOVER_SECONDS)
         cutoff = time.time() - PROBE_LEFTOVER_SECONDS
         stale = [i.key async for i in self.client.list_objects(PROBE_PREFIX)
                  if i.last_modified <= cutoff]

@@ -10,16 +10,17 @@ downloads; and its runtime aborted the interpreter at exit (SIGABRT) unless rele
 This client adds no dependency and nothing to the binary.
 
 How it works:
-- Every request is signed with an `Authorization` header whose payload hash is the body's
-  SHA-256 (parts and objects are hashed anyway, for `x-amz-checksum-sha256`), so the store checks
-  the bytes it stores against the hash the box computed.
+- Every request is signed with an `Authorization` header. A single-PUT object's payload hash
+  is its SHA-256 (the content hash the box computes anyway, also sent as
+  `x-amz-checksum-sha256`); multipart parts are UNSIGNED-PAYLOAD with `x-amz-checksum-crc32`
+  (`upload_part_sync`), so every byte is hashed once and the store still checks each part.
 - Blocking socket work runs in the client's own thread pool (never the default executor that
   the local blob store and SQLite use), one keep-alive connection per thread at most; a
   connection the server closed while idle is replaced and the request retried at once.
 - Idempotent requests (all but CompleteMultipartUpload, which is made safe below) are retried
   on connection errors, timeouts, 500/502/503/504 and 429, three times with backoff.
-- Downloads stream: `open_read` returns an `ObjectReader` yielding 1 MiB chunks read with
-  `readinto` in a worker thread; a connection lost mid-body (e.g. the store's idle timeout while
+- Downloads stream: `open_read` returns an `ObjectReader` yielding 1 MiB chunks read in a
+  worker thread; a connection lost mid-body (e.g. the store's idle timeout while
   a slow client stalls the box) is resumed with a ranged GET pinned to the ETag (`If-Match`).
 - Uploads of unknown length: `writer.ObjectWriter`, multipart above one part.
 - Errors are `S3Error` subclasses (a StorageError), named for what the caller must do.
@@ -40,6 +41,7 @@ import ssl
 import threading
 import time
 import xml.etree.ElementTree as ET
+import zlib
 from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -50,7 +52,7 @@ from urllib.parse import urlsplit
 
 from artifacta_box.storage.blobs import StorageError
 from artifacta_box.storage.s3.settings import S3Settings
-from artifacta_box.storage.s3.sigv4 import Credentials, Signer
+from artifacta_box.storage.s3.sigv4 import UNSIGNED_PAYLOAD, Credentials, Signer
 
 READ_CHUNK = 1024 * 1024      # bytes per readinto of a download
 TIMEOUT = 30.0                # connect, and each socket read/write
@@ -60,6 +62,7 @@ RESUMES = 3                   # re-opened ranged GETs per download
 IDLE_MAX = 20.0               # idle keep-alive connections older than this are not reused
 MAX_CONNECTIONS = 32          # worker threads (and so connections) per client
 LIST_PAGE = 1000
+CRC32, SHA256 = "CRC32", "SHA256"   # the checksums multipart parts carry (upload_part_sync)
 _RETRY_STATUS = frozenset((429, 500, 502, 503, 504))
 _BAD_DIGEST_CODES = frozenset(("BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch",
                                "XAmzContentChecksumMismatch", "InvalidChecksum"))
@@ -468,8 +471,10 @@ class S3Client:
 
     # ------------------------------------------------------------------ multipart
 
-    def create_multipart_sync(self, key: str, content_type: str | None = None) -> str:
-        headers = {"x-amz-checksum-algorithm": "SHA256"}
+    def create_multipart_sync(self, key: str, content_type: str | None = None, *,
+                              checksum: str = CRC32) -> str:
+        """Start a multipart upload whose parts carry `checksum` (CRC32 or SHA256)."""
+        headers = {"x-amz-checksum-algorithm": checksum}
         if content_type:
             headers["content-type"] = content_type
         reply = self._request("POST", key, query={"uploads": ""}, headers=headers, ok=(200,))
@@ -479,26 +484,37 @@ class S3Client:
         return upload_id
 
     def upload_part_sync(self, key: str, upload_id: str, number: int,
-                         data: bytes | bytearray) -> tuple[str, str]:
-        """Upload one part; returns (ETag, base64 SHA-256) for the completion."""
-        digest = hashlib.sha256(data).hexdigest()
-        checksum = b64_sha256(digest)
+                         data: bytes | bytearray | memoryview, *,
+                         checksum: str = CRC32) -> tuple[str, str]:
+        """Upload one part; returns (ETag, base64 checksum) for the completion.
+
+        CRC32: the payload is UNSIGNED-PAYLOAD and `x-amz-checksum-crc32` protects the bytes
+        (zlib.crc32, ~0.45 CPU-s/GiB, against 0.72 for SHA-256): the box hashes each byte once,
+        for the content address, and the store still refuses a part that changed on the way.
+        SHA256 (for a store the probe found ignoring checksums): the payload's SHA-256 is signed,
+        the guarantee SigV4 itself gives, at the price of a second hash of every byte."""
+        if checksum == CRC32:
+            value = base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode("ascii")
+            payload = UNSIGNED_PAYLOAD
+        else:
+            payload = hashlib.sha256(data).hexdigest()
+            value = b64_sha256(payload)
         reply = self._request(
             "PUT", key, query={"partNumber": str(number), "uploadId": upload_id},
-            headers={"x-amz-checksum-sha256": checksum}, body=data, payload_sha256=digest,
-            ok=(200,))
-        return reply.headers.get("etag", ""), checksum
+            headers={f"x-amz-checksum-{checksum.lower()}": value}, body=data,
+            payload_sha256=payload, ok=(200,))
+        return reply.headers.get("etag", ""), value
 
     def complete_multipart_sync(self, key: str, upload_id: str,
                                 parts: list[tuple[int, str, str]], *,
-                                if_none_match: bool = False) -> str:
+                                checksum: str = CRC32, if_none_match: bool = False) -> str:
         """Complete an upload from (number, ETag, checksum) parts. Returns the ETag.
 
         Retried like the others: a retry after a completion whose answer was lost finds the
         upload gone (NoSuchUpload) and then checks that the object exists."""
         body = "".join(
             f"<Part><PartNumber>{n}</PartNumber><ETag>{_xml_escape(etag)}</ETag>"
-            f"<ChecksumSHA256>{checksum}</ChecksumSHA256></Part>" for n, etag, checksum in parts)
+            f"<Checksum{checksum}>{value}</Checksum{checksum}></Part>" for n, etag, value in parts)
         data = f"<CompleteMultipartUpload>{body}</CompleteMultipartUpload>".encode()
         headers = {"content-type": "application/xml"}
         if if_none_match:
@@ -645,15 +661,18 @@ class ObjectReader:
     def remaining(self) -> int:
         return self._end + 1 - self._pos
 
-    def _read_sync(self) -> bytearray:
+    def _read_sync(self) -> bytes:
         while True:
             reply = self._reply
             if reply is None:
                 reply = self._client._open_get_sync(self.key, self._pos, self._end, self.etag)
                 self._reply = reply
             try:
-                buf = bytearray(min(READ_CHUNK, self.remaining))
-                n = reply.response.readinto(buf) if buf else 0  # type: ignore[union-attr]
+                # read(n), not readinto(bytearray(n)): the buffered reader reads straight into
+                # a new, uninitialised bytes object; a bytearray is zeroed first (memset was
+                # 18 % of a proxied download's CPU).
+                buf = reply.response.read(min(READ_CHUNK, self.remaining))  # type: ignore[union-attr]
+                n = len(buf)
                 if n == 0 and self.remaining > 0:
                     raise http.client.IncompleteRead(b"", self.remaining)
             except _TRANSIENT as exc:
@@ -666,7 +685,7 @@ class ObjectReader:
             self._pos += n
             if self.remaining == 0:
                 self._finish()
-            return buf if n == len(buf) else buf[:n]  # handed over, not copied
+            return buf  # handed over, not copied
 
     async def read(self) -> bytes | bytearray:
         """The next chunk; b"" at the end."""

@@ -6,28 +6,36 @@
 2. PUT a probe object with its checksum, then GET it back      writable and readable
 3. PUT it again with `If-None-Match: *`     must be 412: conditional writes honoured
 4. PUT another with a wrong `x-amz-checksum-sha256`     must be 400 BadDigest
-5. PUT through a presigned URL whose signed Content-Length differs from the body   must be 403
-6. DELETE the probe objects
+5. a multipart upload part (UNSIGNED-PAYLOAD) with a wrong `x-amz-checksum-crc32`   must be 400
+6. PUT through a presigned URL whose signed Content-Length differs from the body   must be 403
+7. DELETE the probe objects (and abort the multipart upload)
 
 A failure of 1-2 means the box cannot use the store at all: `ProbeFailed`, whose message is
-one line naming the store, what failed and what to do. Failures of 3-5 are not fatal: the
-report says so (one line each) and `direct_uploads` is False, so the box keeps receiving
+one line naming the store, what failed and what to do. Failures of 3, 4 and 6 are not fatal:
+the report says so (one line each) and `direct_uploads` is False, so the box keeps receiving
 presigned uploads itself instead of handing out S3 URLs (whose size and once-only guarantees
-rest on exactly those three behaviours).
+rest on exactly those behaviours); so does `s3.direct_uploads = false` (the same path, chosen
+by the operator). A failure of 5 is not fatal either: `part_checksum` is then
+SHA256, so the box signs each part's SHA-256 (the store may check that, as SigV4 requires)
+instead of trusting a CRC32 the store does not check.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import http.client
 import secrets
 import time
+import zlib
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from artifacta_box.storage.s3.client import (
+    CRC32,
     S3AccessDenied,
     S3BadDigest,
+    SHA256,
     S3Client,
     S3Error,
     S3NoSuchBucket,
@@ -35,6 +43,7 @@ from artifacta_box.storage.s3.client import (
     S3Unavailable,
     b64_sha256,
 )
+from artifacta_box.storage.s3.sigv4 import UNSIGNED_PAYLOAD
 
 PROBE_PREFIX = "probe/"
 
@@ -48,13 +57,21 @@ class ProbeReport:
     conditional_writes: bool = False   # If-None-Match: * -> 412
     checksums: bool = False            # wrong x-amz-checksum-sha256 -> 400
     signed_length: bool = False        # presigned PUT of another size -> 403
+    part_checksums: bool = False       # wrong x-amz-checksum-crc32 on an UNSIGNED part -> 400
+    direct_allowed: bool = True        # s3.direct_uploads
     warnings: list[str] = field(default_factory=list)
     elapsed_ms: float = 0.0
 
     @property
     def direct_uploads(self) -> bool:
         """May `upload-url` hand out presigned S3 PUT URLs?"""
-        return self.conditional_writes and self.checksums and self.signed_length
+        return (self.direct_allowed and self.conditional_writes and self.checksums
+                and self.signed_length)
+
+    @property
+    def part_checksum(self) -> str:
+        """What protects the parts of the box's multipart uploads (client.upload_part_sync)."""
+        return CRC32 if self.part_checksums else SHA256
 
 
 async def probe(client: S3Client) -> ProbeReport:
@@ -91,11 +108,21 @@ async def probe(client: S3Client) -> ProbeReport:
             report.warnings.append(
                 f"{where}: accepted bytes whose x-amz-checksum-sha256 does not match; "
                 "presigned uploads go through the box")
+        report.part_checksums = await client.run_blocking(_part_refuses_bad_crc32, client,
+                                                          f"{PROBE_PREFIX}{token}-part", body)
+        if not report.part_checksums:
+            report.warnings.append(
+                f"{where}: accepted a multipart part whose x-amz-checksum-crc32 does not match; "
+                "each part's SHA-256 is signed instead (uploads cost more CPU)")
         report.signed_length = await client.run_blocking(_refuses_other_length, client, size_key)
         if not report.signed_length:
             report.warnings.append(
                 f"{where}: accepted a presigned PUT of another size than the signed "
                 "Content-Length; presigned uploads go through the box")
+        if not client.settings.direct_uploads:
+            report.direct_allowed = False
+            report.warnings.append(
+                f"{where}: s3.direct_uploads = false; presigned uploads go through the box")
     except ProbeFailed:
         raise
     except S3Error as exc:
@@ -128,6 +155,27 @@ async def _refuses_bad_checksum(client: S3Client, key: str, body: bytes) -> bool
         return True
     except S3Error as exc:
         return exc.status == 400  # some stores name the code differently
+    return False
+
+
+def _part_refuses_bad_crc32(client: S3Client, key: str, body: bytes) -> bool:
+    """Upload a part of `body` with the CRC32 of other bytes, as the writer sends parts but
+    wrong (in a worker thread); the upload is aborted whatever happens."""
+    upload_id = client.create_multipart_sync(key, checksum=CRC32)
+    wrong = base64.b64encode(zlib.crc32(body + b"~").to_bytes(4, "big")).decode("ascii")
+    try:
+        client._request("PUT", key, query={"partNumber": "1", "uploadId": upload_id},
+                        headers={"x-amz-checksum-crc32": wrong}, body=body,
+                        payload_sha256=UNSIGNED_PAYLOAD, retry=False, ok=(200,))
+    except S3BadDigest:
+        return True
+    except S3Error as exc:
+        return exc.status == 400
+    finally:
+        try:
+            client.abort_multipart_sync(key, upload_id)
+        except S3Error:
+            pass  # gc aborts probe uploads a day old (S3BlobStore.remove_incomplete)
     return False
 
 

@@ -39,6 +39,7 @@ class S3Settings:
     public_endpoint: str | None = None  # what clients use in redirects and presigned URLs
     downloads: str = "proxy"            # "proxy" | "redirect"
     redirect_min_bytes: int = DEFAULT_REDIRECT_MIN_BYTES
+    direct_uploads: bool = True         # presigned PUTs straight to the store, if the probe passes
 
     @property
     def client_endpoint(self) -> str:
@@ -88,11 +89,15 @@ class S3Settings:
         if isinstance(min_bytes, bool) or not isinstance(min_bytes, int) or min_bytes < 0:
             raise S3SettingsError(
                 f"s3.redirect_min_bytes: expected a size in bytes, got {min_bytes!r}")
+        direct = values.get("direct_uploads")
+        direct = True if direct is None else direct
+        if not isinstance(direct, bool):
+            raise S3SettingsError(f"s3.direct_uploads: expected true or false, got {direct!r}")
         return cls(
             endpoint=endpoint, bucket=bucket, access_key_id=str(access_key),
             secret_access_key=str(secret), region=str(region),
             prefix=f"{prefix}/" if prefix else "", public_endpoint=public,
-            downloads=downloads, redirect_min_bytes=min_bytes,
+            downloads=downloads, redirect_min_bytes=min_bytes, direct_uploads=direct,
         )
 
 
