@@ -174,9 +174,9 @@ async def abort_writer(writer: BlobWriter | None) -> None:
         await asyncio.shield(writer.abort())
 
 
-# What one streamed upload body holds in memory at most: the staging slice being filled and the
-# one being written (1 MiB each) and the protocol's and the multipart or JSON reader's buffers.
-STREAMED_BODY_MEMORY = 2 * 1024 * 1024
+# What one streamed upload body holds in memory besides its blob writer's buffers
+# (box.blobs.writer_memory): the protocol's receive buffer and the multipart or JSON reader's.
+READER_MEMORY = 1024 * 1024
 BODY_MEMORY_RETRY_AFTER = 1
 
 
@@ -199,8 +199,11 @@ def holding_body_memory(box: Box, tenant_id: int, nbytes: int) -> Iterator[None]
         box.upload_memory.release(tenant_id, nbytes)
 
 
-def streamed_body_memory(declared: int | None) -> int:
-    return STREAMED_BODY_MEMORY if declared is None else min(declared, STREAMED_BODY_MEMORY)
+def streamed_body_memory(box: Box, declared: int | None, limit: int) -> int:
+    """What one upload body of at most `limit` bytes (`declared`, when the request says) holds
+    in memory while it streams: charged to the in-flight upload budget."""
+    held = READER_MEMORY + box.blobs.writer_memory(limit)
+    return held if declared is None else min(declared, held)
 
 
 def _mb(n: int) -> str:
@@ -260,7 +263,7 @@ async def receive_multipart(
     staging: BlobWriter | None = None
     received = 0
     try:
-        with holding_body_memory(box, principal.tenant_id, streamed_body_memory(declared)):
+        with holding_body_memory(box, principal.tenant_id, streamed_body_memory(box, declared, limit)):
             async for chunk in body_chunks(request):
                 received += len(chunk)
                 if received > body_cap:
@@ -325,7 +328,7 @@ async def receive_json(request: Request, box: Box, principal: Principal
                 staging, over_cap = None, True
 
     try:
-        with holding_body_memory(box, principal.tenant_id, streamed_body_memory(declared)):
+        with holding_body_memory(box, principal.tenant_id, streamed_body_memory(box, declared, cap)):
             async for chunk in body_chunks(request):
                 received += len(chunk)
                 if received > max_body:
@@ -483,7 +486,7 @@ async def _put_upload(request: Request, artifact_id: str):
     # live"); the two-request presigned flow is not the small-upload fast path anyway.
     staging = box.blobs.writer(target.tenant_id, size, inline=False)
     try:
-        with holding_body_memory(box, target.tenant_id, streamed_body_memory(size)):
+        with holding_body_memory(box, target.tenant_id, streamed_body_memory(box, size, size)):
             async for chunk in body_chunks(request):
                 await staging.write(chunk)
             staged = await staging.finish()

@@ -178,6 +178,8 @@ class BlobStore(Protocol):
 
     def writer(self, tenant_id: int, limit: int, content_type: str | None = None) -> BlobWriter: ...
 
+    def writer_memory(self, limit: int) -> int: ...  # most bytes its writer of `limit` holds
+
     async def place(self, received: Received) -> bool: ...
 
     def ensure_placed(self, conn: Any, received: Received) -> None: ...
@@ -288,6 +290,12 @@ class BlobStores:
             return self.inline.holding_writer(
                 tenant_id, limit, lambda: self.primary.writer(tenant_id, limit, content_type))
         return self.primary.writer(tenant_id, limit, content_type)
+
+    def writer_memory(self, limit: int) -> int:
+        """The most bytes a new upload's writer of at most `limit` bytes holds in memory (the
+        configured backend's; an inline body is smaller than either), for the in-flight upload
+        budget (server.upload_memory)."""
+        return self.primary.writer_memory(limit)
 
     async def place(self, received: Received) -> bool:
         return await self.store_for(received.location).place(received)

@@ -377,6 +377,9 @@ class LocalBlobStore:
         """Free bytes on the data directory's disk (the reserve's cached probe)."""
         return self.reserve.free_bytes()
 
+    def writer_memory(self, limit: int) -> int:
+        return min(limit, 2 * CHUNK)  # the slice being filled and the one being written
+
     def check_space(self, incoming_bytes: int = 0) -> None:
         """Raise StorageFull when writing `incoming_bytes` would dip into the reserve."""
         try:

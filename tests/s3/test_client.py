@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+import tracemalloc
 
 import pytest
 
@@ -19,6 +20,7 @@ from artifacta_box.storage.s3 import (
 )
 from artifacta_box.storage.s3.client import SHA256, b64_sha256
 from artifacta_box.storage.s3.sigv4 import UNSIGNED_PAYLOAD
+from artifacta_box.storage.s3.writer import writer_memory
 from tests.helpers import free_port, sha
 from tests.s3.tcp_faults import FaultyRelay
 
@@ -363,3 +365,24 @@ def test_a_process_that_never_closes_its_client_still_exits_cleanly(s3_settings)
     res = subprocess.run([sys.executable, "-c", script, json.dumps(dataclasses.asdict(s3_settings))],
                          capture_output=True, text=True, timeout=120)
     assert (res.returncode, res.stdout.strip()) == (0, "done"), res.stderr
+
+
+def test_a_streaming_upload_holds_no_more_than_its_declared_writer_memory(s3_settings):
+    # The in-flight upload budget (server.upload_memory) charges each S3 upload
+    # writer_memory(limit): the part being filled and those uploading. Measured here with
+    # tracemalloc over a 40 MiB upload, so a change that holds more parts fails.
+    data = os.urandom(40 * MiB)
+    limit = 5 * 10**9
+
+    async def go(c: S3Client):
+        tracemalloc.start()
+        try:
+            await upload(c, "measured", data, chunk=256 * 1024, limit=limit)
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    peak = run(s3_settings, go)
+    assert writer_memory(limit) == 3 * 8 * MiB
+    assert 2 * 8 * MiB < peak <= writer_memory(limit) + 2 * MiB, peak
+    assert writer_memory(5 * MiB) == 5 * MiB  # a body within one part holds that part only

@@ -44,7 +44,7 @@ from artifacta_box.storage.s3.client import (
     S3NotFound,
 )
 from artifacta_box.storage.s3.probe import PROBE_PREFIX, ProbeReport
-from artifacta_box.storage.s3.writer import ObjectWriter
+from artifacta_box.storage.s3.writer import ObjectWriter, writer_memory
 
 BLOB_PREFIX = "blobs/"
 PROBE_LEFTOVER_SECONDS = 86400   # probe objects a crashed start-up left behind
@@ -129,6 +129,9 @@ class S3BlobStore:
 
     def writer(self, tenant_id: int, limit: int, content_type: str | None = None) -> S3Writer:
         return S3Writer(self.client, tenant_id, limit, content_type, self.part_checksum)
+
+    def writer_memory(self, limit: int) -> int:
+        return writer_memory(limit)
 
     async def place(self, received: Received) -> bool:
         return True  # durable at its own key since `finish`

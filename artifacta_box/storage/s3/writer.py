@@ -46,6 +46,13 @@ def part_size_for(limit: int) -> int:
     return max(MIN_PART, -(-limit // (MAX_PARTS - 1)))
 
 
+def writer_memory(limit: int, max_in_flight: int = MAX_IN_FLIGHT) -> int:
+    """The most bytes an ObjectWriter for a body of at most `limit` bytes holds: the part
+    being filled and `max_in_flight` uploading (a body within one part: that part only)."""
+    part = part_size_for(limit)
+    return limit if limit <= part else (max_in_flight + 1) * part
+
+
 @dataclass(frozen=True)
 class _Part:
     buf: bytearray
