@@ -17,6 +17,7 @@ them), so those of our ports are removed if a kill left them behind.
 
 from __future__ import annotations
 
+import ctypes
 import http.client
 import json
 import os
@@ -54,6 +55,13 @@ def _free_ports(n: int) -> list[int]:
     other worker's `weed mini` or box gets one, nor does a client socket before weed binds it."""
     return [free_port() for _ in range(n)]
 
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the process that started it dies, so a test or
+    bench run that is killed (and skips its clean-up) leaves no `weed mini` behind."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
 
 class SeaweedFS:
     """One `weed mini` process."""
@@ -111,7 +119,8 @@ class SeaweedFS:
         env = {**os.environ, "TMPDIR": str(tmp)}
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the process until stop()
         self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                     start_new_session=True, cwd=self.root)
+                                     start_new_session=True, cwd=self.root,
+                                     preexec_fn=_die_with_parent)
         log.close()
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
