@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from artifacta_box.orphans import PR_SET_PDEATHSIG
 from artifacta_box.storage.s3.settings import S3Settings
 from artifacta_box.storage.s3.sigv4 import Credentials, Signer
 from tests.helpers import free_port
@@ -61,7 +62,7 @@ def _die_with_parent() -> None:
     """In the child before exec: SIGTERM when the process that started it dies, so a test or
     bench run that is killed (and skips its clean-up) leaves no `weed mini` behind."""
     if sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 class SeaweedFS:
     """One `weed mini` process."""

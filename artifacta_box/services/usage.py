@@ -54,13 +54,6 @@ def add_reference(conn: sqlite3.Connection, tenant_id: int, sha256: str, size: i
     return kept
 
 
-def blob_location(conn: sqlite3.Connection, tenant_id: int, sha256: str) -> tuple[bool, str | None]:
-    """(whether a blob row exists, its location)."""
-    row = fetchone(conn, "SELECT location FROM blobs WHERE tenant_id = ? AND sha256 = ?",
-                   (tenant_id, sha256))
-    return (False, None) if row is None else (True, row["location"])
-
-
 def billable_bytes(conn: sqlite3.Connection, tenant_id: int, sha256: str, size: int) -> int:
     """Bytes that referencing this content would add to usage (0 if a live blob already has it)."""
     row = fetchone(

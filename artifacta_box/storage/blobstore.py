@@ -529,9 +529,6 @@ class LocalBlobStore:
     content_addressed = True
     direct_uploads = False
 
-    def owns(self, location: str | None) -> bool:
-        return location is None
-
     def local_path(self, ref: BlobRef) -> str:
         return str(self.path(ref.tenant_id, _sha(ref)))
 
@@ -642,9 +639,6 @@ class LocalBlobStore:
 
     async def aclose(self) -> None:
         return None
-
-    def usage_on_disk(self) -> int:
-        return sum(b.size for b in self.iter_blobs())
 
 
 class FileReader:

@@ -159,9 +159,6 @@ class InlineBlobStore:
         self.db = db
         self.max_bytes = max_bytes   # storage.inline_max_bytes; 0: new bodies never go inline
 
-    def owns(self, location: str | None) -> bool:
-        return location == INLINE
-
     def check_space(self, incoming_bytes: int = 0) -> None:
         return None  # the database's own space guard (ballast, SQLITE_FULL) covers it
 

@@ -106,10 +106,6 @@ class PreviewKind:
     inline_type: str | None = None
 
     @property
-    def is_media(self) -> bool:
-        return self.name in MEDIA_KINDS
-
-    @property
     def is_text(self) -> bool:
         return self.name in TEXT_KINDS
 

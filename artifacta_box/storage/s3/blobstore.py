@@ -115,9 +115,6 @@ class S3BlobStore:
         self.direct_uploads = report is not None and report.direct_uploads
         self.part_checksum = CRC32 if report is None else report.part_checksum
 
-    def owns(self, location: str | None) -> bool:
-        return location is not None and location.startswith(S3_SCHEME)
-
     def describe(self, ref: BlobRef) -> str:
         s = self.client.settings
         return f"s3://{s.bucket}/{s.prefix}{key_of(ref.location)}"
