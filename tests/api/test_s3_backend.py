@@ -6,6 +6,7 @@ local box's behaviour, checked by the suites that run on both backends (tests/ba
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from urllib.parse import urlsplit
 
@@ -22,6 +23,7 @@ from tests.helpers import (
     box_command,
     clean_env,
     free_port,
+    key_of,
     new_tenant,
     read_blob,
     sha,
@@ -202,6 +204,44 @@ def test_redirect_mode_still_proxies_small_bodies(redirect_box):
     r = httpx.get(download_url(c, art["artifact_id"]))
     assert r.status_code == 200 and r.content == content
     assert r.headers["etag"] == f'"{art["content_hash"]}"'
+
+
+def test_console_and_public_pages_preview_store_objects_through_the_box(redirect_box):
+    """Previews never redirect to the store (its answer would lack the sandbox and nosniff
+    headers): a PNG past the inline threshold and a CSV's text preview are read from the bucket."""
+    _, c = new_tenant(redirect_box)
+    png = b"\x89PNG\r\n\x1a\n" + os.urandom(100_000)
+    csv = b"name,value\n" + b"".join(b"row%05d,%d\n" % (i, i) for i in range(5_000))
+    image = upload(c, png, "plot.png", "image/png")
+    table = upload(c, csv, "table.csv", "text/csv")
+    assert len(csv) > 32 * 1024 and image["size_bytes"] == len(png)
+
+    browser = httpx.Client(base_url=redirect_box.url, timeout=30,
+                           headers={"Origin": redirect_box.url, "Accept": "text/html"})
+    page = browser.get("/console/sign-in")
+    csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', page.text).group(1)
+    signed = browser.post("/console/sign-in", data={"csrf": csrf, "api_key": key_of(c),
+                                                     "next": "/console/"})
+    assert signed.status_code == 303, signed.text
+
+    raw = browser.get(f"/console/artifacts/{image['artifact_id']}/raw")
+    assert raw.status_code == 200 and raw.content == png
+    assert raw.headers["content-disposition"].startswith("inline")
+    assert raw.headers["content-security-policy"] == "default-src 'none'; sandbox"
+    assert raw.headers["x-content-type-options"] == "nosniff"
+    ranged = browser.get(f"/console/artifacts/{image['artifact_id']}/raw",
+                         headers={"Range": "bytes=8-1007"})
+    assert ranged.status_code == 206 and ranged.content == png[8:1008]
+
+    shown = browser.get(f"/console/artifacts/{table['artifact_id']}")
+    assert shown.status_code == 200 and 'id="preview-csv"' in shown.text
+    assert "row00000" in shown.text and "row00042" in shown.text
+
+    published = c.post(f"/v1/artifacts/{image['artifact_id']}/publish")
+    assert published.status_code == 201, published.text
+    visitor = httpx.get(published.json()["public_url"] + "/raw", timeout=30)
+    assert visitor.status_code == 200 and visitor.content == png
+    assert visitor.headers["content-security-policy"] == "default-src 'none'; sandbox"
 
 
 # ---------------------------------------------------------------------------- start-up
