@@ -164,7 +164,7 @@ class Box:
         await self.db.close()
 
     def month(self) -> str:
-        return self.clock.now().strftime("%Y-%m")
+        return self.clock.month()
 
     def start_background(self, coro: Coroutine[Any, Any, Any]) -> None:
         self._tasks.append(asyncio.create_task(coro))

@@ -13,7 +13,6 @@ from sanic.response import HTTPResponse
 from sanic.response import json as json_response
 
 from artifacta_box import errors
-from artifacta_box.clock import iso
 from artifacta_box.context import Box
 from artifacta_box.security.keys import KEY_FORMAT, parse_bearer
 from artifacta_box.services import account, listing, tenants
@@ -176,7 +175,7 @@ def admit(request: Request, principal: Principal) -> None:
             f"Monthly request quota of {principal.plan.requests_per_month:,} reached for plan "
             f"{principal.plan.name!r}; it resets at the start of next month (UTC).",
         )
-    box.meter.count_request(principal.tenant_id, principal.key_id, iso(box.clock.now()))
+    box.meter.count_request(principal.tenant_id, principal.key_id, box.clock.time())
 
 
 def charge_rate(request: Request, bucket: int, sustained: float, burst: int,

@@ -86,19 +86,26 @@ async def body_chunks(request: Request) -> AsyncIterator[bytes]:
         return
     idle = box_of(request).settings.body_idle_timeout
     request.ctx.body_reading = True  # from here on, refusing it means draining what is left
-    while True:
-        try:
-            chunk = await asyncio.wait_for(stream.read(), idle)
-        except TimeoutError:
-            request.ctx.body_stalled = True  # nothing to drain: answer at once
-            raise errors.RequestTimeout(
-                f"The request body made no progress for {idle:g}s (server.body_idle_timeout); "
-                "nothing was stored. Retry the upload."
-            ) from None
-        if chunk is None:
-            return
-        if chunk:
-            yield chunk
+    loop = asyncio.get_running_loop()
+    try:
+        # One deadline for the whole body, armed only while a read waits (the consumer's work
+        # between chunks is not the client's stall): a wait_for per chunk made a task and a
+        # loop turn per chunk (10 us of the ~330 us a 4 KiB upload costs the loop).
+        async with asyncio.timeout(None) as deadline:
+            while True:
+                deadline.reschedule(loop.time() + idle)
+                chunk = await stream.read()
+                deadline.reschedule(None)
+                if chunk is None:
+                    return
+                if chunk:
+                    yield chunk
+    except TimeoutError:
+        request.ctx.body_stalled = True  # nothing to drain: answer at once
+        raise errors.RequestTimeout(
+            f"The request body made no progress for {idle:g}s (server.body_idle_timeout); "
+            "nothing was stored. Retry the upload."
+        ) from None
 
 
 def declared_length(request: Request) -> int | None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
+from artifacta_box.clock import iso
 from artifacta_box.db import Database
 
 
@@ -18,12 +20,12 @@ class UsageMeter:
     """
 
     pending_requests: dict[int, int] = field(default_factory=dict)
-    key_last_used: dict[str, str] = field(default_factory=dict)
+    key_last_used: dict[str, float] = field(default_factory=dict)  # Clock.time(), rendered at flush
     # requests of each tenant this process has handed to the database so far (never reset), so
     # a Principal cached a while ago can tell what it counted since (`counted_since`)
     flushed_requests: dict[int, int] = field(default_factory=dict)
 
-    def count_request(self, tenant_id: int, key_id: str, at: str) -> None:
+    def count_request(self, tenant_id: int, key_id: str, at: float) -> None:
         self.pending_requests[tenant_id] = self.pending_requests.get(tenant_id, 0) + 1
         self.key_last_used[key_id] = at
 
@@ -55,7 +57,7 @@ class UsageMeter:
                 )
             conn.executemany(
                 "UPDATE api_keys SET last_used_at = ? WHERE key_id = ?",
-                [(at, key_id) for key_id, at in used.items()],
+                [(iso(datetime.fromtimestamp(at, UTC)), key_id) for key_id, at in used.items()],
             )
 
         try:

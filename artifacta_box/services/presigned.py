@@ -275,9 +275,8 @@ def _complete(conn: sqlite3.Connection, box: Box, principal: Principal, artifact
     if (row["upload_sha256"], row["upload_size"], row["upload_location"]) != names:
         return None
     record_session_use(conn, tenant_id, row["session_id"], now_iso)
-    billable = usage.billable_bytes(conn, tenant_id, sha256, size)
-    check_storage_quota(conn, principal, billable, now_iso)
-    kept = usage.add_reference(conn, tenant_id, sha256, size, now_iso, location=location)
+    kept = usage.add_reference_within_quota(conn, tenant_id, principal.plan, sha256, size,
+                                            now_iso, location, "this upload")
     expires_at = row["expires_at"]
     if expires_at is not None:
         ttl = parse_iso(expires_at) - parse_iso(row["created_at"])

@@ -275,17 +275,19 @@ async def commit_new_artifact(
             if original is not None:
                 return original, True, False
         record_session_use(conn, tenant_id, spec.session_id, now_iso)
-        billable = usage.billable_bytes(conn, tenant_id, received.sha256, received.size)
-        check_storage_quota(conn, principal, billable, now_iso)
+        # The blob reference with its quota check first (one statement each): the bytes'
+        # placement below may depend on what the blob row says (storage/inline.py).
+        kept = usage.add_reference_within_quota(
+            conn, tenant_id, principal.plan, received.sha256, received.size, now_iso,
+            received.location, "this upload")
         box.blobs.ensure_placed(conn, received)
-        kept = usage.add_reference(conn, tenant_id, received.sha256, received.size, now_iso,
-                                   location=received.location)
         artifact_id = new_artifact_id()
         expires_at = None if spec.ttl_seconds is None else iso_in(now, spec.ttl_seconds)
-        conn.execute(
+        row = fetchone(
+            conn,
             "INSERT INTO artifacts (artifact_id, tenant_id, state, filename, content_type, "
             "size_bytes, content_hash, session_id, agent_id, metadata, created_at, expires_at) "
-            "VALUES (?, ?, 'active', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "VALUES (?, ?, 'active', ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
             (artifact_id, tenant_id, spec.filename, spec.content_type, received.size,
              received.sha256, spec.session_id, spec.agent_id, metadata_json(spec.metadata),
              now_iso, expires_at),
@@ -297,7 +299,6 @@ async def commit_new_artifact(
                 "artifact_id, created_at) VALUES (?, ?, ?, ?, ?)",
                 (tenant_id, idem_key, request_hash, artifact_id, now_iso),
             )
-        row = fetchone(conn, "SELECT * FROM artifacts WHERE artifact_id = ?", (artifact_id,))
         return row, False, kept
 
     try:

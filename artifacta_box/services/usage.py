@@ -6,8 +6,8 @@
   size_bytes over the tenant's blobs with live_refs > 0 (each distinct live blob counted once).
 
 An artifact leaves "live" when deleted or when its expiry is processed; expiry is processed
-lazily by `expire_due` (called before any usage figure is read or checked) and by the periodic
-sweep, so usage drops the instant an artifact expires as far as any reader can tell.
+lazily by `expire_due` (called before any usage figure is read, and before a limit is found
+exceeded) and by the periodic sweep, so usage drops the instant an artifact expires as far as any reader can tell.
 """
 
 from __future__ import annotations
@@ -22,35 +22,40 @@ from artifacta_box.db import fetchall, fetchone
 # transaction (`Database.execute_write_fn`) that changes what it accounts for.
 
 
-def add_reference(conn: sqlite3.Connection, tenant_id: int, sha256: str, size: int,
-                  now_iso: str, location: str | None = None) -> bool:
+_REFERENCE_SQL = (
+    "INSERT INTO blobs (tenant_id, sha256, size_bytes, refs, live_refs, created_at, location) "
+    "VALUES (?, ?, ?, 1, 1, ?, ?) ON CONFLICT (tenant_id, sha256) DO UPDATE SET "
+    "refs = refs + 1, live_refs = live_refs + 1, unreferenced_at = NULL "
+    "RETURNING live_refs, location"
+)
+_CHARGE_SQL = (
+    "UPDATE tenants SET storage_bytes = storage_bytes + ? "
+    "WHERE tenant_id = ? AND storage_bytes + ? <= ? RETURNING storage_bytes"
+)
+
+
+def add_reference_within_quota(conn: sqlite3.Connection, tenant_id: int, plan: Plan,
+                               sha256: str, size: int, now_iso: str, location: str | None,
+                               adding: str) -> bool:
     """Reference a blob from a newly active artifact whose bytes were received at `location`
-    (storage/blobs.py). A new blob row records that location; on a dedup hit the row keeps its
-    own. Returns whether the row names `location`, i.e. whether the received bytes are the ones
+    (storage/blobs.py), charging the tenant's storage for them, in two statements (the upload
+    commits' hot path). A new blob row records that location; on a dedup hit the row keeps
+    its own. The bytes are billed only when no live artifact held them, and only if they fit
+    the plan; else 403 quota_exceeded, as `check_storage` words it. Due expiries are processed
+    only when the bytes do not fit as things stand: they can only lower usage, so they change
+    the answer only then. Raising leaves the caller's SAVEPOINT to undo the reference.
+
+    Returns whether the row names `location`, i.e. whether the received bytes are the ones
     kept (False: they are a duplicate of bytes stored elsewhere, to be deleted after the
     commit unless the store shares one copy per content)."""
-    row = fetchone(
-        conn, "SELECT live_refs, location FROM blobs WHERE tenant_id = ? AND sha256 = ?",
-        (tenant_id, sha256),
-    )
-    if row is None:
-        conn.execute(
-            "INSERT INTO blobs (tenant_id, sha256, size_bytes, refs, live_refs, created_at, "
-            "location) VALUES (?, ?, ?, 1, 1, ?, ?)",
-            (tenant_id, sha256, size, now_iso, location),
-        )
-        billed, kept = size, True
-    else:
-        conn.execute(
-            "UPDATE blobs SET refs = refs + 1, live_refs = live_refs + 1, unreferenced_at = NULL "
-            "WHERE tenant_id = ? AND sha256 = ?",
-            (tenant_id, sha256),
-        )
-        billed, kept = (size if row["live_refs"] == 0 else 0), row["location"] == location
-    if billed:
-        conn.execute(
-            "UPDATE tenants SET storage_bytes = storage_bytes + ? WHERE tenant_id = ?", (billed, tenant_id)
-        )
+    row = fetchone(conn, _REFERENCE_SQL, (tenant_id, sha256, size, now_iso, location))
+    kept = row["location"] == location
+    if row["live_refs"] == 1:  # no live artifact held these bytes: they are billed
+        charge = (size, tenant_id, size, plan.storage_bytes)
+        if fetchone(conn, _CHARGE_SQL, charge) is None:
+            expire_due(conn, now_iso, tenant_id=tenant_id)
+            if fetchone(conn, _CHARGE_SQL, charge) is None:
+                check_storage(conn, tenant_id, plan, size, now_iso, adding)
     return kept
 
 

@@ -29,9 +29,9 @@ stored deletes its own object after the commit (services/uploads.py).
 
 The commit of an upload has three steps, so that a store may do its part where it must:
 `place` before the write transaction (local: link the staging file to its content address),
-`ensure_placed` inside it (sync, given the transaction's connection: local re-links a file a
-concurrent gc removed; an inline store writes its bytes row there, in the same transaction as
-the blob row), `release` after it in every case (local: unlink the staging file). Deleting is
+`ensure_placed` inside it, once the blob row is referenced (sync, given the transaction's
+connection: local re-links a file a concurrent gc removed; an inline store writes its bytes
+row there, in the same transaction as the blob row, unless that row names another store), `release` after it in every case (local: unlink the staging file). Deleting is
 split the same way: `delete_in_transaction` inside gc's write job for stores whose bytes a
 concurrent upload could re-reference by content (local; inline), else `delete` after the job
 committed (S3: an object is deleted only once no row names it).

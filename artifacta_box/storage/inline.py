@@ -177,7 +177,7 @@ class InlineBlobStore:
         return False  # nothing before the transaction: the bytes are written inside it
 
     def ensure_placed(self, conn: Any, received: Received) -> None:
-        """Inside the upload's write transaction, before its blob reference: the bytes row,
+        """Inside the upload's write transaction, after its blob reference: the bytes row,
         unless the blob row names another store (module docstring)."""
         if received.data is None:
             raise StorageError("an inline upload without its bytes")
