@@ -109,10 +109,22 @@ def pin(pid: int, cpus: set[int]) -> None:
 
 
 def cpus_allowed(pid: int) -> str:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("Cpus_allowed_list:"):
-            return line.split(":", 1)[1].strip()
-    raise RuntimeError("no Cpus_allowed_list")
+    """Cpus_allowed_list of every thread of pid and its descendants, as "<list> (<n> threads)";
+    threads that disagree are all listed, so a pinning that missed one shows."""
+    seen: dict[str, int] = {}
+    for p in tree(pid):
+        for task in Path(f"/proc/{p}/task").iterdir():
+            try:
+                status = (task / "status").read_text()
+            except OSError:  # exited meanwhile
+                continue
+            for line in status.splitlines():
+                if line.startswith("Cpus_allowed_list:"):
+                    cpus = line.split(":", 1)[1].strip()
+                    seen[cpus] = seen.get(cpus, 0) + 1
+    if not seen:
+        raise RuntimeError(f"no Cpus_allowed_list for {pid}")
+    return " + ".join(f"{cpus} ({n} threads)" for cpus, n in sorted(seen.items()))
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -246,8 +258,12 @@ def main() -> None:
             pin(pid, boxes)
             pin(rpid, boxes)
             os.sched_setaffinity(0, boxes)
+
+        def read_back(layout: str) -> None:
+            """After the layout's runs: threads started meanwhile inherit it, which this shows."""
             pinning[layout] = {"store": cpus_allowed(spid), "box": cpus_allowed(pid),
-                               "box_redirect": cpus_allowed(rpid), "curl": cpus_allowed(os.getpid())}
+                               "box_redirect": cpus_allowed(rpid),
+                               "curl": ",".join(map(str, sorted(os.sched_getaffinity(0))))}
 
         for run in range(args.runs):
             order = layouts[run % len(layouts):] + layouts[:run % len(layouts)]
@@ -290,6 +306,7 @@ def main() -> None:
                 b.delete(b.api, ids["proxy"])
                 b.delete(b.rapi, ids["redirect"])
                 loop.run_until_complete(client.delete(key))
+                read_back(layout)
         place("cohosted")
         if args.rss_gb:
             big = root / "big.bin"
@@ -320,8 +337,8 @@ def main() -> None:
 
     for layout, table in tables.items():
         pins = pinning[layout]
-        print(f"\n{layout}: store on CPUs {pins['store']}, box {pins['box']} "
-              f"(redirect box {pins['box_redirect']}), curl {pins['curl']}")
+        print(f"\n{layout}: Cpus_allowed_list read back after the runs: store {pins['store']}, "
+              f"box {pins['box']}, redirect box {pins['box_redirect']}, curl {pins['curl']}")
         print(f"{'':14} {'MB/s':>22} {'box CPU-s/GiB':>20} {'store CPU-s/GiB':>20} {'vs curl':>8}")
         for k, s in table.items():
             base = table["curl_put" if k in UPLOADS else "curl_get"]
