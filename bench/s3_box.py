@@ -6,6 +6,8 @@ run by run, one store, the box as a real `artifacta-box serve` process.
     python bench/s3_box.py --mib 256 --runs 5
     python bench/s3_box.py --rss-gb 5       # plus the RSS of a 5 GB presigned upload and download
     python bench/s3_box.py --layout separated   # only the store-on-its-own-CPU layout
+    python bench/s3_box.py --base-src /tmp/base # plus base_upload / base_proxy_get rows: another
+                                                # checkout's proxied box, in the same runs (A/B)
 
 What runs (curl is the client every time, so client CPU is the same; the figures are the box's):
 
@@ -109,10 +111,22 @@ def pin(pid: int, cpus: set[int]) -> None:
 
 
 def cpus_allowed(pid: int) -> str:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("Cpus_allowed_list:"):
-            return line.split(":", 1)[1].strip()
-    raise RuntimeError("no Cpus_allowed_list")
+    """Cpus_allowed_list of every thread of pid and its descendants, as "<list> (<n> threads)";
+    threads that disagree are all listed, so a pinning that missed one shows."""
+    seen: dict[str, int] = {}
+    for p in tree(pid):
+        for task in Path(f"/proc/{p}/task").iterdir():
+            try:
+                status = (task / "status").read_text()
+            except OSError:  # exited meanwhile
+                continue
+            for line in status.splitlines():
+                if line.startswith("Cpus_allowed_list:"):
+                    cpus = line.split(":", 1)[1].strip()
+                    seen[cpus] = seen.get(cpus, 0) + 1
+    if not seen:
+        raise RuntimeError(f"no Cpus_allowed_list for {pid}")
+    return " + ".join(f"{cpus} ({n} threads)" for cpus, n in sorted(seen.items()))
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -162,9 +176,10 @@ class Bench:
     def curl_get(self, key: str) -> None:
         curl(self.client.presign_get(key, 3600))
 
-    def box_upload(self) -> str:
-        out = subprocess.run(["curl", "-sS", "--fail", "-H", f"Authorization: Bearer {self.box.key}",
-                              "-F", f"file=@{self.source}", f"{self.box.url}/v1/artifacts"],
+    def box_upload(self, box: BoxServer | None = None) -> str:
+        box = box or self.box
+        out = subprocess.run(["curl", "-sS", "--fail", "-H", f"Authorization: Bearer {box.key}",
+                              "-F", f"file=@{self.source}", f"{box.url}/v1/artifacts"],
                              check=True, capture_output=True, text=True)
         return json.loads(out.stdout)["artifact_id"]
 
@@ -191,7 +206,8 @@ def summary(runs: list[dict]) -> dict:
 
 LAYOUTS = ("cohosted", "separated")
 WORK = ("curl_put", "box_upload", "box_presigned", "curl_get", "box_proxy_get", "box_redirect")
-UPLOADS = ("curl_put", "box_upload", "box_presigned")
+UPLOADS = ("curl_put", "box_upload", "box_presigned", "base_upload")
+BASE = ("base_upload", "base_proxy_get")
 
 
 def main() -> None:
@@ -201,6 +217,9 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--layout", default=",".join(LAYOUTS),
                     help="comma-separated: cohosted, separated (default both, interleaved)")
+    ap.add_argument("--base-src", type=Path,
+                    help="another checkout (e.g. `git archive <commit> | tar -x -C DIR`): its "
+                         "proxied box is measured in the same runs as base_upload/base_proxy_get")
     ap.add_argument("--rss-gb", type=float, default=0)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
@@ -219,14 +238,21 @@ def main() -> None:
     box = BoxServer(root / "box", config=CONFIG, env=box_env(weed, "bench"))
     redirect = BoxServer(root / "redirect", config=CONFIG,
                          env=box_env(weed, "bench-redirect", downloads="redirect"))
+    base = None
+    if args.base_src:
+        base = BoxServer(root / "base", config=CONFIG,
+                         env={**box_env(weed, "bench"), "PYTHONPATH": str(args.base_src.resolve())})
     client = S3Client(weed.settings("bench"))
-    results: dict[str, dict[str, list[dict]]] = {lay: {k: [] for k in WORK} for lay in layouts}
+    work = WORK + (BASE if base else ())
+    results: dict[str, dict[str, list[dict]]] = {lay: {k: [] for k in work} for lay in layouts}
     pinning: dict[str, dict[str, str]] = {}
     rss: dict[str, float] = {}
     loop = asyncio.new_event_loop()
     try:
         box.start()
         redirect.start()
+        if base:
+            base.start()
         def body(path: Path, mib: int) -> None:
             block = os.urandom(MiB)
             with open(path, "wb") as fh:
@@ -237,7 +263,11 @@ def main() -> None:
         nbytes = args.mib * MiB
         body(source, args.mib)
         b = Bench(box, redirect, client, source, nbytes)
+        if base:
+            b.base_api = httpx.Client(base_url=base.url, timeout=3600,
+                                      headers={"Authorization": f"Bearer {base.key}"})
         pid, rpid, spid = box.proc.pid, redirect.proc.pid, weed.proc.pid
+        bpid = base.proc.pid if base else None
 
         def place(layout: str) -> None:
             """curl (a child of this process) inherits this thread's affinity."""
@@ -245,9 +275,16 @@ def main() -> None:
             pin(spid, store)
             pin(pid, boxes)
             pin(rpid, boxes)
+            if bpid:
+                pin(bpid, boxes)
             os.sched_setaffinity(0, boxes)
+
+        def read_back(layout: str) -> None:
+            """After the layout's runs: threads started meanwhile inherit it, which this shows."""
             pinning[layout] = {"store": cpus_allowed(spid), "box": cpus_allowed(pid),
-                               "box_redirect": cpus_allowed(rpid), "curl": cpus_allowed(os.getpid())}
+                               "box_redirect": cpus_allowed(rpid),
+                               **({"base": cpus_allowed(bpid)} if bpid else {}),
+                               "curl": ",".join(map(str, sorted(os.sched_getaffinity(0))))}
 
         for run in range(args.runs):
             order = layouts[run % len(layouts):] + layouts[:run % len(layouts)]
@@ -263,8 +300,12 @@ def main() -> None:
                     ("box_proxy_get", None, pid),
                     ("box_redirect", None, rpid),
                 ]
+                if base:
+                    steps[2:2] = [("base_upload", None, bpid)]
+                    steps.append(("base_proxy_get", None, bpid))
                 if run % 2:  # interleaved: every other run in the reverse order
-                    steps = list(reversed(steps[:3])) + list(reversed(steps[3:]))
+                    half = len(steps) // 2
+                    steps = list(reversed(steps[:half])) + list(reversed(steps[half:]))
                 ids: dict[str, str] = {}
                 # uploads before the downloads that need them, interleaved order within each half
                 for name, fn, p in [s for s in steps if s[0] in UPLOADS]:
@@ -276,6 +317,10 @@ def main() -> None:
                         holder = {}
                         res[name].append(measure(lambda h=holder: h.update(a=b.box_presigned(b.rapi)), p, spid, nbytes))
                         ids["redirect"] = holder["a"]
+                    elif name == "base_upload":
+                        holder = {}
+                        res[name].append(measure(lambda h=holder: h.update(a=b.box_upload(base)), p, spid, nbytes))
+                        ids["base"] = holder["a"]
                     else:
                         res[name].append(measure(fn, p, spid, nbytes))
                 for name, fn, p in [s for s in steps if s[0] not in UPLOADS]:
@@ -285,11 +330,17 @@ def main() -> None:
                     elif name == "box_redirect":
                         url = b.download_url(b.rapi, ids["redirect"])
                         res[name].append(measure(lambda u=url: curl("-L", u), p, spid, nbytes))
+                    elif name == "base_proxy_get":
+                        url = b.download_url(b.base_api, ids["base"])
+                        res[name].append(measure(lambda u=url: curl(u), p, spid, nbytes))
                     else:
                         res[name].append(measure(fn, p, spid, nbytes))
                 b.delete(b.api, ids["proxy"])
                 b.delete(b.rapi, ids["redirect"])
+                if base:
+                    b.delete(b.base_api, ids["base"])
                 loop.run_until_complete(client.delete(key))
+                read_back(layout)
         place("cohosted")
         if args.rss_gb:
             big = root / "big.bin"
@@ -309,6 +360,8 @@ def main() -> None:
         loop.close()
         box.stop()
         redirect.stop()
+        if base:
+            base.stop()
         weed.stop()
         shutil.rmtree(root, ignore_errors=True)
     tables = {lay: {k: summary(v) for k, v in res.items()} for lay, res in results.items()}
@@ -320,14 +373,22 @@ def main() -> None:
 
     for layout, table in tables.items():
         pins = pinning[layout]
-        print(f"\n{layout}: store on CPUs {pins['store']}, box {pins['box']} "
-              f"(redirect box {pins['box_redirect']}), curl {pins['curl']}")
+        print(f"\n{layout}: Cpus_allowed_list read back after the runs: store {pins['store']}, "
+              f"box {pins['box']}, redirect box {pins['box_redirect']}, curl {pins['curl']}"
+              + (f", base box {pins['base']}" if "base" in pins else ""))
         print(f"{'':14} {'MB/s':>22} {'box CPU-s/GiB':>20} {'store CPU-s/GiB':>20} {'vs curl':>8}")
         for k, s in table.items():
             base = table["curl_put" if k in UPLOADS else "curl_get"]
             ratio = s["mb_s"]["median"] / base["mb_s"]["median"]
             print(f"{k:14} {fmt(s['mb_s']):>22} {fmt(s['box_cpu_s_per_gib'], 2):>20} "
                   f"{fmt(s['store_cpu_s_per_gib'], 2):>20} {ratio:>7.2f}x")
+        for new, old in (("box_upload", "base_upload"), ("box_proxy_get", "base_proxy_get")):
+            if old in table:
+                n, o = table[new], table[old]
+                print(f"{new} vs {old}: MB/s {n['mb_s']['median'] / o['mb_s']['median']:.2f}x, "
+                      f"box CPU-s/GiB {n['box_cpu_s_per_gib']['median']:.2f} vs "
+                      f"{o['box_cpu_s_per_gib']['median']:.2f} "
+                      f"({n['box_cpu_s_per_gib']['median'] / o['box_cpu_s_per_gib']['median'] - 1:+.0%})")
     if rss:
         print(f"\nbox peak RSS, {rss['gb']} GB: baseline {rss['baseline_mb']:.0f} MB, after a "
               f"presigned upload (complete hashes it) {rss['after_presigned_mb']:.0f} MB, after "
