@@ -173,7 +173,7 @@ async def authorize_signed(
     revoked) or url_expired."""
     row = None
     if is_artifact_id(artifact_id):
-        row = await box.db.fetchone_point(_SIGNED_SQL, (artifact_id,))
+        row = await box.db.fetchone_unchanged(_SIGNED_SQL, (artifact_id,))
     if row is None:
         # Without the row there is no tenant to verify against; say no more than "not valid",
         # so the route is no oracle for which artifact ids exist.
