@@ -220,7 +220,7 @@ def open_grant(box: Box, grant: Grant) -> Representation:
             "The tenant that owns this artifact is suspended; its downloads are disabled."
         )
     check_live(row if row["state"] is not None else None, grant.artifact_id,
-               iso(box.clock.now()), allow_pending=False)
+               box.clock.iso_now(), allow_pending=False)
     location = row["blob_location"]
     ref = BlobRef(grant.tenant_id, row["content_hash"], int(row["size_bytes"]), location)
     inline = location == INLINE
