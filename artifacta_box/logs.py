@@ -98,6 +98,15 @@ class BufferedStreamHandler(logging.Handler):
         self._flusher.start()
         atexit.register(self.flush)
 
+    def handle(self, record: logging.LogRecord) -> bool:
+        # logging.Handler.handle holds the handler lock (_wake's) around emit; an urgent emit
+        # then waits for _writing while the flusher holds _writing and waits for _wake. emit
+        # takes its own locks, in order, so it runs without that one.
+        rv = self.filter(record)
+        if rv:
+            self.emit(record)
+        return bool(rv)
+
     def emit(self, record: logging.LogRecord) -> None:
         try:
             line = self.format(record)

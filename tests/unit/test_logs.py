@@ -117,3 +117,31 @@ def test_text_stamps_match_logging_across_seconds():
                                         "created": created,
                                         "msecs": int((created - int(created)) * 1000) + 0.0})
         assert lines(created, "n", "m", {}) == formatter.format(record)
+
+
+def test_warnings_and_info_lines_from_many_threads_all_leave_without_a_deadlock():
+    # Warnings flush from the emitting thread while the flusher writes its batches: the two
+    # take the write lock and the queue lock in the same order, so neither waits forever.
+    out = Recorder()
+    handler = BufferedStreamHandler(out)
+    handler.FLUSH_SECONDS = 0.001
+    log = logger_with(handler)
+
+    def emit(n):
+        for i in range(300):
+            (log.warning if i % 3 == 0 else log.info)("t%d-%d", n, i)
+
+    threads = [threading.Thread(target=emit, args=(n,), daemon=True) for n in range(4)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert not any(t.is_alive() for t in threads), "an emitter is stuck"
+        handler.flush()
+        lines = out.getvalue().splitlines()
+        assert sorted(lines) == sorted(f"t{n}-{i}" for n in range(4) for i in range(300))
+        for n in range(4):  # each thread's lines in its order
+            assert [x for x in lines if x.startswith(f"t{n}-")] == [f"t{n}-{i}" for i in range(300)]
+    finally:
+        handler.close()
