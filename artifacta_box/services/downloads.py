@@ -2,7 +2,8 @@
 
 Minting (`describe_download`, `describe_downloads`) runs for an authenticated tenant and applies
 the 404/410 precedence of `records.check_live`. The byte routes (`/d/<artifact_id>` and, via services.links,
-`/l/<link_id>`) authorise with one indexed read and no write: the signature is checked against
+`/l/<link_id>`) authorise with one indexed read and no write (for `/d/`, kept in memory between
+commits: Database.fetchone_unchanged): the signature is checked against
 the artifact row's tenant (which the URL never shows), then the route charges that tenant's
 rate bucket, then `open_grant` applies the artifact's live/deleted/expired state at that instant.
 
