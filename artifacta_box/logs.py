@@ -90,22 +90,16 @@ class BufferedStreamHandler(logging.Handler):
         self.line_format: LineFormat | None = None
         self._pending: list[str | Deferred] = []
         self._closed = False
-        self._wake = threading.Condition(self.lock)  # type: ignore[arg-type]
-        # Taken before _wake, never after: one batch at a time leaves, in order, while
-        # emitters only ever wait for the short swap under _wake.
+        # The queue's own lock, never logging's handler lock: logging holds that one around
+        # emit and around flush at shutdown, and the flusher thread never takes it, so
+        # whoever holds it may wait for _writing. _writing is taken before _wake, never
+        # after: one batch at a time leaves, in order, while emitters only ever wait for the
+        # short swap under _wake.
+        self._wake = threading.Condition(threading.Lock())
         self._writing = threading.Lock()
         self._flusher = threading.Thread(target=self._flush_loop, name="log-flush", daemon=True)
         self._flusher.start()
         atexit.register(self.flush)
-
-    def handle(self, record: logging.LogRecord) -> bool:
-        # logging.Handler.handle holds the handler lock (_wake's) around emit; an urgent emit
-        # then waits for _writing while the flusher holds _writing and waits for _wake. emit
-        # takes its own locks, in order, so it runs without that one.
-        rv = self.filter(record)
-        if rv:
-            self.emit(record)
-        return bool(rv)
 
     def emit(self, record: logging.LogRecord) -> None:
         try:

@@ -120,8 +120,9 @@ def test_text_stamps_match_logging_across_seconds():
 
 
 def test_warnings_and_info_lines_from_many_threads_all_leave_without_a_deadlock():
-    # Warnings flush from the emitting thread while the flusher writes its batches: the two
-    # take the write lock and the queue lock in the same order, so neither waits forever.
+    # Warnings flush from the emitting thread (logging holds the handler lock around emit),
+    # the flusher writes its batches, a shutdown-style flush holds the handler lock: every
+    # one takes the write lock, then the queue lock, so none waits forever.
     out = Recorder()
     handler = BufferedStreamHandler(out)
     handler.FLUSH_SECONDS = 0.001
@@ -131,7 +132,16 @@ def test_warnings_and_info_lines_from_many_threads_all_leave_without_a_deadlock(
         for i in range(300):
             (log.warning if i % 3 == 0 else log.info)("t%d-%d", n, i)
 
+    def flush_like_shutdown():  # logging.shutdown flushes holding the handler's lock
+        for _ in range(200):
+            handler.acquire()
+            try:
+                handler.flush()
+            finally:
+                handler.release()
+
     threads = [threading.Thread(target=emit, args=(n,), daemon=True) for n in range(4)]
+    threads.append(threading.Thread(target=flush_like_shutdown, daemon=True))
     try:
         for t in threads:
             t.start()
