@@ -13,7 +13,7 @@ import json
 import os
 import shutil
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, make_dataclass
 from pathlib import Path
 
 from artifacta_box.datadir import METRICS_DIR
@@ -39,7 +39,7 @@ class _Histogram:
 
 
 # The lifecycle counters /metrics exports (artifacta_box_gc_<name>_total), with their help:
-# GcTotals has one field each, and `observe_gc` adds a run's report figures of the same names.
+# GcTotals is made from it (one field each), and `observe_gc` adds a run's report figures of the same names.
 GC_COUNTERS: dict[str, str] = {
     "runs": "Lifecycle (gc) runs made by this server process.",
     "failures": "Lifecycle runs that failed (see the server log).",
@@ -54,19 +54,8 @@ GC_COUNTERS: dict[str, str] = {
 _PER_RUN = [name for name in GC_COUNTERS if name not in ("runs", "failures")]
 
 
-@dataclass
-class GcTotals:
-    """Totals over the lifecycle runs this server process has made (GC_COUNTERS)."""
-
-    runs: int = 0
-    failures: int = 0
-    expired: int = 0
-    purged_artifacts: int = 0
-    purged_pending: int = 0
-    deleted_blobs: int = 0
-    reclaimed_bytes: int = 0
-    dropped_links: int = 0
-    temp_files: int = 0
+# Totals over the lifecycle runs this server process has made: one int field per GC_COUNTERS name.
+GcTotals = make_dataclass("GcTotals", [(name, int, 0) for name in GC_COUNTERS])
 
 
 class Metrics:

@@ -5,6 +5,7 @@ run by run, one store, the box as a real `artifacta-box serve` process.
     python bench/s3_box.py                  # 1 GiB, 3 runs of each
     python bench/s3_box.py --mib 256 --runs 5
     python bench/s3_box.py --rss-gb 5       # plus the RSS of a 5 GB presigned upload and download
+    python bench/s3_box.py --layout separated   # only the store-on-its-own-CPU layout
 
 What runs (curl is the client every time, so client CPU is the same; the figures are the box's):
 
@@ -16,8 +17,16 @@ What runs (curl is the client every time, so client CPU is the same; the figures
   box_proxy_get   curl GET of the box's /d/ URL, streamed from S3 by the box
   box_redirect    curl -L of /d/ on a box with s3.downloads = "redirect": 302, then the store
 
-Per figure: median MB/s (min-max), the box's CPU-seconds per GiB (its process, from /proc),
-the ratio to curl's own figure of the same run. With --rss-gb: the box's peak RSS (VmHWM) before
+Two layouts, interleaved run by run (`--layout cohosted,separated`, the default, measures both):
+
+  cohosted    store, box and curl share every CPU of this machine (what a laptop does)
+  separated   the store pinned to the last CPU, the box and curl to the others (every thread of
+              each process, by sched_setaffinity; the pinning is read back from
+              /proc/<pid>/status and printed): the deployment the S3 backend is for, a store on
+              hosts of its own, approximated on one machine so neither starves the other
+
+Per figure: median MB/s (min-max), the box's and the store's CPU-seconds per GiB (their process
+trees, from /proc), the ratio to curl's own figure of the same run and layout. With --rss-gb: the box's peak RSS (VmHWM) before
 and after a presigned upload of that size (complete streams it back) and a proxied download of
 it. Never part of pytest.
 """
@@ -61,6 +70,51 @@ def proc_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def tree(pid: int) -> list[int]:
+    """pid and every descendant (the box's worker processes, if any)."""
+    children: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(d.name))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def tree_cpu(pid: int) -> float:
+    total = 0.0
+    for p in tree(pid):
+        try:
+            total += proc_cpu(p)
+        except OSError:  # exited meanwhile
+            pass
+    return total
+
+
+def pin(pid: int, cpus: set[int]) -> None:
+    """Every thread of pid and of its descendants onto cpus (threads made later inherit it)."""
+    for p in tree(pid):
+        for task in Path(f"/proc/{p}/task").iterdir():
+            try:
+                os.sched_setaffinity(int(task.name), cpus)
+            except (ProcessLookupError, OSError):
+                pass
+
+
+def cpus_allowed(pid: int) -> str:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Cpus_allowed_list:"):
+            return line.split(":", 1)[1].strip()
+    raise RuntimeError("no Cpus_allowed_list")
+
+
 def peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -81,11 +135,13 @@ def box_env(weed: SeaweedFS, bucket: str, **extra: str) -> dict[str, str]:
     return env
 
 
-def measure(fn, pid: int, nbytes: int) -> dict:
-    c0, t0 = proc_cpu(pid), time.perf_counter()
+def measure(fn, pid: int, store_pid: int, nbytes: int) -> dict:
+    c0, s0, t0 = tree_cpu(pid), tree_cpu(store_pid), time.perf_counter()
     fn()
     elapsed = time.perf_counter() - t0
-    return {"mb_s": nbytes / elapsed / 1e6, "box_cpu_s_per_gib": (proc_cpu(pid) - c0) / (nbytes / 2**30)}
+    gib = nbytes / 2**30
+    return {"mb_s": nbytes / elapsed / 1e6, "box_cpu_s_per_gib": (tree_cpu(pid) - c0) / gib,
+            "store_cpu_s_per_gib": (tree_cpu(store_pid) - s0) / gib}
 
 
 class Bench:
@@ -133,14 +189,29 @@ def summary(runs: list[dict]) -> dict:
                 "max": max(r[k] for r in runs)} for k in runs[0]}
 
 
+LAYOUTS = ("cohosted", "separated")
+WORK = ("curl_put", "box_upload", "box_presigned", "curl_get", "box_proxy_get", "box_redirect")
+UPLOADS = ("curl_put", "box_upload", "box_presigned")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--mib", type=int, default=1024)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--layout", default=",".join(LAYOUTS),
+                    help="comma-separated: cohosted, separated (default both, interleaved)")
     ap.add_argument("--rss-gb", type=float, default=0)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
+    layouts = [x.strip() for x in args.layout.split(",") if x.strip()]
+    if not layouts or any(x not in LAYOUTS for x in layouts):
+        ap.error(f"--layout: one or more of {', '.join(LAYOUTS)}")
+    every_cpu = os.sched_getaffinity(0)
+    if "separated" in layouts and len(every_cpu) < 2:
+        ap.error("--layout separated needs at least 2 CPUs")
+    store_cpus = {max(every_cpu)}
+    box_cpus = every_cpu - store_cpus
     root = Path(tempfile.mkdtemp(prefix="s3boxbench-"))
     weed = SeaweedFS(root / "weed").start()
     for bucket in ("bench", "bench-redirect"):
@@ -149,8 +220,8 @@ def main() -> None:
     redirect = BoxServer(root / "redirect", config=CONFIG,
                          env=box_env(weed, "bench-redirect", downloads="redirect"))
     client = S3Client(weed.settings("bench"))
-    results: dict[str, list[dict]] = {k: [] for k in (
-        "curl_put", "box_upload", "box_presigned", "curl_get", "box_proxy_get", "box_redirect")}
+    results: dict[str, dict[str, list[dict]]] = {lay: {k: [] for k in WORK} for lay in layouts}
+    pinning: dict[str, dict[str, str]] = {}
     rss: dict[str, float] = {}
     loop = asyncio.new_event_loop()
     try:
@@ -166,44 +237,60 @@ def main() -> None:
         nbytes = args.mib * MiB
         body(source, args.mib)
         b = Bench(box, redirect, client, source, nbytes)
-        pid, rpid = box.proc.pid, redirect.proc.pid
+        pid, rpid, spid = box.proc.pid, redirect.proc.pid, weed.proc.pid
+
+        def place(layout: str) -> None:
+            """curl (a child of this process) inherits this thread's affinity."""
+            store, boxes = (store_cpus, box_cpus) if layout == "separated" else (every_cpu, every_cpu)
+            pin(spid, store)
+            pin(pid, boxes)
+            pin(rpid, boxes)
+            os.sched_setaffinity(0, boxes)
+            pinning[layout] = {"store": cpus_allowed(spid), "box": cpus_allowed(pid),
+                               "box_redirect": cpus_allowed(rpid), "curl": cpus_allowed(os.getpid())}
+
         for run in range(args.runs):
-            key = f"curl-{run}"
-            steps = [
-                ("curl_put", lambda k=key: b.curl_put(k), pid),
-                ("box_upload", None, pid),
-                ("box_presigned", None, rpid),
-                ("curl_get", lambda k=key: b.curl_get(k), pid),
-                ("box_proxy_get", None, pid),
-                ("box_redirect", None, rpid),
-            ]
-            if run % 2:  # interleaved: every other run in the reverse order
-                steps = list(reversed(steps[:3])) + list(reversed(steps[3:]))
-            ids: dict[str, str] = {}
-            # uploads before the downloads that need them, interleaved order within each half
-            for name, fn, p in [s for s in steps if s[0] in ("curl_put", "box_upload", "box_presigned")]:
-                if name == "box_upload":
-                    holder: dict[str, str] = {}
-                    results[name].append(measure(lambda h=holder: h.update(a=b.box_upload()), p, nbytes))
-                    ids["proxy"] = holder["a"]
-                elif name == "box_presigned":
-                    holder = {}
-                    results[name].append(measure(lambda h=holder: h.update(a=b.box_presigned(b.rapi)), p, nbytes))
-                    ids["redirect"] = holder["a"]
-                else:
-                    results[name].append(measure(fn, p, nbytes))
-            for name, fn, p in [s for s in steps if s[0] in ("curl_get", "box_proxy_get", "box_redirect")]:
-                if name == "box_proxy_get":
-                    url = b.download_url(b.api, ids["proxy"])
-                    results[name].append(measure(lambda u=url: curl(u), p, nbytes))
-                elif name == "box_redirect":
-                    url = b.download_url(b.rapi, ids["redirect"])
-                    results[name].append(measure(lambda u=url: curl("-L", u), p, nbytes))
-                else:
-                    results[name].append(measure(fn, p, nbytes))
-            b.delete(b.api, ids["proxy"])
-            b.delete(b.rapi, ids["redirect"])
-            loop.run_until_complete(client.delete(key))
+            order = layouts[run % len(layouts):] + layouts[:run % len(layouts)]
+            for layout in order:
+                place(layout)
+                res = results[layout]
+                key = f"curl-{run}-{layout}"
+                steps = [
+                    ("curl_put", lambda k=key: b.curl_put(k), pid),
+                    ("box_upload", None, pid),
+                    ("box_presigned", None, rpid),
+                    ("curl_get", lambda k=key: b.curl_get(k), pid),
+                    ("box_proxy_get", None, pid),
+                    ("box_redirect", None, rpid),
+                ]
+                if run % 2:  # interleaved: every other run in the reverse order
+                    steps = list(reversed(steps[:3])) + list(reversed(steps[3:]))
+                ids: dict[str, str] = {}
+                # uploads before the downloads that need them, interleaved order within each half
+                for name, fn, p in [s for s in steps if s[0] in UPLOADS]:
+                    if name == "box_upload":
+                        holder: dict[str, str] = {}
+                        res[name].append(measure(lambda h=holder: h.update(a=b.box_upload()), p, spid, nbytes))
+                        ids["proxy"] = holder["a"]
+                    elif name == "box_presigned":
+                        holder = {}
+                        res[name].append(measure(lambda h=holder: h.update(a=b.box_presigned(b.rapi)), p, spid, nbytes))
+                        ids["redirect"] = holder["a"]
+                    else:
+                        res[name].append(measure(fn, p, spid, nbytes))
+                for name, fn, p in [s for s in steps if s[0] not in UPLOADS]:
+                    if name == "box_proxy_get":
+                        url = b.download_url(b.api, ids["proxy"])
+                        res[name].append(measure(lambda u=url: curl(u), p, spid, nbytes))
+                    elif name == "box_redirect":
+                        url = b.download_url(b.rapi, ids["redirect"])
+                        res[name].append(measure(lambda u=url: curl("-L", u), p, spid, nbytes))
+                    else:
+                        res[name].append(measure(fn, p, spid, nbytes))
+                b.delete(b.api, ids["proxy"])
+                b.delete(b.rapi, ids["redirect"])
+                loop.run_until_complete(client.delete(key))
+        place("cohosted")
         if args.rss_gb:
             big = root / "big.bin"
             big_mib = int(args.rss_gb * 1e9 / MiB)
@@ -217,29 +304,38 @@ def main() -> None:
             rss["after_download_mb"] = peak_rss_mb(pid)
             rss["gb"] = args.rss_gb
     finally:
+        os.sched_setaffinity(0, every_cpu)
         loop.run_until_complete(client.aclose())
         loop.close()
         box.stop()
         redirect.stop()
         weed.stop()
         shutil.rmtree(root, ignore_errors=True)
-    table = {k: summary(v) for k, v in results.items()}
-    print(f"box on S3 vs curl to S3, {args.mib} MiB, {args.runs} interleaved runs, SeaweedFS weed mini")
-    print(f"{'':14} {'MB/s':>22} {'box CPU-s/GiB':>20} {'vs curl':>8}")
-    for k, s in table.items():
-        base = table["curl_put" if k in ("curl_put", "box_upload", "box_presigned") else "curl_get"]
-        ratio = s["mb_s"]["median"] / base["mb_s"]["median"]
+    tables = {lay: {k: summary(v) for k, v in res.items()} for lay, res in results.items()}
+    print(f"box on S3 vs curl to S3, {args.mib} MiB, {args.runs} interleaved runs per layout, "
+          f"SeaweedFS weed mini, {len(every_cpu)} CPUs")
 
-        def fmt(x, p=0):
-            return f"{x['median']:.{p}f} ({x['min']:.{p}f}-{x['max']:.{p}f})"
-        print(f"{k:14} {fmt(s['mb_s']):>22} {fmt(s['box_cpu_s_per_gib'], 2):>20} {ratio:>7.2f}x")
+    def fmt(x, p=0):
+        return f"{x['median']:.{p}f} ({x['min']:.{p}f}-{x['max']:.{p}f})"
+
+    for layout, table in tables.items():
+        pins = pinning[layout]
+        print(f"\n{layout}: store on CPUs {pins['store']}, box {pins['box']} "
+              f"(redirect box {pins['box_redirect']}), curl {pins['curl']}")
+        print(f"{'':14} {'MB/s':>22} {'box CPU-s/GiB':>20} {'store CPU-s/GiB':>20} {'vs curl':>8}")
+        for k, s in table.items():
+            base = table["curl_put" if k in UPLOADS else "curl_get"]
+            ratio = s["mb_s"]["median"] / base["mb_s"]["median"]
+            print(f"{k:14} {fmt(s['mb_s']):>22} {fmt(s['box_cpu_s_per_gib'], 2):>20} "
+                  f"{fmt(s['store_cpu_s_per_gib'], 2):>20} {ratio:>7.2f}x")
     if rss:
-        print(f"box peak RSS, {rss['gb']} GB: baseline {rss['baseline_mb']:.0f} MB, after a "
+        print(f"\nbox peak RSS, {rss['gb']} GB: baseline {rss['baseline_mb']:.0f} MB, after a "
               f"presigned upload (complete hashes it) {rss['after_presigned_mb']:.0f} MB, after "
               f"a proxied download {rss['after_download_mb']:.0f} MB")
     if args.json:
         args.json.write_text(json.dumps({"mib": args.mib, "runs": args.runs, "results": results,
-                                         "summary": table, "rss": rss}, indent=2))
+                                         "summary": tables, "pinning": pinning, "rss": rss},
+                                        indent=2))
 
 
 if __name__ == "__main__":

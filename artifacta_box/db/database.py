@@ -511,6 +511,8 @@ def _run_transaction(conn: sqlite3.Connection, jobs: list[_WriteJob[Any]]
                      ) -> list[tuple[bool, Any]]:
     """One write transaction for `jobs`, each in its own SAVEPOINT. Runs in the writer's
     thread. Returns (ok, result-or-exception) per job; raises if BEGIN or COMMIT fails."""
+    if len(jobs) == 1 and not jobs[0].rollback:
+        return [_run_alone(conn, jobs[0])]
     outcomes: list[tuple[bool, Any]] = []
     conn.execute("BEGIN IMMEDIATE")
     try:
@@ -533,6 +535,25 @@ def _run_transaction(conn: sqlite3.Connection, jobs: list[_WriteJob[Any]]
             conn.execute("ROLLBACK")
         raise
     return outcomes
+
+
+def _run_alone(conn: sqlite3.Connection, job: _WriteJob[Any]) -> tuple[bool, Any]:
+    """A transaction of one job: the transaction is its savepoint (a failure rolls it back
+    whole), two statements fewer than in a group. Raises if BEGIN or COMMIT fails."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        try:
+            result = job.fn(conn)
+        except BaseException as exc:  # noqa: BLE001 - handed to the job's caller
+            if conn.in_transaction:  # (SQLite ends it itself after some errors)
+                conn.execute("ROLLBACK")
+            return (False, exc)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return (True, result)
 
 
 # ---------------------------------------------------------------------- statements on a connection

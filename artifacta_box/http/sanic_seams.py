@@ -56,6 +56,13 @@ Private attributes and methods:
    `Connection: close` and the connection (and the buffers Sanic holds for it) ends at once.
    Tests: test_stalled_bodies::test_in_flight_upload_memory_is_bounded_and_other_tenants_still_upload.
 
+9. `Http.recv_buffer`, `Http.request_bytes_left`, `Http.request_body` and
+   `Http.expecting_continue` (sanic/http/http1.py, `Http.read`): whether the next body read
+   returns without waiting for the client (bytes already buffered, or none left to read under
+   Content-Length); `body_read_is_ready` lets the upload body loop skip arming its idle
+   deadline for such reads (a small upload arrives with its headers: its reads never wait).
+   Tests: test_stalled_bodies (a stalled body is still cut off), tests/api/test_upload*.py.
+
 Public but undocumented, also relied on: `WorkerManager.shutdown_signal` (stopping.py),
 `Http.protocol` (reached through `request.stream`), `app.router.get(path, method, host)`
 (http/errors.py: the methods a path supports, for 405's Allow header).
@@ -122,6 +129,16 @@ def body_bytes_received(request: Request) -> int | None:
         return None
     left = getattr(stream, "request_bytes_left", 0) or 0
     return max(int(total) - int(left), 0)
+
+
+def body_read_is_ready(request: Request) -> bool:
+    """Whether the next `request.stream.read()` returns without waiting for the client (9.):
+    a Content-Length body whose next bytes are already buffered, or that has none left. A
+    chunked body or a pending `100 Continue` counts as not ready (its read may wait)."""
+    http = request.stream
+    return (isinstance(http, Http) and not http.expecting_continue
+            and http.request_body != "chunked"
+            and (bool(http.recv_buffer) or not http.request_bytes_left))
 
 
 def body_bytes_declared_left(request: Request) -> int | None:

@@ -41,6 +41,7 @@ from artifacta_box.http.multipart import (
 from artifacta_box.http.sanic_seams import (
     abandon_request_body,
     body_bytes_declared_left,
+    body_read_is_ready,
 )
 from artifacta_box.services import presigned, tenants, validation
 from artifacta_box.services.uploads import (
@@ -90,12 +91,17 @@ async def body_chunks(request: Request) -> AsyncIterator[bytes]:
     try:
         # One deadline for the whole body, armed only while a read waits (the consumer's work
         # between chunks is not the client's stall): a wait_for per chunk made a task and a
-        # loop turn per chunk (10 us of the ~330 us a 4 KiB upload costs the loop).
+        # loop turn per chunk (10 us of the ~330 us a 4 KiB upload costs the loop). A read of
+        # bytes already received cannot stall, so it arms nothing: a small body arrives with
+        # its headers, and two reschedules per read were 2.5 % of the loop's time per upload.
         async with asyncio.timeout(None) as deadline:
             while True:
-                deadline.reschedule(loop.time() + idle)
-                chunk = await stream.read()
-                deadline.reschedule(None)
+                if body_read_is_ready(request):
+                    chunk = await stream.read()
+                else:
+                    deadline.reschedule(loop.time() + idle)
+                    chunk = await stream.read()
+                    deadline.reschedule(None)
                 if chunk is None:
                     return
                 if chunk:

@@ -41,13 +41,17 @@ def _settle(tokens: float, stamp: float, now: float, wall: float, rate: float, b
             cost: float) -> tuple[float, Decision]:
     """Refill a bucket last seen at `stamp` to `now`, take `cost` if there is enough.
     Returns the tokens left and the decision."""
-    tokens = min(float(burst), tokens + max(0.0, now - stamp) * rate)
+    full = float(burst)
+    elapsed = now - stamp
+    if elapsed > 0.0:
+        tokens += elapsed * rate
+    if tokens > full:
+        tokens = full
     allowed = tokens >= cost
     if allowed:
         tokens -= cost
-    missing = float(burst) - tokens
-    reset_at = int(math.ceil(wall + missing / rate))
-    retry_after = 0 if allowed else max(1, int(math.ceil((cost - tokens) / rate)))
+    reset_at = math.ceil(wall + (full - tokens) / rate)
+    retry_after = 0 if allowed else max(1, math.ceil((cost - tokens) / rate))
     return tokens, Decision(allowed, rate, int(tokens), reset_at, retry_after)
 
 
@@ -140,34 +144,40 @@ class SharedTokenBuckets:
             self._fd = None
 
     def take(self, key: int, rate: float, burst: int, cost: float = 1.0) -> Decision:
-        table = self._attach()
+        table = self._map if self._map is not None else self._attach()
         slot_key = int(key) + 1
         start = (slot_key * 0x9E3779B97F4A7C15 >> 17) % self.SLOTS
-        size = self._SLOT.size
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        slot = self._SLOT
+        fd = self._fd
+        fcntl.flock(fd, fcntl.LOCK_EX)
         try:
             now = self._clock()
-            chosen = oldest = None
-            oldest_stamp = math.inf
-            for i in range(self.PROBE):
-                offset = ((start + i) % self.SLOTS) * size
-                k, tokens, stamp = self._SLOT.unpack_from(table, offset)
-                if k == slot_key:
-                    chosen = (offset, tokens, stamp)
-                    break
-                if k == 0:
-                    chosen = (offset, float(burst), now)
-                    break
-                if stamp < oldest_stamp:
-                    oldest, oldest_stamp = offset, stamp
-            if chosen is None:
-                chosen = (oldest, float(burst), now)
-            offset, tokens, stamp = chosen
+            offset = start * slot.size
+            k, tokens, stamp = slot.unpack_from(table, offset)
+            if k != slot_key:  # not at its first slot (a new key, or a collision): probe on
+                offset, tokens, stamp = self._probe(table, slot_key, start, float(burst), now)
             tokens, decision = _settle(tokens, stamp, now, self._wall(), rate, burst, cost)
-            self._SLOT.pack_into(table, offset, slot_key, tokens, now)
+            slot.pack_into(table, offset, slot_key, tokens, now)
         finally:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            fcntl.flock(fd, fcntl.LOCK_UN)
         return decision
+
+    def _probe(self, table: mmap.mmap, slot_key: int, start: int, full: float, now: float
+               ) -> tuple[int, float, float]:
+        """(offset, tokens, stamp) of `slot_key`'s slot: the first of PROBE slots from `start`
+        that holds it or is free (a full bucket), else the least recently used of them."""
+        size = self._SLOT.size
+        oldest, oldest_stamp = 0, math.inf
+        for i in range(self.PROBE):
+            offset = ((start + i) % self.SLOTS) * size
+            k, tokens, stamp = self._SLOT.unpack_from(table, offset)
+            if k == slot_key:
+                return offset, tokens, stamp
+            if k == 0:
+                return offset, full, now
+            if stamp < oldest_stamp:
+                oldest, oldest_stamp = offset, stamp
+        return oldest, full, now
 
 
 class FailedAuthLimiter:

@@ -23,11 +23,16 @@ def artifact_record(row: Any) -> dict[str, Any]:
         "content_hash": row["content_hash"] if row["state"] != "pending" else None,
         "session_id": row["session_id"],
         "agent_id": row["agent_id"],
-        "metadata": json.loads(row["metadata"]) if row["metadata"] else {},
+        "metadata": metadata_of(row["metadata"]),
         "status": "pending" if row["state"] == "pending" else "active",
         "expires_at": row["expires_at"],
         "created_at": row["created_at"],
     }
+
+
+def metadata_of(stored: str | None) -> dict[str, str]:
+    """The metadata column as an object; most rows store none ('{}': no json.loads)."""
+    return json.loads(stored) if stored and stored != "{}" else {}
 
 
 def is_expired(row: Any, now_iso: str) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import mimetypes
+import posixpath
 import re
 import unicodedata
 from typing import Any
@@ -93,19 +94,44 @@ def filename(value: Any, field: str = "filename") -> str:
         raise errors.InvalidRequest(f"{field} is required and must be a non-empty string.")
     if len(value) > MAX_FILENAME:
         raise errors.InvalidRequest(f"{field} must be at most {MAX_FILENAME} characters (got {len(value)}).")
-    for ch in value:
-        if unicodedata.category(ch) in ("Cc", "Cs") or ch in "\u2028\u2029":
-            raise errors.InvalidRequest(f"{field} must not contain control characters.")
+    # Printable ASCII has no Cc character (str.isprintable is False for 0x00-0x1F and 0x7F)
+    # and no Cs or line/paragraph separator: the common name skips the loop (3 -> 0.4 us).
+    if not (value.isascii() and value.isprintable()):
+        for ch in value:
+            if unicodedata.category(ch) in ("Cc", "Cs") or ch in "\u2028\u2029":
+                raise errors.InvalidRequest(f"{field} must not contain control characters.")
     if value.strip() in ("", ".", ".."):
         raise errors.InvalidRequest(f"{field} must name a file, not {value!r}.")
     return value
+
+
+_GUESSES: dict[str, str | None] = {}
+MAX_GUESSES = 1024  # distinct extensions remembered (names are the callers')
+
+
+def guess_content_type(name: str) -> str | None:
+    """`mimetypes.guess_type(name, strict=False)[0]`, remembered per extension (3.6 -> 1.3 us):
+    for a name without ':' (no data: URL) whose extension is neither an encoding (.gz, case
+    sensitive) nor an alias (.tgz), mimetypes decides by that extension alone."""
+    if not mimetypes.inited:
+        mimetypes.init()
+    ext = posixpath.splitext(name)[1]
+    if ":" in name or ext in mimetypes.encodings_map or ext.lower() in mimetypes.suffix_map:
+        return mimetypes.guess_type(name, strict=False)[0]
+    try:
+        return _GUESSES[ext]
+    except KeyError:
+        guessed = mimetypes.guess_type("x" + ext, strict=False)[0]
+        if len(_GUESSES) < MAX_GUESSES:
+            _GUESSES[ext] = guessed
+        return guessed
 
 
 def content_type(value: Any, name_for_guess: str | None = None) -> str:
     """The given type (validated), else a guess from the filename, else application/octet-stream."""
     if value is None or value == "":
         if name_for_guess:
-            guessed, _enc = mimetypes.guess_type(name_for_guess, strict=False)
+            guessed = guess_content_type(name_for_guess)
             if guessed:
                 return guessed
         return DEFAULT_CONTENT_TYPE
@@ -146,6 +172,8 @@ def metadata(value: Any, field: str = "metadata") -> dict[str, str]:
 
 
 def metadata_json(value: dict[str, str]) -> str:
+    if not value:  # most artifacts have none (json.dumps: 1.5 us in the writer's thread)
+        return "{}"
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 

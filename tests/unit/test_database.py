@@ -59,6 +59,33 @@ def test_concurrent_jobs_commit_and_failures_roll_back_alone(db_path):
             assert r == f"k{i}" and stored[f"k{i}"] == i
 
 
+def test_a_lone_job_that_fails_leaves_nothing_and_the_next_commits(db_path):
+    """One job at a time (each its own transaction, no savepoint): a failure undoes all it
+    wrote and reaches its caller; the writer goes on."""
+    async def go():
+        db = Database(db_path)
+        await db.open()
+        try:
+            def failing(conn):
+                conn.execute("INSERT INTO kv VALUES ('a', 1)")
+                conn.execute("INSERT INTO kv VALUES ('b', 2)")
+                raise ValueError("refused")
+
+            with pytest.raises(ValueError, match="refused"):
+                await db.execute_write_fn(failing)
+            with pytest.raises(sqlite3.IntegrityError):  # a failing statement, not Python
+                await db.execute_write_fn(lambda conn: conn.executemany(
+                    "INSERT INTO kv VALUES (?, ?)", [("c", 3), ("c", 4)]))
+            assert rows(db_path) == {}
+            assert await db.execute_write_fn(
+                lambda conn: conn.execute("INSERT INTO kv VALUES ('d', 5)").rowcount) == 1
+            return rows(db_path)
+        finally:
+            await db.close()
+
+    assert asyncio.run(go()) == {"d": 5}
+
+
 def test_jobs_in_one_group_see_each_others_writes(db_path):
     """Two uploads with one Idempotency-Key in the same group: the second sees the first."""
     async def go():

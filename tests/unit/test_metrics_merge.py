@@ -39,3 +39,19 @@ def test_a_share_reads_the_other_workers_files_not_its_own(tmp_path):
     (tmp_path / "metrics.d").rmdir()  # removed by hand while serving: the next publish recovers
     mine.publish({"requests": []})
     assert mine.own.is_file()
+
+
+def test_every_per_run_gc_counter_is_a_field_of_the_gc_report():
+    """/metrics adds a run's GcReport figures by name: a counter the report lacks stays 0 forever."""
+    from dataclasses import fields
+
+    from artifacta_box.metrics import GC_COUNTERS
+    from artifacta_box.services.lifecycle import GcReport
+
+    report = {f.name for f in fields(GcReport)}
+    missing = [n for n in GC_COUNTERS if n not in ("runs", "failures") and n not in report]
+    assert missing == []
+    m = Metrics()
+    m.observe_gc(GcReport(expired=2, reclaimed_bytes=10).as_dict())
+    m.observe_gc(None)
+    assert (m.gc.runs, m.gc.failures, m.gc.expired, m.gc.reclaimed_bytes) == (2, 1, 2, 10)

@@ -89,3 +89,34 @@ def test_blob_locations_leave_an_existing_store_as_it_was(tmp_path):
         "EXPLAIN QUERY PLAN SELECT upload_location FROM artifacts WHERE upload_location IN "
         "('s3:a')"))
     assert "artifacts_by_upload_location" in plan
+
+
+def test_session_and_agent_indexes_hold_only_labelled_rows_after_upgrade(tmp_path):
+    """Migration 6: a store written before it keeps its session and agent lists, now served by
+    indexes that leave out rows without a session or an agent."""
+    from artifacta_box.db.migrations import MIGRATIONS, _split
+
+    path = tmp_path / "a.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for version, script in enumerate(MIGRATIONS[:5], start=1):
+        for statement in _split(script):
+            conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {version}")
+    for i, (session, agent) in enumerate([("s1", None), (None, "a1"), (None, None)]):
+        conn.execute(
+            "INSERT INTO artifacts (artifact_id, tenant_id, state, filename, content_type, "
+            "size_bytes, content_hash, session_id, agent_id, created_at) "
+            "VALUES (?, 1, 'active', 'f', 'text/plain', 1, 'ab', ?, ?, ?)",
+            (f"art_{i}", session, agent, f"2026-01-0{i + 1}T00:00:00.000000Z"))
+    conn.close()
+    assert initialise(path) == SCHEMA_VERSION - 5
+    conn = connect_sync(path)
+    for index, column, value, expected in [("artifacts_by_session", "session_id", "s1", "art_0"),
+                                           ("artifacts_by_agent", "agent_id", "a1", "art_1")]:
+        sql = (f"SELECT artifact_id FROM artifacts INDEXED BY {index} WHERE tenant_id = 1 "
+               f"AND state = 'active' AND {column} = ? ORDER BY created_at DESC, artifact_id DESC")
+        assert [r[0] for r in conn.execute(sql, (value,))] == [expected]
+        # the index holds the labelled rows only (a NULL label is no entry of it)
+        definition = conn.execute("SELECT sql FROM sqlite_master WHERE name = ?",
+                                  (index,)).fetchone()[0]
+        assert f"{column} IS NOT NULL" in definition

@@ -4,10 +4,13 @@ handed out without copies, and every bound (headers, fields, parts) holds."""
 from __future__ import annotations
 
 import itertools
+import re
 import os
 
 import httpx
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from artifacta_box.http.multipart import (
     FieldTooLarge,
@@ -18,6 +21,7 @@ from artifacta_box.http.multipart import (
     PartData,
     PartEnd,
     PartStart,
+    _parse_header_value_general,
     boundary_from_content_type,
     parse_header_value,
 )
@@ -164,6 +168,51 @@ def test_header_value_parser():
     assert parse_header_value('multipart/form-data; boundary="a b;c"; x=1') == (
         "multipart/form-data", {"boundary": "a b;c", "x": "1"})
     assert parse_header_value("text/plain") == ("text/plain", {})
+
+
+# Header values built from the characters that change how they split: separators, quotes,
+# escapes, blanks, RFC 5987 stars and quotes, case.
+_HEADER_PIECES = st.sampled_from([
+    "form-data", "Form-Data", "multipart/form-data", ";", "; ", ";\t", "=", " = ", '"', "\\",
+    "name", "NAME", "filename", "filename*", "boundary", "file", "a b", "x;y", "UTF-8''%E2%82%AC",
+    "'", "*", " ", "\t", "%22", "small.bin", "-", "_", "é",
+])
+
+
+_WORD = st.one_of(st.sampled_from(["file", "small.bin", "x", "----b0undary"]),
+                  st.text("abcXYZ09-_.%'*é", max_size=6))
+# `main; name=value; ...` with each piece drawn near the simple shape (and across its edges).
+_PARAMETERS = st.builds(
+    lambda main, params, tail: main + "".join(params) + tail,
+    st.sampled_from(["form-data", " Form-Data ", "multipart/form-data", 'a"b', ""]),
+    st.lists(st.builds(
+        lambda sep, name, eq, val: sep + name + eq + val,
+        st.sampled_from([";", "; ", "; ", ";\t", "; \t ", " ;"]),
+        st.one_of(st.sampled_from(["name", "NAME", "filename", "filename*", "boundary"]), _WORD),
+        st.sampled_from(["=", "=", "=", "= ", " ="]),
+        st.one_of(_WORD, _WORD.map(lambda w: f'"{w}"'), st.sampled_from(
+            ['"a b;c"', '"x\\"y"', '"open', "a b", "UTF-8''%E2%82%AC.txt", '"a"b', ""])),
+    ), max_size=4),
+    st.sampled_from(["", "", "", " ", ";", "\t"]),
+)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.one_of(_PARAMETERS, st.lists(_HEADER_PIECES, max_size=14).map("".join)))
+@example('form-data; name="file"; filename="small.bin"')
+@example("multipart/form-data; boundary=----WebKitFormBoundary7MA4YWxkTrZu0gW")
+@example('form-data; name="a"b; filename=x')
+@example("form-data; name=file ; filename*=UTF-8''%E2%82%AC.txt")
+def test_header_value_fast_path_splits_like_the_general_parser(value):
+    """`parse_header_value` answers the common shape itself: on every value it must give what
+    the character-by-character parser gives, or raise the same error."""
+    try:
+        expected = _parse_header_value_general(value)
+    except MultipartError as exc:
+        with pytest.raises(MultipartError, match=re.escape(str(exc))):
+            parse_header_value(value)
+        return
+    assert parse_header_value(value) == expected
 
 
 @pytest.mark.parametrize("ctype", [
