@@ -38,6 +38,7 @@ from artifacta_box.http.errors import EnvelopeErrorHandler
 from artifacta_box.http.sanic_seams import body_bytes_received, speed_up_header_sanitiser
 from artifacta_box.ids import new_request_id
 from artifacta_box.jobs import ballast_loop, lifecycle_loop
+from artifacta_box.logs import access_line
 from artifacta_box.metrics import UNMATCHED_ROUTE, Metrics, MetricsShare
 from artifacta_box.services.stats import StoreGauges
 
@@ -135,9 +136,6 @@ def create_app(settings: Settings, clock: Clock | None = None, name: str = "arti
     return app
 
 
-access_log = logging.getLogger("artifacta_box.access")
-
-
 _ROUTE_LABELS: dict[str, str] = {}
 _PARAM_TYPE = re.compile(r"<(\w+):[^>]*>")
 
@@ -202,28 +200,6 @@ def _access_log(request: Request, response: HTTPResponse, route: str, duration_m
                 bytes_in: int, bytes_out: int) -> None:
     ctx = request.ctx
     principal = getattr(ctx, "principal", None)
-    tenant = principal.tenant_name if principal else None
-    rid = getattr(ctx, "request_id", None)
-    access_log.info(
-        "%s %s %s in=%d out=%d %.1fms route=%s tenant=%s rid=%s",
-        request.method,
-        request.path,
-        response.status,
-        bytes_in,
-        bytes_out,
-        duration_ms,
-        route,
-        tenant or "-",
-        rid or "-",
-        extra={
-            "method": request.method,
-            "path": request.path,
-            "route": route,
-            "status": response.status,
-            "bytes_in": bytes_in,
-            "bytes_out": bytes_out,
-            "duration_ms": round(duration_ms, 2),
-            "tenant": tenant,
-            "request_id": rid,
-        },
-    )
+    access_line(request.method, request.path, response.status, bytes_in, bytes_out, duration_ms,
+                route, principal.tenant_name if principal else None,
+                getattr(ctx, "request_id", None))

@@ -17,7 +17,10 @@ Every round runs every (work, concurrency) on every target, in a rotated order, 
 started once all servers are idle and dirty pages are flushed (run.settle). Reported per
 target: requests/s, p50 and p99 latency, CPU milliseconds per request (user + system of the
 server's whole process tree over the wrk run, from /proc), each the median over the rounds
-(min-max), and the ratio to the first target (or to `--ref`). Bench-only, never part of pytest.
+(min-max), and the ratio to the first target (or to `--ref`): the ratio of the medians, and
+`paired`, the median of each round's own ratio (its runs are back to back, so a neighbour's load
+that slows a whole round cancels out; on a shared machine it is the steadier figure), with the
+same for CPU per request. Bench-only, never part of pytest.
 """
 
 from __future__ import annotations
@@ -214,17 +217,25 @@ def report(args: argparse.Namespace, works: list[str], conc: list[int], targets:
                 if not runs:
                     continue
                 rps, lo, hi = summary([r["rps"] for r in runs])
+                paired = paired_cpu = None
+                if base and len(base) == len(runs):
+                    paired = statistics.median(r["rps"] / b["rps"] for r, b in zip(runs, base, strict=True))
+                    paired_cpu = statistics.median(r["cpu_ms"] / b["cpu_ms"]
+                                                   for r, b in zip(runs, base, strict=True))
                 row = {"work": w, "c": c, "target": t.label, "durability": t.durability,
                        "rps": rps, "rps_min": lo, "rps_max": hi,
                        "p50_ms": statistics.median(r["p50"] for r in runs),
                        "p99_ms": statistics.median(r["p99"] for r in runs),
                        "cpu_ms": statistics.median(r["cpu_ms"] for r in runs),
-                       "ratio": rps / base_rps if base_rps else None, "runs": runs}
+                       "ratio": rps / base_rps if base_rps else None,
+                       "paired_ratio": paired, "paired_cpu_ratio": paired_cpu, "runs": runs}
                 rows.append(row)
                 ratio = f"{row['ratio']:.2f}x" if row["ratio"] is not None else "-"
+                pair = (f"paired {paired:.2f}x cpu {paired_cpu:.2f}x" if paired is not None
+                        else "")
                 print(f"{w:8} c{c:<3} {t.label:12} {t.durability:8} {rps:8,.0f} "
                       f"({lo:,.0f}-{hi:,.0f}) req/s {ratio:>6}  p50 {row['p50_ms']:6.1f} "
-                      f"p99 {row['p99_ms']:7.1f} ms  cpu {row['cpu_ms']:.3f} ms/req")
+                      f"p99 {row['p99_ms']:7.1f} ms  cpu {row['cpu_ms']:.3f} ms/req  {pair}")
     if args.json:
         Path(args.json).write_text(json.dumps({"at": stamp, "load": load, "rows": rows},
                                               indent=2))

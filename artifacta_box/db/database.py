@@ -69,6 +69,10 @@ from artifacta_box.db.migrations import migrate
 
 BUSY_TIMEOUT_MS = 15000
 INLINE_BUSY_TIMEOUT_MS = 50  # the point-reader falls back to the pool rather than wait
+# fetchone_unchanged: the rows it keeps between commits, at most this many and about this many
+# bytes (text and blob values counted), the oldest dropped first.
+UNCHANGED_ROWS = 4096
+UNCHANGED_BYTES = 16 * 1024 * 1024
 GROUP_MAX = 128  # most jobs sharing one group-commit transaction
 CHECKPOINT_INTERVAL = 0.5  # seconds between PASSIVE checkpoints while commits keep coming
 WRITE_LOCK_FILE = "write.lock"  # beside the database: held around every write transaction
@@ -180,6 +184,10 @@ class Database:
         self._reader_conns: list[sqlite3.Connection] = []
         self._reader_conns_lock = threading.Lock()
         self._inline: sqlite3.Connection | None = None
+        # fetchone_unchanged's rows, valid while data_version reads `_unchanged_version`
+        self._unchanged: dict[tuple[str, tuple[Any, ...]], tuple[sqlite3.Row | None, int]] = {}
+        self._unchanged_version: int | None = None
+        self._unchanged_bytes = 0
         self._queue: list[_WriteJob[Any]] = []
         self._flusher: asyncio.Task[None] | None = None
 
@@ -234,6 +242,8 @@ class Database:
         if self._inline is not None:
             self._inline.close()
             self._inline = None
+        self._unchanged.clear()
+        self._unchanged_version = None
 
     async def __aenter__(self) -> Database:
         await self.open()
@@ -425,6 +435,56 @@ class Database:
         except sqlite3.OperationalError:
             return await self.fetchone(sql, params)
 
+    async def fetchone_unchanged(self, sql: str, params: tuple[Any, ...]) -> sqlite3.Row | None:
+        """`fetchone_point` for a read repeated with the same parameters (every signed download
+        of an artifact reads its row, plan and inline bytes), answered from memory while no
+        connection (this process's writer, another worker, an admin command) has committed
+        since the row was read: SQLite's `PRAGMA data_version` on the inline connection
+        changes with every such commit and costs a fraction of the read (a statement, no
+        table). Any commit drops every kept row, so a delete, an expiry change, a suspension
+        or a purge is seen by the very next request, as without the cache."""
+        try:
+            version = self._data_version()
+        except sqlite3.OperationalError:
+            return await self.fetchone(sql, params)
+        kept = self._unchanged
+        if version != self._unchanged_version:
+            kept.clear()
+            self._unchanged_bytes = 0
+            self._unchanged_version = version
+        key = (sql, params)
+        hit = kept.get(key)
+        if hit is not None:
+            return hit[0]
+        row = await self.fetchone_point(sql, params)
+        # Read after `version` was: if a commit came in between, the next data_version
+        # differs and this row is never served. Kept only while nothing committed meanwhile;
+        # absent rows are not kept (unknown ids must not push the known ones out).
+        if row is not None and self._unchanged_version == version:
+            size = 64 + sum(len(v) for v in row if isinstance(v, str | bytes))
+            while kept and (len(kept) >= UNCHANGED_ROWS
+                            or self._unchanged_bytes + size > UNCHANGED_BYTES):
+                self._unchanged_bytes -= kept.pop(next(iter(kept)))[1]
+            if size <= UNCHANGED_BYTES:
+                kept[key] = (row, size)
+                self._unchanged_bytes += size
+        return row
+
+    def _data_version(self) -> int:
+        conn = self._inline_conn()
+        cur = conn.execute("PRAGMA data_version")
+        try:
+            return cur.fetchone()[0]
+        finally:
+            cur.close()
+
+    def _inline_conn(self) -> sqlite3.Connection:
+        conn = self._inline
+        if conn is None:
+            conn = self._inline = connect_sync(
+                self.path, read_only=True, busy_timeout_ms=INLINE_BUSY_TIMEOUT_MS)
+        return conn
+
     def fetchone_inline(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None:
         """One indexed point read on the calling (event-loop) thread, for hot paths whose whole
         database cost is that read.
@@ -434,11 +494,7 @@ class Database:
         loop. The busy timeout is short: if it ever trips, sqlite3.OperationalError is raised
         and `fetchone_point` retries through the pool.
         """
-        conn = self._inline
-        if conn is None:
-            conn = self._inline = connect_sync(
-                self.path, read_only=True, busy_timeout_ms=INLINE_BUSY_TIMEOUT_MS)
-        return fetchone(conn, sql, params)
+        return fetchone(self._inline_conn(), sql, params)
 
 
 class SpaceGuard(Protocol):

@@ -14,6 +14,8 @@ Byte route (no auth; charged one rate token to the artifact's tenant):
 
 from __future__ import annotations
 
+from urllib.parse import parse_qs
+
 from sanic import Blueprint, Request
 
 from artifacta_box.http.common import absolute_url, box_of, ok, parse_json_object, principal_of
@@ -41,9 +43,25 @@ async def batch_download_urls(request: Request):
 
 @bp.route("/d/<artifact_id:str>", unquote=True, methods=["GET", "HEAD"])
 async def signed_download(request: Request, artifact_id: str):
-    args = request.get_args(keep_blank_values=True)
+    args = signed_query(request.query_string)
     return await serve_grant(request, downloads.authorize_signed(
         box_of(request), request.method, artifact_id, args.get("e"), args.get("s"), args.get("k")))
+
+
+def signed_query(query: str) -> dict[str, str]:
+    """Each query parameter's first value, blanks kept: what `parse_qs(query,
+    keep_blank_values=True)` gives as first values. A URL the box minted has nothing to decode
+    (digits, key ids, URL-safe base64), so without `%` or `+` a split is the whole parse
+    (0.4 us instead of parse_qs's 4 us); anything else goes through parse_qs."""
+    if "%" in query or "+" in query:
+        return {k: v[0] for k, v in parse_qs(query, keep_blank_values=True,
+                                              errors="replace").items()}
+    first: dict[str, str] = {}
+    for piece in query.split("&"):
+        if piece:
+            name, _, value = piece.partition("=")
+            first.setdefault(name, value)
+    return first
 
 
 @bp.options("/d/<artifact_id:str>", unquote=True)

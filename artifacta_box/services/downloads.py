@@ -2,7 +2,8 @@
 
 Minting (`describe_download`, `describe_downloads`) runs for an authenticated tenant and applies
 the 404/410 precedence of `records.check_live`. The byte routes (`/d/<artifact_id>` and, via services.links,
-`/l/<link_id>`) authorise with one indexed read and no write: the signature is checked against
+`/l/<link_id>`) authorise with one indexed read and no write (for `/d/`, kept in memory between
+commits: Database.fetchone_unchanged): the signature is checked against
 the artifact row's tenant (which the URL never shows), then the route charges that tenant's
 rate bucket, then `open_grant` applies the artifact's live/deleted/expired state at that instant.
 
@@ -173,7 +174,7 @@ async def authorize_signed(
     revoked) or url_expired."""
     row = None
     if is_artifact_id(artifact_id):
-        row = await box.db.fetchone_point(_SIGNED_SQL, (artifact_id,))
+        row = await box.db.fetchone_unchanged(_SIGNED_SQL, (artifact_id,))
     if row is None:
         # Without the row there is no tenant to verify against; say no more than "not valid",
         # so the route is no oracle for which artifact ids exist.
@@ -220,7 +221,7 @@ def open_grant(box: Box, grant: Grant) -> Representation:
             "The tenant that owns this artifact is suspended; its downloads are disabled."
         )
     check_live(row if row["state"] is not None else None, grant.artifact_id,
-               iso(box.clock.now()), allow_pending=False)
+               box.clock.iso_now(), allow_pending=False)
     location = row["blob_location"]
     ref = BlobRef(grant.tenant_id, row["content_hash"], int(row["size_bytes"]), location)
     inline = location == INLINE

@@ -30,3 +30,25 @@ def test_month_turns_at_the_utc_boundary_and_follows_a_shifted_clock():
     clock.offset_seconds -= 40 * 86400  # back into November
     assert clock.month() == "2026-11"
     assert clock.month() == clock.now().strftime("%Y-%m")
+
+
+class FixedClock(Clock):
+    def __init__(self) -> None:
+        super().__init__()
+        self.at = 0.0
+
+    def time(self) -> float:
+        return self.at
+
+
+def test_iso_now_is_iso_of_now_at_every_instant():
+    # the rendered second is cached: across second boundaries, half-microseconds (rounded as
+    # datetime rounds them), a jump back (a shifted clock) and the carry into the next second
+    clock = FixedClock()
+    instants = [1_800_000_000 + k / 7 for k in range(200)] + [
+        1_800_000_000.9999996, 1_800_000_000.0000005, 1_799_999_999.5, 1_700_000_000.25,
+        1_800_000_059.999999, 0.0, 1e-7]
+    for at in instants:
+        clock.at = at
+        assert clock.iso_now() == iso(datetime.fromtimestamp(at, UTC)), at
+    assert re.match(ISO_PATTERN, Clock().iso_now())

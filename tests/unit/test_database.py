@@ -5,6 +5,7 @@ import asyncio
 import fcntl
 import os
 import sqlite3
+import sys
 import time
 
 import pytest
@@ -245,3 +246,34 @@ def test_durability_sets_the_writers_synchronous_mode(db_path, durability, synch
                 lambda conn: conn.execute("PRAGMA synchronous").fetchone()[0])
 
     assert asyncio.run(go()) == synchronous
+
+
+def test_an_unchanged_read_is_kept_until_any_connection_commits(db_path):
+    # fetchone_unchanged keeps a row between commits; a commit from this process's writer or
+    # from another process (a second worker, an admin command) is seen by the very next read.
+    sql = "SELECT k, v FROM kv WHERE k = ?"
+
+    async def go():
+        db = Database(db_path)
+        await db.open()
+        try:
+            await db.execute_write_fn(lambda c: c.execute("INSERT INTO kv VALUES ('a', 1)"))
+            assert (await db.fetchone_unchanged(sql, ("a",)))["v"] == 1
+            assert await db.fetchone_unchanged(sql, ("b",)) is None
+            first = await db.fetchone_unchanged(sql, ("a",))
+            assert first is await db.fetchone_unchanged(sql, ("a",))  # from memory
+
+            await db.execute_write_fn(lambda c: c.execute("UPDATE kv SET v = 2 WHERE k = 'a'"))
+            assert (await db.fetchone_unchanged(sql, ("a",)))["v"] == 2  # this process's writer
+
+            script = ("import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); "
+                      "c.execute(\"UPDATE kv SET v = 3 WHERE k = 'a'\"); "
+                      "c.execute(\"INSERT INTO kv VALUES ('b', 4)\"); c.commit()")
+            proc = await asyncio.create_subprocess_exec(sys.executable, "-c", script, str(db_path))
+            assert await proc.wait() == 0
+            assert (await db.fetchone_unchanged(sql, ("a",)))["v"] == 3  # another process's
+            assert (await db.fetchone_unchanged(sql, ("b",)))["v"] == 4  # absent was not kept
+        finally:
+            await db.close()
+
+    asyncio.run(go())

@@ -117,3 +117,15 @@ def test_verify_refuses_an_expiry_beyond_the_configured_cap(signer):
     signer.verify("GET", ART, TENANT, str(far), s, NOW)  # no cap given: valid
     with pytest.raises(errors.UrlExpired):
         signer.verify("GET", ART, TENANT, str(far), s, NOW, max_lifetime=7 * 86400)
+
+
+def test_signatures_issued_by_earlier_versions_still_verify():
+    # Pinned: what the box minted before the MAC was computed from precomputed HMAC states
+    # (hmac.new under itsdangerous's derived key). Outstanding URLs must keep working.
+    signer = UrlSigner(SECRET)
+    assert signer.sign("GET", ART, TENANT, EXP, "key_x") == \
+        "wzTqv6Opieb4rX_UTfFT4QogS-2s-2w40Fd6AjDvaMg"
+    signer.verify("HEAD", ART, TENANT, str(EXP), "wzTqv6Opieb4rX_UTfFT4QogS-2s-2w40Fd6AjDvaMg",
+                  NOW, extra="key_x")
+    assert UrlSigner(b"L" * 100).sign("PUT", ART, TENANT, EXP, "4096") == \
+        "FC1Vv7kEk7vO6nAPuxtGQvVAwltHv2V-j68rtuMlhIw"
