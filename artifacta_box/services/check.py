@@ -8,6 +8,7 @@ What it verifies:
   storage_bytes against its distinct live content;
 - no orphans: store files (and S3 objects) no row names (once older than the orphan grace;
   younger ones may belong to an upload in flight and are only counted), no stale temp files.
+- no artifact page names an artifact that is gone (gc deletes pages with their artifact).
 
 Local and inline blobs (an inline blob is present iff its blob_data row is) are always
 rehashed; S3 objects are compared by size (one HEAD each) unless
@@ -16,7 +17,8 @@ rehashed; S3 objects are compared by size (one HEAD each) unless
 Repairs (`repair=True`) touch counters, rows and orphans only — a referenced blob is never
 deleted: counters are recomputed inside a write transaction, a missing blob row is recreated
 from its verified file, a pending upload whose bytes vanished goes back to "bytes not
-arrived", orphans and stale temp files are removed by the lifecycle rules. Missing or corrupt
+arrived", orphans and stale temp files are removed by the lifecycle rules, dangling pages
+deleted. Missing or corrupt
 referenced blobs cannot be repaired here (restore them from a backup); they stay reported.
 
 Safe beside a running server: work is paged, each comparison is one statement (one snapshot),
@@ -41,6 +43,13 @@ from artifacta_box.storage import INLINE, BlobMissing, BlobRef, StoredBlob
 from artifacta_box.storage.inline import ORPHANS_SQL
 
 PAGE = 500
+
+# Pages whose artifact row of the same tenant is gone (gc removes pages with their artifact).
+DANGLING_PAGES_SQL = (
+    "SELECT p.page_id, p.tenant_id, p.artifact_id FROM pages p "
+    "WHERE NOT EXISTS (SELECT 1 FROM artifacts a WHERE a.artifact_id = p.artifact_id "
+    "AND a.tenant_id = p.tenant_id) ORDER BY p.page_id"
+)
 
 
 @dataclass
@@ -376,6 +385,27 @@ class _Check:
                             f"{r['tenant_id']} ({r['size']:,} bytes, table blob_data) have no "
                             "inline blob row", removed > 0)
 
+    async def dangling_pages(self) -> None:
+        """Artifact pages whose artifact row (of the same tenant) is gone: gc deletes an
+        artifact's pages with it, so only damage or a hand edit leaves them; their URLs answer
+        404 like any unknown page, but the rows would hold a slug forever."""
+        rows = await self.box.db.fetchall(DANGLING_PAGES_SQL)
+        if not rows:
+            return
+        removed = 0
+        if self.repair:
+            ids = [r["page_id"] for r in rows]
+
+            def drop(conn: sqlite3.Connection) -> int:
+                return sum(conn.execute("DELETE FROM pages WHERE page_id = ?", (i,)).rowcount
+                           for i in ids)
+
+            removed = await self.box.db.execute_write_fn(drop)
+        for r in rows:
+            self.report.add("dangling_page", f"page {r['page_id']} of tenant {r['tenant_id']} "
+                            f"names artifact {r['artifact_id']}, which no longer exists",
+                            removed > 0)
+
     async def orphan_objects(self) -> None:
         """Objects of stores with a key per upload (S3) that no row names."""
         for store in self.box.blobs.stores():
@@ -455,6 +485,7 @@ async def check_store(box: Box, repair: bool = False, progress: Progress | None 
     await c.tenant_usage()
     await c.orphans()
     await c.orphan_inline()
+    await c.dangling_pages()
     await c.orphan_objects()
     await c.temp_files()
     fixed = [p for p in c.report.problems if p.repaired]

@@ -264,3 +264,25 @@ def test_purging_an_artifact_removes_its_pages_and_their_urls_answer_404(make_se
     assert admin_json(srv, "gc")["purged_artifacts"] == 1
     assert sql(srv, "SELECT COUNT(*) FROM pages WHERE artifact_id = ?", (art["artifact_id"],))[0][0] == 0
     assert httpx.get(page["public_url"]).status_code == 404
+
+
+def test_check_reports_a_page_whose_artifact_is_gone_and_repair_removes_only_it(make_server):
+    srv = make_server()
+    api = srv.client()
+    kept = upload(api, b"published and kept")
+    lost = upload(api, b"published, row removed by hand")
+    kept_page = api.post(f"/v1/artifacts/{kept['artifact_id']}/publish").json()
+    lost_page = api.post(f"/v1/artifacts/{lost['artifact_id']}/publish").json()
+    assert admin_json(srv, "check")["ok"] is True
+    # As if the artifact row had gone without gc (damage, a hand edit): its page dangles.
+    sql(srv, "UPDATE pages SET artifact_id = ? WHERE page_id = ?",
+        ("art_doesnotexist000000000", lost_page["page_id"]))
+    report = admin_json(srv, "check", check=False)
+    assert [p["kind"] for p in report["problems"]] == ["dangling_page"]
+    assert lost_page["page_id"] in report["problems"][0]["detail"]
+    assert httpx.get(lost_page["public_url"]).status_code == 404
+    fixed = admin_json(srv, "check", "--repair", check=False)
+    assert [(p["kind"], p["repaired"]) for p in fixed["problems"]] == [("dangling_page", True)]
+    assert sql(srv, "SELECT page_id FROM pages") == [(kept_page["page_id"],)]
+    assert httpx.get(kept_page["public_url"]).status_code == 200
+    assert admin_json(srv, "check")["ok"] is True
