@@ -128,7 +128,9 @@ def create_app(settings: Settings, clock: Clock | None = None, name: str = "arti
             await authenticate_request(request)
 
     @app.on_response(priority=100)
-    async def finish_response(request: Request, response: HTTPResponse) -> None:
+    def finish_response(request: Request, response: HTTPResponse) -> None:
+        # A plain function: Sanic awaits a middleware only if it returns an awaitable, and this
+        # one never waits (a coroutine per response saved).
         ctx = request.ctx
         rid = getattr(ctx, "request_id", None)
         # set_header/default_header: a PreparedResponse stays prepared (http.sanic_seams 10.)
