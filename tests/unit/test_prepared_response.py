@@ -161,3 +161,33 @@ def test_a_header_name_that_is_not_ascii_fails_as_in_sanic() -> None:
         _answer(Http, HTTPResponse(b"x", 200, headers, content_type="text/plain"))
     with pytest.raises(UnicodeEncodeError):
         _answer(_HeadersTimedHttp, PreparedResponse(b"x", 200, headers, content_type="text/plain"))
+
+
+def test_the_override_survives_touchup_run_twice_in_test_mode() -> None:
+    # TouchUp recompiles registered methods at every app start; in test mode it takes each
+    # method's original from `_<name>`, which a subclass would otherwise inherit from Http.
+    from sanic import Sanic
+    from sanic.touchup import TouchUp
+
+    saved = {(cls, attr): cls.__dict__.get(attr) for cls, name in TouchUp._registry
+             for attr in (name, f"_{name}")}
+    was_test_mode = Sanic.test_mode
+    try:
+        Sanic.test_mode = True
+        app = Sanic("touchup_twice")
+        TouchUp.run(app)
+        TouchUp.run(app)
+        response = PreparedResponse(b"x", 200, {"ETag": '"x"'}, content_type="text/plain")
+        sent, stage, _, _ = _answer(_HeadersTimedHttp, response)
+        assert response._pairs is not None and stage is Stage.IDLE
+        assert sent == _answer(Http, HTTPResponse(b"x", 200, {"ETag": '"x"'},
+                                                  content_type="text/plain"))[0]
+    finally:
+        Sanic.test_mode = was_test_mode
+        for (cls, attr), value in saved.items():
+            if value is None:
+                if attr in cls.__dict__:
+                    delattr(cls, attr)
+            else:
+                setattr(cls, attr, value)
+        Sanic._app_registry.pop("touchup_twice", None)
