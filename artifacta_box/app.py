@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 import re
 import time
 
@@ -63,11 +62,29 @@ SMALL_BODY_LIMIT = 1024 * 1024
 speed_up_header_sanitiser()  # same result, a fraction of the CPU (see http.sanic_seams)
 
 
+def _touchup_source_readable() -> bool:
+    """Whether TouchUp can read the source of the methods it rewrites: Sanic's Http and our
+    override of it (a binary built without the sources, or a bytecode-only install, cannot)."""
+    import inspect
+
+    import sanic.http.http1
+
+    from artifacta_box.http import sanic_seams
+
+    try:
+        inspect.getsource(sanic.http.http1)
+        inspect.getsource(sanic_seams)
+    except (OSError, TypeError):
+        return False
+    return True
+
+
 def create_app(settings: Settings, clock: Clock | None = None, name: str = "artifacta_box") -> Sanic:
     app = Sanic(name, error_handler=EnvelopeErrorHandler(), configure_logging=False)
     # TouchUp recompiles Sanic's request path without unused signal dispatches (measured ~2x less
-    # CPU per small request) but needs Sanic's source files, which a frozen binary lacks.
-    app.config.TOUCHUP = not getattr(sys, "frozen", False)
+    # CPU per small request) from Sanic's source files (the binary carries them: see
+    # packaging/artifacta-box.spec); without them Sanic's methods run as they are.
+    app.config.TOUCHUP = _touchup_source_readable()
     app.config.REQUEST_MAX_SIZE = SMALL_BODY_LIMIT  # streaming routes enforce their own limits
     app.config.REQUEST_TIMEOUT = settings.request_timeout
     app.config.RESPONSE_TIMEOUT = settings.response_timeout
