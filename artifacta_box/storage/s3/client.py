@@ -68,6 +68,7 @@ RESUMES = 3                   # re-opened ranged GETs per download
 IDLE_MAX = 20.0               # idle keep-alive connections older than this are not reused
 MAX_CONNECTIONS = 32          # worker threads (and so connections) per client
 LIST_PAGE = 1000
+DIGEST_SLICE = 64 * 1024 * 1024  # most bytes one worker-thread call of `sha256` reads
 SPLICE_PIPE = 1024 * 1024     # the pipe between the store's socket and the client's (kernel)
 SPLICE_SLICE = 8 * 1024 * 1024  # most bytes one worker-thread call of `splice_to` sends
 SPLICE_POLL_MS = 50           # a worker waits this long for a full client socket to drain
@@ -705,6 +706,27 @@ class ObjectReader:
             self._finish()
             return b""
         return await self._client.run_blocking(self._read_sync)
+
+    async def sha256(self) -> tuple[str, int]:
+        """Read the rest of the body through SHA-256: (hex digest, bytes). Read and hashed in
+        the same worker thread, DIGEST_SLICE bytes per call: no event-loop round trip per
+        chunk, so the store's socket is read again as soon as a chunk is hashed (the store
+        keeps sending into the socket buffer meanwhile). Resumes like `read`."""
+        h, n = hashlib.sha256(), 0
+        while self.remaining > 0:
+            self._inflight = asyncio.ensure_future(
+                self._client.run_blocking(self._hash_sync, h, DIGEST_SLICE))
+            n += await asyncio.shield(self._inflight)
+        self._finish()
+        return h.hexdigest(), n
+
+    def _hash_sync(self, h: Any, limit: int) -> int:
+        n = 0
+        while n < limit and self.remaining > 0:
+            chunk = self._read_sync()
+            h.update(chunk)   # releases the GIL for large buffers
+            n += len(chunk)
+        return n
 
     def __aiter__(self) -> ObjectReader:
         return self
