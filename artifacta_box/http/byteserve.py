@@ -334,9 +334,11 @@ async def serve(
 async def _serve_stored(request: Request, rep: Representation, blobs: BlobStores,
                         decision: Decision, headers: dict[str, str]) -> HTTPResponse | None:
     """`rep` without a local file: its bytes from memory (`rep.data`) or streamed from its
-    store, one chunk (<= 1 MiB) at a time with Sanic's back-pressure: memory stays bounded by
-    a chunk whatever the size. The reader is closed in every case, also when the client
-    leaves mid-way (a half-read remote response is dropped, never reused)."""
+    store: spliced in the kernel when the reader and the connection allow it (an S3 object
+    over plain HTTP to a plain-TCP client, `_splice_stored`), else one chunk (<= 1 MiB) at a
+    time with Sanic's back-pressure: memory stays bounded by a chunk whatever the size. The
+    reader is closed in every case, also when the client leaves mid-way (a half-read remote
+    response is dropped, never reused)."""
     if rep.data is not None:
         if len(rep.data) != rep.size:
             raise _corrupt(rep)
@@ -361,6 +363,11 @@ async def _serve_stored(request: Request, rep: Representation, blobs: BlobStores
         response = await request.respond(status=decision.status, headers=headers)
         await response.send(b"")  # the status line and headers
         sent = 0
+        if _splice_possible(request, reader):
+            sent = await _splice_stored(request, reader)
+        if sent == decision.length:
+            await response.send(b"", end_stream=True)
+            return None
         chunks = reader.__aiter__()
         # One chunk read ahead while the previous one is sent: the store and the client
         # connection work at once (memory: two chunks).
@@ -390,6 +397,30 @@ async def _serve_stored(request: Request, rep: Representation, blobs: BlobStores
         raise _corrupt(rep) from None
     finally:
         await asyncio.shield(reader.aclose())
+
+
+def _splice_possible(request: Request, reader: object) -> bool:
+    """Whether an S3 body can go store socket -> pipe -> client socket in the kernel: the
+    reader can splice (Linux, plain HTTP to the store) and the client connection is one whose
+    bytes may be written past Sanic (plain TCP, nothing queued, framing accountable)."""
+    can_splice = getattr(reader, "can_splice", None)
+    return can_splice is not None and can_splice() and _sendfile_possible(request)
+
+
+async def _splice_stored(request: Request, reader: Any) -> int:
+    """Send `reader`'s body with `reader.splice_to` (storage/s3/client.py) straight onto the
+    connection's socket; returns the bytes sent (all of them unless the kernel refused, then
+    the caller reads the rest). Sanic's framing and its idle response timeout are told of
+    every step, as for sendfile; a client that stops reading is waited for on the event loop,
+    so Sanic's response timeout still ends it."""
+    loop = asyncio.get_running_loop()
+
+    def sent(n: int) -> None:
+        sanic_seams.account_bytes_sent(request, n)
+        sanic_seams.mark_progress(request)
+
+    sock = request.transport.get_extra_info("socket")
+    return await reader.splice_to(sock.fileno(), lambda fd: _writable(loop, fd), sent)
 
 
 def _open_blob(rep: Representation) -> int:
