@@ -17,6 +17,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 import urllib.parse
 from pathlib import Path
 from typing import Any
@@ -106,14 +107,20 @@ class BoxServer:
         self.proc = Proc(self.label, cmd, self.work / f"{self.label}.log", env=env,
                          cwd=str(self.source or REPO_DIR), capture_stdout=True)
         waited = wait_http(self.port, timeout=timeout, proc=self.proc)
-        for line in list(self.proc.stdout_lines):
-            m = KEY_RE.search(line)
-            if m:
-                self.key = m.group(0)
-        if self.key is None:
-            key_file = self.work / f"{self.label}.key"
-            if key_file.exists():
-                self.key = key_file.read_text().strip()
+        key_file = self.work / f"{self.label}.key"
+        # A new data directory's key is flushed before the port opens, but the reader thread
+        # may not have taken it from the pipe yet: wait for it (a restart prints none).
+        until = time.monotonic() + (5.0 if not key_file.exists() else 0.0)
+        while True:
+            for line in list(self.proc.stdout_lines):
+                m = KEY_RE.search(line)
+                if m:
+                    self.key = m.group(0)
+            if self.key is not None or time.monotonic() >= until:
+                break
+            time.sleep(0.01)
+        if self.key is None and key_file.exists():
+            self.key = key_file.read_text().strip()
         if self.key is None:
             raise BenchError(f"{self.label}: no bootstrap key printed:\n{self.proc.log_tail()}")
         (self.work / f"{self.label}.key").write_text(self.key)

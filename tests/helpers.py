@@ -164,11 +164,13 @@ class BoxServer:
         cmd = box_command() + ["serve", "--port", str(self.port), *self._base_args(), *self.args]
         self._log = open(self.log_path, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._log, env=self.env,
-                                     text=True, start_new_session=True)
-        threading.Thread(target=self._read_stdout, daemon=True).start()
+                                     start_new_session=True)
+        self._partial = b""
+        os.set_blocking(self.proc.stdout.fileno(), False)
         deadline = time.monotonic() + timeout
         with httpx.Client(timeout=1) as probe:  # one client: each new one builds an SSL context
             while time.monotonic() < deadline:
+                self._drain_stdout()  # never let a chatty server block on a full pipe
                 if self.proc.poll() is not None:
                     raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()}")
                 try:
@@ -180,17 +182,39 @@ class BoxServer:
             else:
                 self.stop()
                 raise RuntimeError(f"server did not answer /health in {timeout}s:\n{self.log()}")
-        # the bootstrap key is printed before the server starts listening
-        for line in list(self.stdout_lines):
+        # The bootstrap key is printed and flushed before the server starts listening, so it is
+        # in the pipe now: read it here (a reader thread might not have got to it yet).
+        self._drain_stdout()
+        for line in self.stdout_lines:
             m = KEY_RE.search(line)
             if m and self.key is None:
                 self.key = m.group(0)
+        threading.Thread(target=self._read_stdout, daemon=True).start()
         return self
 
-    def _read_stdout(self) -> None:
+    def _drain_stdout(self) -> None:
+        """Take whatever the server has written to stdout so far, without waiting."""
         assert self.proc and self.proc.stdout
-        for line in self.proc.stdout:
-            self.stdout_lines.append(line)
+        while True:
+            try:
+                chunk = os.read(self.proc.stdout.fileno(), 65536)
+            except BlockingIOError:
+                return
+            if not chunk:
+                return
+            self._take_stdout(chunk)
+
+    def _take_stdout(self, chunk: bytes) -> None:
+        *lines, self._partial = (self._partial + chunk).split(b"\n")
+        self.stdout_lines.extend(line.decode(errors="replace") + "\n" for line in lines)
+
+    def _read_stdout(self) -> None:
+        """The rest of stdout, as it comes, until the server exits."""
+        assert self.proc and self.proc.stdout
+        fd = self.proc.stdout.fileno()
+        os.set_blocking(fd, True)
+        while chunk := os.read(fd, 65536):
+            self._take_stdout(chunk)
 
     def log(self) -> str:
         try:
