@@ -689,11 +689,7 @@ class ObjectReader:
                 if n == 0 and self.remaining > 0:
                     raise http.client.IncompleteRead(b"", self.remaining)
             except _TRANSIENT as exc:
-                self._drop()
-                if self._resumes >= RESUMES:
-                    raise S3Unavailable(f"S3 GET {self.key}: the connection failed at byte "
-                                        f"{self._pos}: {_describe_exc(exc)}") from None
-                self._resumes += 1
+                self._resume_after(exc)
                 continue
             self._pos += n
             if self.remaining == 0:
@@ -887,11 +883,16 @@ class ObjectReader:
             state.piped += n
             self._consumed(resp, n)
         except _TRANSIENT as exc:
-            self._drop()
-            if self._resumes >= RESUMES:
-                raise S3Unavailable(f"S3 GET {self.key}: the connection failed at byte "
-                                    f"{self._pos}: {_describe_exc(exc)}") from None
-            self._resumes += 1
+            self._resume_after(exc)
+
+    def _resume_after(self, exc: BaseException) -> None:
+        """A transient failure mid-body: drop the connection, so the next read resumes with a
+        ranged GET from the byte reached; after RESUMES of them the store counts as down."""
+        self._drop()
+        if self._resumes >= RESUMES:
+            raise S3Unavailable(f"S3 GET {self.key}: the connection failed at byte "
+                                f"{self._pos}: {_describe_exc(exc)}") from None
+        self._resumes += 1
 
     def _consumed(self, resp: http.client.HTTPResponse, n: int) -> None:
         """`n` body bytes taken from the store past http.client: keep its count in step, so a
