@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 import re
 import time
 
@@ -35,7 +34,13 @@ from artifacta_box.http import (
 )
 from artifacta_box.http.common import authenticate_request
 from artifacta_box.http.errors import EnvelopeErrorHandler
-from artifacta_box.http.sanic_seams import body_bytes_received, speed_up_header_sanitiser
+from artifacta_box.http.sanic_seams import (
+    body_bytes_received,
+    default_header,
+    header_of,
+    set_header,
+    speed_up_header_sanitiser,
+)
 from artifacta_box.ids import new_request_id
 from artifacta_box.jobs import ballast_loop, lifecycle_loop
 from artifacta_box.logs import access_line
@@ -57,11 +62,29 @@ SMALL_BODY_LIMIT = 1024 * 1024
 speed_up_header_sanitiser()  # same result, a fraction of the CPU (see http.sanic_seams)
 
 
+def _touchup_source_readable() -> bool:
+    """Whether TouchUp can read the source of the methods it rewrites: Sanic's Http and our
+    override of it (a binary built without the sources, or a bytecode-only install, cannot)."""
+    import inspect
+
+    import sanic.http.http1
+
+    from artifacta_box.http import sanic_seams
+
+    try:
+        inspect.getsource(sanic.http.http1)
+        inspect.getsource(sanic_seams)
+    except (OSError, TypeError):
+        return False
+    return True
+
+
 def create_app(settings: Settings, clock: Clock | None = None, name: str = "artifacta_box") -> Sanic:
     app = Sanic(name, error_handler=EnvelopeErrorHandler(), configure_logging=False)
     # TouchUp recompiles Sanic's request path without unused signal dispatches (measured ~2x less
-    # CPU per small request) but needs Sanic's source files, which a frozen binary lacks.
-    app.config.TOUCHUP = not getattr(sys, "frozen", False)
+    # CPU per small request) from Sanic's source files (the binary carries them: see
+    # packaging/artifacta-box.spec); without them Sanic's methods run as they are.
+    app.config.TOUCHUP = _touchup_source_readable()
     app.config.REQUEST_MAX_SIZE = SMALL_BODY_LIMIT  # streaming routes enforce their own limits
     app.config.REQUEST_TIMEOUT = settings.request_timeout
     app.config.RESPONSE_TIMEOUT = settings.response_timeout
@@ -122,15 +145,18 @@ def create_app(settings: Settings, clock: Clock | None = None, name: str = "arti
             await authenticate_request(request)
 
     @app.on_response(priority=100)
-    async def finish_response(request: Request, response: HTTPResponse) -> None:
+    def finish_response(request: Request, response: HTTPResponse) -> None:
+        # A plain function: Sanic awaits a middleware only if it returns an awaitable, and this
+        # one never waits (a coroutine per response saved).
         ctx = request.ctx
         rid = getattr(ctx, "request_id", None)
+        # set_header/default_header: a PreparedResponse stays prepared (http.sanic_seams 10.)
         if rid:
-            response.headers["X-Request-Id"] = rid
+            set_header(response, "X-Request-Id", rid)
         rate_headers = getattr(ctx, "rate_headers", None)
         if rate_headers:
             for k, v in rate_headers.items():
-                response.headers.setdefault(k, v)
+                default_header(response, k, v)
         _observe(request, response, app.ctx.metrics, settings.access_log)
 
     return app
@@ -166,7 +192,7 @@ def _bytes_out(request: Request, response: HTTPResponse) -> int:
     if body:
         return len(body)
     try:
-        return int(response.headers.get("content-length", 0))
+        return int(header_of(response, "content-length", 0))
     except ValueError:
         return 0
 

@@ -8,6 +8,7 @@ the same run, interleaved, each figure with its CPU cost per request.
 
 A target is `LABEL[:key=value,...]`: `workers=N` (default 1), `durability=full|relaxed`,
 `src=PATH` (run another checkout of the box: its directory comes first on the path),
+`bin=PATH` (run a built single-file binary, e.g. dist/artifacta-box),
 `set=section.key=value` (any further setting; repeat with `;` between them).
 Works: `upload` (4 KiB multipart, unique content, bench/wrk/upload.lua), `download` (4 KiB
 signed URLs / PocketBase file URLs, bench/wrk/get.lua), `list` (GET of 50-item pages with the
@@ -82,7 +83,7 @@ def parse_target(spec: str, work: Path) -> Target:
         if not sep:
             raise SystemExit(f"--box {spec}: expected key=value, got {item!r}")
         kw[k.strip()] = v.strip()
-    unknown = set(kw) - {"workers", "durability", "src", "set"}
+    unknown = set(kw) - {"workers", "durability", "src", "bin", "set"}
     if unknown:
         raise SystemExit(f"--box {spec}: unknown option(s) {', '.join(sorted(unknown))}")
     durability = kw.get("durability", "full")
@@ -95,7 +96,7 @@ def parse_target(spec: str, work: Path) -> Target:
         extra += f"\n[{section}]\n{key} = {value.strip()}\n"
     server = BoxServer(work, label=f"box-{label}", workers=int(kw.get("workers", "1")),
                        extra_config=extra, source=Path(kw["src"]).resolve() if "src" in kw
-                       else None)
+                       else None, binary=str(Path(kw["bin"]).resolve()) if "bin" in kw else None)
     return Target(label, server, True, durability)
 
 

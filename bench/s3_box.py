@@ -240,8 +240,11 @@ def main() -> None:
                          env=box_env(weed, "bench-redirect", downloads="redirect"))
     base = None
     if args.base_src:
+        # PYTHONSAFEPATH: `python -m` would put the current directory (this checkout) first on
+        # the path, ahead of PYTHONPATH, and the base box would silently run this code.
         base = BoxServer(root / "base", config=CONFIG,
-                         env={**box_env(weed, "bench"), "PYTHONPATH": str(args.base_src.resolve())})
+                         env={**box_env(weed, "bench"), "PYTHONPATH": str(args.base_src.resolve()),
+                              "PYTHONSAFEPATH": "1"})
     client = S3Client(weed.settings("bench"))
     work = WORK + (BASE if base else ())
     results: dict[str, dict[str, list[dict]]] = {lay: {k: [] for k in work} for lay in layouts}

@@ -20,7 +20,8 @@ Conditional and partial requests (RFC 9110 §13, §14):
   weak or different tag) → the whole representation, 200.
 - A zero-length artifact ignores Range (200 with an empty body): no byte range of it exists.
 
-How bytes move: bodies up to SMALL_BODY are read with one `pread` and sent as one response.
+How bytes move: bodies up to SMALL_BODY are read with one `pread` (or come with the row,
+inline) and sent as one PreparedResponse: head and body in one write (http.sanic_seams 10.).
 Larger bodies stream: with `os.sendfile` straight from the page cache to the connection's
 socket (zero-copy; measured at about half the CPU of read+write, see bench notes in the
 report), in slices run in a worker thread so a cold disk never stalls the event loop, waiting
@@ -313,7 +314,7 @@ async def serve(
     if not decision.body:
         if decision.status == 200:  # HEAD: promise only bytes that a GET could deliver
             os.close(_open_blob(rep))
-        return HTTPResponse(status=decision.status, headers=headers)
+        return sanic_seams.PreparedResponse(b"", decision.status, headers)
     fd = _open_blob(rep)
     owner = _FdOwner(fd)
     try:
@@ -323,7 +324,7 @@ async def serve(
             data = os.pread(fd, decision.length, decision.start)
             if len(data) != decision.length:
                 raise _corrupt(rep)
-            return HTTPResponse(body=data, status=decision.status, headers=headers)
+            return sanic_seams.PreparedResponse(data, decision.status, headers)
         await _stream(request, owner, rep, decision, headers, use_sendfile)
         return None
     finally:
@@ -333,20 +334,22 @@ async def serve(
 async def _serve_stored(request: Request, rep: Representation, blobs: BlobStores,
                         decision: Decision, headers: dict[str, str]) -> HTTPResponse | None:
     """`rep` without a local file: its bytes from memory (`rep.data`) or streamed from its
-    store, one chunk (<= 1 MiB) at a time with Sanic's back-pressure: memory stays bounded by
-    a chunk whatever the size. The reader is closed in every case, also when the client
-    leaves mid-way (a half-read remote response is dropped, never reused)."""
+    store: spliced in the kernel when the reader and the connection allow it (an S3 object
+    over plain HTTP to a plain-TCP client, `_splice_stored`), else one chunk (<= 1 MiB) at a
+    time with Sanic's back-pressure: memory stays bounded by a chunk whatever the size. The
+    reader is closed in every case, also when the client leaves mid-way (a half-read remote
+    response is dropped, never reused)."""
     if rep.data is not None:
         if len(rep.data) != rep.size:
             raise _corrupt(rep)
         body = rep.data[decision.start:decision.start + decision.length] if decision.body else b""
-        return HTTPResponse(body=body, status=decision.status, headers=headers)
+        return sanic_seams.PreparedResponse(body, decision.status, headers)
     if not decision.body:
         if decision.status == 200:  # HEAD: promise only bytes that a GET could deliver
             st = await blobs.stat(rep.ref)
             if st is None or st.size != rep.size:
                 raise _corrupt(rep)
-        return HTTPResponse(status=decision.status, headers=headers)
+        return sanic_seams.PreparedResponse(b"", decision.status, headers)
     try:
         reader = await blobs.open(rep.ref, decision.start, decision.length)
     except BlobMissing:
@@ -356,10 +359,15 @@ async def _serve_stored(request: Request, rep: Representation, blobs: BlobStores
             data = b"".join([bytes(c) async for c in reader])
             if len(data) != decision.length:
                 raise _corrupt(rep)
-            return HTTPResponse(body=data, status=decision.status, headers=headers)
+            return sanic_seams.PreparedResponse(data, decision.status, headers)
         response = await request.respond(status=decision.status, headers=headers)
         await response.send(b"")  # the status line and headers
         sent = 0
+        if _splice_possible(request, reader):
+            sent = await _splice_stored(request, reader)
+        if sent == decision.length:
+            await response.send(b"", end_stream=True)
+            return None
         chunks = reader.__aiter__()
         # One chunk read ahead while the previous one is sent: the store and the client
         # connection work at once (memory: two chunks).
@@ -389,6 +397,30 @@ async def _serve_stored(request: Request, rep: Representation, blobs: BlobStores
         raise _corrupt(rep) from None
     finally:
         await asyncio.shield(reader.aclose())
+
+
+def _splice_possible(request: Request, reader: object) -> bool:
+    """Whether an S3 body can go store socket -> pipe -> client socket in the kernel: the
+    reader can splice (Linux, plain HTTP to the store) and the client connection is one whose
+    bytes may be written past Sanic (plain TCP, nothing queued, framing accountable)."""
+    can_splice = getattr(reader, "can_splice", None)
+    return can_splice is not None and can_splice() and _sendfile_possible(request)
+
+
+async def _splice_stored(request: Request, reader: Any) -> int:
+    """Send `reader`'s body with `reader.splice_to` (storage/s3/client.py) straight onto the
+    connection's socket; returns the bytes sent (all of them unless the kernel refused, then
+    the caller reads the rest). Sanic's framing and its idle response timeout are told of
+    every step, as for sendfile; a client that stops reading is waited for on the event loop,
+    so Sanic's response timeout still ends it."""
+    loop = asyncio.get_running_loop()
+
+    def sent(n: int) -> None:
+        sanic_seams.account_bytes_sent(request, n)
+        sanic_seams.mark_progress(request)
+
+    sock = request.transport.get_extra_info("socket")
+    return await reader.splice_to(sock.fileno(), lambda fd: _writable(loop, fd), sent)
 
 
 def _open_blob(rep: Representation) -> int:

@@ -10,10 +10,11 @@ from urllib.parse import parse_qsl
 
 from sanic import Request
 from sanic.response import HTTPResponse
-from sanic.response import json as json_response
+from sanic.response.types import BaseHTTPResponse
 
 from artifacta_box import errors
 from artifacta_box.context import Box
+from artifacta_box.http.sanic_seams import PreparedResponse
 from artifacta_box.security.keys import KEY_FORMAT, parse_bearer
 from artifacta_box.services import account, listing, tenants
 from artifacta_box.services.principal import Principal
@@ -28,7 +29,10 @@ def principal_of(request: Request) -> Principal:
 
 
 def ok(body: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> HTTPResponse:
-    return json_response(body, status=status, headers=headers)
+    """A JSON answer: the bytes and headers of Sanic's `json()`, sent as a PreparedResponse
+    (one join and one write, http.sanic_seams 10.)."""
+    return PreparedResponse(BaseHTTPResponse._dumps(body).encode(), status, headers,
+                            "application/json")
 
 
 def parse_json_object(raw: bytes | None, *, required: bool = True) -> dict[str, Any]:

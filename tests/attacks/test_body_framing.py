@@ -93,3 +93,74 @@ def test_pipelined_uploads_of_every_framing_are_stored_byte_for_byte(box, c):
         assert rec["content_hash"] == sha(content)
         url = c.get(f"/v1/artifacts/{rec['artifact_id']}/download-url").json()["download_url"]
         assert httpx.get(url).content == content
+
+
+def read_answers(sock: socket.socket, heads_only: list[bool]) -> list[tuple[int, dict, bytes]]:
+    """One response per entry, in order: (status, headers, body); `heads_only` marks answers
+    that carry no body whatever their Content-Length says (HEAD, 304)."""
+    buf, out = b"", []
+    for head_only in heads_only:
+        while b"\r\n\r\n" not in buf:
+            data = sock.recv(65536)
+            assert data, f"connection closed after {len(out)} of {len(heads_only)} responses"
+            buf += data
+        head, _, buf = buf.partition(b"\r\n\r\n")
+        lines = head.decode().split("\r\n")
+        headers = {k.lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}
+        length = 0 if head_only else int(headers.get("content-length", 0))
+        while len(buf) < length:
+            data = sock.recv(65536)
+            assert data, "connection closed mid-response"
+            buf += data
+        out.append((int(lines[0].split()[1]), headers, buf[:length]))
+        buf = buf[length:]
+    assert buf == b""
+    return out
+
+
+def test_pipelined_answers_of_every_kind_are_framed_for_the_next_request(box, c):
+    # Answers written in one piece by the box (JSON, small and inline bytes, HEAD, 304) and by
+    # Sanic itself (an error) back to back on one connection: each is framed exactly, the
+    # connection stays open until the request that asks to close it.
+    key = key_of(c)
+    content = os.urandom(4096)
+    body = multipart(content, "small.bin")
+    form = {"Content-Type": "multipart/form-data; boundary=B", "Content-Length": str(len(body))}
+    rec = c.post("/v1/artifacts", files={"file": ("seed.bin", content)}).json()
+    url = c.get(f"/v1/artifacts/{rec['artifact_id']}/download-url").json()["download_url"]
+    path = url.split("127.0.0.1", 1)[1].split("/", 1)[1]
+    signed = f"/{path}"
+
+    def anon(method: str, headers: dict[str, str]) -> bytes:  # a signed URL needs no key
+        lines = [f"{method} {signed} HTTP/1.1", "Host: 127.0.0.1",
+                 *(f"{k}: {v}" for k, v in headers.items())]
+        return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+    asks = [
+        (auth_head("POST", "/v1/artifacts", key, form) + body, False),
+        (anon("GET", {}), False),
+        (anon("GET", {"Range": "bytes=10-19"}), False),
+        (anon("HEAD", {}), True),
+        (anon("GET", {"If-None-Match": f'"{rec["content_hash"]}"'}), True),
+        (auth_head("GET", "/v1/artifacts/art_doesnotexist0", key, {}), False),
+        (auth_head("GET", "/v1/artifacts?limit=2", key, {"Connection": "close"}), False),
+    ]
+    with socket.create_connection(("127.0.0.1", box.port), timeout=60) as sock:
+        sock.sendall(b"".join(a for a, _ in asks))
+        answers = read_answers(sock, [h for _, h in asks])
+        assert sock.recv(1) == b""  # closed, as the last request asked
+    statuses = [s for s, _, _ in answers]
+    assert statuses == [201, 200, 206, 200, 304, 404, 200]
+    (_, _, created), (_, got, whole), (_, ranged, part), (_, head, _), (_, _, _), \
+        (_, _, missing), (_, _, listed) = answers
+    assert json.loads(created)["content_hash"] == sha(content)
+    assert whole == content and got["content-length"] == "4096"
+    assert part == content[10:20] and ranged["content-range"] == "bytes 10-19/4096"
+    assert head["content-length"] == "4096" and head["etag"] == got["etag"]
+    assert json.loads(missing)["error"]["code"] == "artifact_not_found"
+    assert len(json.loads(listed)["artifacts"]) == 2
+    assert [h["connection"] for _, h, _ in answers] == ["keep-alive"] * 6 + ["close"]
+    for _, h, _ in answers:
+        assert h["x-request-id"].startswith("req_")
+    # Alt-Svc as Sanic leaves it (TouchUp removes it for HTTP/1 only), the same on every answer
+    assert len({"alt-svc" in h for _, h, _ in answers}) == 1

@@ -289,6 +289,25 @@ def test_a_download_cut_mid_body_resumes_where_it_stopped(seaweedfs, s3_bucket):
     assert resumes == 1
 
 
+def test_hashing_a_download_cut_mid_body_resumes_and_gives_the_whole_objects_digest(
+        seaweedfs, s3_bucket):
+    data = os.urandom(10 * MiB + 3)
+    run(seaweedfs.settings(s3_bucket), lambda c: c.put_bytes("cut-hash", data))
+    relay = FaultyRelay(seaweedfs.ports["s3"], cut_after=3 * MiB)
+    try:
+        async def go(c: S3Client):
+            reader = await c.open_read("cut-hash")
+            async with reader:
+                return await reader.sha256(), reader._resumes
+
+        digest, resumes = run(seaweedfs.settings(s3_bucket, endpoint=relay.endpoint), go)
+    finally:
+        relay.close()
+    assert relay.faulted.is_set()
+    assert digest == (sha(data), len(data))
+    assert resumes == 1
+
+
 def test_a_resumed_download_refuses_an_object_that_changed_meanwhile(seaweedfs, s3_bucket):
     direct = seaweedfs.settings(s3_bucket)
     run(direct, lambda c: c.put_bytes("moving", os.urandom(10 * MiB)))

@@ -19,7 +19,7 @@ the guarantees a presigned PUT straight to the store rests on.
 
 from __future__ import annotations
 
-import hashlib
+import asyncio
 import re
 import secrets
 import time
@@ -178,19 +178,15 @@ class S3BlobStore:
         return reader
 
     async def verify(self, ref: BlobRef) -> tuple[str, int]:
-        """Stream the object back through SHA-256 (hashed in the client's threads)."""
+        """Stream the object back through SHA-256 (read and hashed in the client's threads)."""
         try:
             reader = await self.client.open_read(key_of(ref.location))
         except S3NotFound:
             raise BlobMissing(f"{self.describe(ref)} does not exist") from None
-        h, n = hashlib.sha256(), 0
         try:
-            async for chunk in reader:
-                await self.client.run_blocking(h.update, chunk)
-                n += len(chunk)
+            return await reader.sha256()
         finally:
-            await reader.aclose()
-        return h.hexdigest(), n
+            await asyncio.shield(reader.aclose())
 
     def presign_get(self, ref: BlobRef, expires_in: int, *, method: str = "GET",
                     content_disposition: str | None = None,
