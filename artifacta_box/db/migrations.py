@@ -246,6 +246,17 @@ MIGRATIONS: list[str] = [
     CREATE INDEX artifacts_by_agent ON artifacts(tenant_id, agent_id, created_at DESC, artifact_id DESC)
         WHERE state = 'active' AND agent_id IS NOT NULL;
     """,
+    # 7: the location index leaves inline blobs out. It serves the lookup of listed store
+    # objects (gc, check: services.lifecycle.rowless_objects_sql, whose `location != 'inline'`
+    # term lets the planner use it); every inline blob had an entry 'inline' in it, at a random
+    # place (ordered by its content hash): a leaf page more per upload in each group commit's
+    # WAL (10.4 -> 9.0 WAL frames per 4 KiB upload in groups of 8, measured on 20,000 rows).
+    # Scans of the inline blobs (backup) read the blobs table instead.
+    """
+    DROP INDEX blobs_by_location;
+    CREATE INDEX blobs_by_location ON blobs(location)
+        WHERE location IS NOT NULL AND location != 'inline';
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

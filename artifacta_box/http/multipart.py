@@ -191,12 +191,37 @@ def _html5_unescape(value: str) -> str:
     return value.replace("%22", '"') if "%22" in value else value
 
 
+# A part's header block as clients write it (httpx, browsers, curl): the Content-Disposition
+# line with a quoted name and maybe a quoted filename, then maybe a Content-Type line. On those
+# the general parser below makes the same Part; one regex makes it in a third of the time.
+_SIMPLE_PART_HEADERS_RE = re.compile(
+    r'Content-Disposition: (form-data; name="([^"\\\r\n]*)"(?:; filename="([^"\\\r\n]*)")?)'
+    r'(?:\r\nContent-Type:([^\r\n]*))?')
+
+
 def parse_part_headers(block: bytes) -> Part:
     """Parse one part's header block (without the terminating blank line)."""
     try:
         text = block.decode("utf-8")
     except UnicodeDecodeError:
-        text = block.decode("latin-1")
+        return _parse_part_headers_general(block.decode("latin-1"))
+    m = _SIMPLE_PART_HEADERS_RE.fullmatch(text)
+    if m is None:
+        return _parse_part_headers_general(text)
+    disposition, name, filename, content_type = m.groups()
+    headers = {"content-disposition": disposition}
+    if content_type is not None:
+        content_type = headers["content-type"] = content_type.strip()
+    return Part(
+        name=_html5_unescape(name),
+        filename=_html5_unescape(filename) if filename is not None else None,
+        content_type=content_type or None,
+        headers=headers,
+    )
+
+
+def _parse_part_headers_general(text: str) -> Part:
+    """`parse_part_headers` for any header block (decoded), line by line."""
     headers: dict[str, str] = {}
     last = None
     for line in text.split("\r\n"):
@@ -390,12 +415,88 @@ class FormReader:
         self._current: Part | None = None
         self._buf = bytearray()
         self._in_file = False
+        self._first = True
 
     @property
     def done(self) -> bool:
         return self.parser.done
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[FileEvent]:
+        """Consume the next piece of the body; returns the file part's events it completes."""
+        if self._first and type(data) is bytes:
+            self._first = False
+            events = self._feed_whole(data)
+            if events is not None:
+                return events
+        self._first = False
+        return self.feed_stepwise(data)
+
+    def _feed_whole(self, data: bytes) -> list[FileEvent] | None:
+        """The whole form in the first piece, in the shape clients send (boundary first, parts
+        with headers, one CRLF after each delimiter, the close delimiter in this piece): each
+        part found by one `bytes.find` of the delimiter, no copy of the body (the stepwise
+        parser copies the first piece to prepend a CRLF and walks a state machine per part;
+        it was ~5 % of a 4 KiB upload's loop time). Anything else — a preamble, padding, a
+        part left open, any bound or rule broken — returns None having changed nothing, and
+        `feed_stepwise` decides (its errors included), so the two always agree."""
+        parser = self.parser
+        delim = parser.delimiter
+        dlen = len(delim)
+        if not data.startswith(delim[2:]) or data[dlen - 2:dlen] != b"\r\n":
+            return None
+        pos = dlen
+        max_header = parser.max_header_bytes
+        fields: dict[str, str] = {}
+        file_part: Part | None = None
+        file_start = file_end = 0
+        parts = 0
+        while True:
+            end = data.find(b"\r\n\r\n", pos, pos + max_header + 4)
+            parts += 1
+            if end < 0 or parts > parser.max_parts:
+                return None
+            try:
+                part = parse_part_headers(data[pos:end])
+            except MultipartError:
+                return None
+            start = end + 4
+            idx = data.find(delim, start)
+            if idx < 0:
+                return None
+            if part.name == self.file_field:
+                if file_part is not None:
+                    return None
+                file_part, file_start, file_end = part, start, idx
+            else:
+                if (part.name in fields or len(fields) >= self.max_fields
+                        or idx - start > self.max_field_bytes):
+                    return None
+                try:
+                    fields[part.name] = data[start:idx].decode("utf-8")
+                except UnicodeDecodeError:
+                    return None
+            pos = idx + dlen
+            after = data[pos:pos + 2]
+            if after == b"--":
+                break
+            if after != b"\r\n":
+                return None
+            pos += 2
+        if file_part is None:
+            return None
+        parser.parts = parts
+        parser.done = True
+        parser._state = _EPILOGUE
+        parser._pending = b""
+        self.fields = fields
+        self.file_part = file_part
+        self.file_done = True
+        if file_end > file_start:
+            return [PartStart(file_part), PartData(memoryview(data)[file_start:file_end])]
+        return [PartStart(file_part)]
+
+    def feed_stepwise(self, data: bytes | bytearray | memoryview) -> list[FileEvent]:
+        """`feed` by the general parser, for a body in any shape and in pieces of any size."""
         out: list[FileEvent] = []
         for ev in self.parser.feed(data):
             if isinstance(ev, PartData):

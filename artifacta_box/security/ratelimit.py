@@ -101,6 +101,16 @@ class SharedTokenBuckets:
     processes. A table slot holds (key + 1, tokens, stamp); a key probes PROBE slots from its
     hash and, when all are taken by other keys, reuses the least recently used of them (that
     key's next request starts from a full bucket: only with more than SLOTS active tenants).
+
+    The common case takes no lock: a worker that takes a token under the lock also takes a
+    *lease* of up to LEASE_SECONDS of the bucket's refill (at most LEASE_MAX tokens, and only
+    tokens the bucket holds), and spends it without the lock for up to LEASE_SECONDS. Leased
+    tokens are taken from the shared bucket, so the workers together never admit more than the
+    limit; what is unused goes back at the worker's next locked take of that key. The
+    tolerance: another worker may be refused while this one holds a lease, i.e. up to
+    LEASE_SECONDS of refill per worker is counted early (a bucket that refills fewer than 2
+    tokens in LEASE_SECONDS is never leased: every take is exact), and a leased answer's
+    X-RateLimit-Remaining is this worker's view (the bucket when leased, plus its own lease).
     """
 
     SLOTS = 8192
@@ -114,6 +124,12 @@ class SharedTokenBuckets:
         self._wall = wall
         self._fd: int | None = None
         self._map: mmap.mmap | None = None
+        # key -> [tokens leased and unspent, bucket after the lease, lease stamp, rate, burst]
+        self._leases: dict[int, list] = {}
+
+    LEASE_SECONDS = 0.05
+    LEASE_MAX = 64
+    MAX_LEASES = 4096  # more held at once: all are dropped (their tokens count as spent)
 
     @classmethod
     def create(cls, path: str | os.PathLike[str]) -> None:
@@ -144,11 +160,29 @@ class SharedTokenBuckets:
             self._fd = None
 
     def take(self, key: int, rate: float, burst: int, cost: float = 1.0) -> Decision:
+        lease = self._leases.get(key)
+        if lease is not None:
+            now = self._clock()
+            left, bucket, stamp, lease_rate, lease_burst = lease
+            if (left >= cost and now - stamp < self.LEASE_SECONDS and lease_rate == rate
+                    and lease_burst == burst):
+                left -= cost
+                lease[0] = left
+                tokens = bucket + left + (now - stamp) * rate
+                if tokens > burst:
+                    tokens = float(burst)
+                return Decision(True, rate, int(tokens),
+                                math.ceil(self._wall() + (burst - tokens) / rate), 0)
+        return self._take_locked(key, rate, burst, cost, lease)
+
+    def _take_locked(self, key: int, rate: float, burst: int, cost: float, lease: list | None
+                     ) -> Decision:
         table = self._map if self._map is not None else self._attach()
         slot_key = int(key) + 1
         start = (slot_key * 0x9E3779B97F4A7C15 >> 17) % self.SLOTS
         slot = self._SLOT
         fd = self._fd
+        lease_size = min(self.LEASE_MAX, int(rate * self.LEASE_SECONDS), burst // 8)
         fcntl.flock(fd, fcntl.LOCK_EX)
         try:
             now = self._clock()
@@ -156,7 +190,16 @@ class SharedTokenBuckets:
             k, tokens, stamp = slot.unpack_from(table, offset)
             if k != slot_key:  # not at its first slot (a new key, or a collision): probe on
                 offset, tokens, stamp = self._probe(table, slot_key, start, float(burst), now)
+            if lease is not None:
+                tokens += lease[0]  # the unspent lease goes back (_settle caps it at burst)
             tokens, decision = _settle(tokens, stamp, now, self._wall(), rate, burst, cost)
+            if decision.allowed and lease_size >= 2 and tokens >= lease_size:
+                tokens -= lease_size
+                if lease is None and len(self._leases) >= self.MAX_LEASES:
+                    self._leases.clear()
+                self._leases[key] = [float(lease_size), tokens, now, rate, burst]
+            elif lease is not None:
+                del self._leases[key]
             slot.pack_into(table, offset, slot_key, tokens, now)
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)

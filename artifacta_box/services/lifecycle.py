@@ -592,6 +592,15 @@ async def rowless(box: Box, files: list[tuple[int, str]]) -> list[tuple[int, str
     return out
 
 
+def rowless_objects_sql(n: int) -> str:
+    """The rows naming any of `n` listed object locations. A listed object is never 'inline'
+    (a store lists its own keys); the term says so to the planner, as blobs_by_location holds
+    no inline blob (migration 7)."""
+    marks = ",".join("?" * n)
+    return (f"SELECT location FROM blobs WHERE location IN ({marks}) AND location != 'inline' "
+            f"UNION ALL SELECT upload_location FROM artifacts WHERE upload_location IN ({marks})")
+
+
 async def rowless_objects(box: Box, listed: list[StoredBlob]) -> list[StoredBlob]:
     """The listed objects no row names (a blob row's `location`, or a pending upload's
     `upload_location`), looked up 500 at a time on a reader through the location indexes."""
@@ -599,11 +608,7 @@ async def rowless_objects(box: Box, listed: list[StoredBlob]) -> list[StoredBlob
     for start in range(0, len(listed), BATCH):
         chunk = listed[start:start + BATCH]
         locations = [b.location for b in chunk]
-        marks = ",".join("?" * len(locations))
-        rows = await box.db.fetchall(
-            f"SELECT location FROM blobs WHERE location IN ({marks}) UNION ALL "
-            f"SELECT upload_location FROM artifacts WHERE upload_location IN ({marks})",
-            (*locations, *locations))
+        rows = await box.db.fetchall(rowless_objects_sql(len(locations)), (*locations, *locations))
         named = {r[0] for r in rows}
         out.extend(b for b in chunk if b.location not in named)
     return out

@@ -40,6 +40,10 @@ storage_bytes = 100000
 rate_sustained = 0.01
 rate_burst = 40
 
+[plans.brisk]
+rate_sustained = 40
+rate_burst = 200
+
 [logging]
 access_log = false
 """
@@ -296,6 +300,32 @@ def test_rate_limit_is_one_bucket_across_worker_processes(tmp_path):
         assert 40 - 1 <= len(ok) <= 40 + 1 + int(refill), len(ok)
         remaining = sorted(int(r.headers["X-RateLimit-Remaining"]) for r in ok)
         assert len(set(remaining)) == len(remaining) or refill >= 1, remaining
+    finally:
+        srv.stop()
+
+
+def test_two_workers_leasing_tokens_still_refuse_past_the_limit(tmp_path):
+    # 40 tokens/s is fast enough for each worker to lease 2 tokens at a time and take them
+    # without the table's lock (security.ratelimit.SharedTokenBuckets); the two together
+    # still admit the burst plus what refilled, and a worker may be refused one lease early.
+    srv = BoxServer(tmp_path / "workers", config=RACE_CONFIG, args=["--workers", "2"]).start()
+    try:
+        _, key = tenant(srv, "brisk")
+
+        async def caller(c: httpx.AsyncClient) -> list[httpx.Response]:
+            return [await c.get("/v1/whoami") for _ in range(40)]
+
+        started = time.monotonic()  # 16 callers at once, one request after another each
+        results = [r for rs in together(key, srv, lambda c: [caller(c) for _ in range(16)])
+                   for r in rs]
+        refill = 40 * (time.monotonic() - started)
+        ok = [r for r in results if r.status_code == 200]
+        limited = [r for r in results if r.status_code == 429]
+        assert len(ok) + len(limited) == 640
+        assert 200 - 2 * 2 <= len(ok) <= 200 + 1 + int(refill), (len(ok), refill)
+        for r in limited:
+            assert error_code(r) == "rate_limited"
+            assert int(r.headers["Retry-After"]) >= 1
     finally:
         srv.stop()
 

@@ -5,6 +5,7 @@ import threading
 
 from artifacta_box.db import connect_sync, initialise
 from artifacta_box.db.migrations import SCHEMA_VERSION
+from artifacta_box.services.lifecycle import rowless_objects_sql
 
 
 def test_fresh_database_reaches_current_version_in_wal(tmp_path):
@@ -89,12 +90,28 @@ def test_blob_locations_leave_an_existing_store_as_it_was(tmp_path):
     conn = connect_sync(path)
     assert [tuple(r) for r in conn.execute("SELECT location FROM blobs")] == [(None,)]
     plan = " ".join(str(r[3]) for r in conn.execute(
-        "EXPLAIN QUERY PLAN SELECT location FROM blobs WHERE location IN ('s3:a', 's3:b')"))
-    assert "blobs_by_location" in plan
-    plan = " ".join(str(r[3]) for r in conn.execute(
-        "EXPLAIN QUERY PLAN SELECT upload_location FROM artifacts WHERE upload_location IN "
-        "('s3:a')"))
-    assert "artifacts_by_upload_location" in plan
+        "EXPLAIN QUERY PLAN " + rowless_objects_sql(2), ("s3:a", "s3:b", "s3:a", "s3:b")))
+    assert "blobs_by_location" in plan and "artifacts_by_upload_location" in plan, plan
+
+
+def test_the_location_index_leaves_inline_blobs_out_after_upgrade(tmp_path):
+    """Migration 7: a store written before it keeps finding its listed store objects' rows
+    through blobs_by_location, which no longer holds an entry per inline blob."""
+    path = tmp_path / "a.db"
+    conn = _store_at_version(path, 6)
+    for sha, location in [("aa", "inline"), ("bb", "s3:t/bb"), ("cc", None), ("dd", "inline")]:
+        conn.execute("INSERT INTO blobs (tenant_id, sha256, size_bytes, refs, live_refs, "
+                     "created_at, location) VALUES (1, ?, 5, 1, 1, 'x', ?)", (sha, location))
+    conn.close()
+    assert initialise(path) == SCHEMA_VERSION - 6
+    conn = connect_sync(path)
+    indexed = conn.execute("SELECT location FROM blobs INDEXED BY blobs_by_location "
+                           "WHERE location IN ('s3:t/bb', 's3:t/zz') AND location != 'inline'")
+    assert [r[0] for r in indexed] == ["s3:t/bb"]
+    listed = ("s3:t/bb", "s3:t/zz")
+    assert [r[0] for r in conn.execute(rowless_objects_sql(2), listed + listed)] == ["s3:t/bb"]
+    definition = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'blobs_by_location'")
+    assert "location != 'inline'" in definition.fetchone()[0]  # no entry per inline blob
 
 
 def test_session_and_agent_indexes_hold_only_labelled_rows_after_upgrade(tmp_path):

@@ -22,8 +22,10 @@ from artifacta_box.http.multipart import (
     PartEnd,
     PartStart,
     _parse_header_value_general,
+    _parse_part_headers_general,
     boundary_from_content_type,
     parse_header_value,
+    parse_part_headers,
 )
 
 B = b"xYzBoundary123"
@@ -362,3 +364,105 @@ def test_form_file_bytes_are_never_buffered():
     body = body_of([filepart(os.urandom(300_000))])
     _reader, _starts, data = read_form(body, list(range(1000, len(body), 65536)), max_field_bytes=10)
     assert len(data) == 300_000
+
+
+# ---------------------------------------------------------------------------- fast paths vs general
+
+_NAME_TEXT = st.text(alphabet='af_"\\%2;= \té\r\n', max_size=8)
+_DISPOSITIONS = st.one_of(
+    st.builds(lambda n, f: f'Content-Disposition: form-data; name="{n}"'
+              + ("" if f is None else f'; filename="{f}"'),
+              st.one_of(st.sampled_from(["file", "session_id", "metadata", "ttl"]), _NAME_TEXT),
+              st.one_of(st.none(), st.sampled_from(["a.bin", "%22q%22.txt", "é.txt"]), _NAME_TEXT)),
+    st.sampled_from(['content-disposition: form-data; name="file"', 'Content-Disposition:form-data; name="x"',
+                     'Content-Disposition: form-data; name=file', 'Content-Disposition: attachment; name="f"',
+                     'Content-Disposition: form-data; filename="a"', 'Content-Disposition: form-data; name="f"; x=1',
+                     'Content-Disposition: form-data; name="a\\"b"', "Content-Disposition: form-data; name*=UTF-8''%C3%A9"]),
+)
+_EXTRA_LINES = st.sampled_from(["Content-Type: text/plain", "Content-Type:", "Content-Type:  a/b \t",
+                                "content-type: x/y", " folded", "X-Other: 1", "bad line", ":empty"])
+_HEADER_BLOCKS = st.builds(lambda d, extra: "\r\n".join([d, *extra]).encode("utf-8"),
+                           _DISPOSITIONS, st.lists(_EXTRA_LINES, max_size=2))
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.one_of(_HEADER_BLOCKS, st.binary(max_size=40)))
+@example(b'Content-Disposition: form-data; name="file"; filename="small.bin"\r\n'
+         b"Content-Type: application/octet-stream")
+@example(b'Content-Disposition: form-data; name="file"\r\nContent-Type:   ')
+@example('Content-Disposition: form-data; name="é"'.encode("latin-1"))
+def test_part_headers_fast_path_makes_the_part_the_general_parser_makes(block):
+    try:
+        text = block.decode("utf-8")
+    except UnicodeDecodeError:
+        text = block.decode("latin-1")
+    try:
+        expected = _parse_part_headers_general(text)
+    except MultipartError as exc:
+        with pytest.raises(MultipartError, match=re.escape(str(exc))):
+            parse_part_headers(block)
+        return
+    assert parse_part_headers(block) == expected
+
+
+_CONTENTS = st.one_of(st.binary(max_size=64), st.sampled_from([b"", TRICKY, b"\r\n--" + B, b"\xff\xfe"]))
+_FILE_HEADERS = (b'Content-Disposition: form-data; name="file"; filename="a.bin"\r\n'
+                 b"Content-Type: application/octet-stream")
+_CLEAN_FIELDS = st.builds(lambda n: f'Content-Disposition: form-data; name="{n}"'.encode(),
+                          st.sampled_from(["session_id", "agent_id", "metadata", "ttl", "filename"]))
+
+
+@st.composite
+def _forms(draw) -> bytes:
+    """Mostly the clients' shape (a few text fields, then the file part), each aspect of it
+    broken now and then: odd headers, parts in any order, padding, preamble, a bad end."""
+    odd = st.integers(0, 5).map(lambda i: i == 0)
+    headers = st.one_of(_CLEAN_FIELDS, _HEADER_BLOCKS) if draw(odd) else _CLEAN_FIELDS
+    parts = draw(st.lists(st.tuples(headers, _CONTENTS), max_size=4))
+    file_part = (_FILE_HEADERS, draw(_CONTENTS))
+    if draw(odd):
+        parts.insert(draw(st.integers(0, len(parts))), file_part)
+        if draw(odd):
+            parts.pop(draw(st.integers(0, len(parts) - 1)))
+    else:
+        parts.append(file_part)
+    body = bytearray(b"preamble\r\n" if draw(odd) else b"")
+    for headers, content in parts:
+        pad = draw(st.sampled_from([b" ", b"x", b"\t", b"-"])) if draw(odd) else b""
+        body += b"--" + B + pad + b"\r\n" + headers + b"\r\n\r\n" + content + b"\r\n"
+    end = b"--" + B + b"--"
+    if draw(odd):
+        end = draw(st.sampled_from([b"--" + B, b"--" + B + b"-", b"--" + B + b"\r\n", b""]))
+    body += end + draw(st.sampled_from([b"", b"\r\n", b"epilogue"]))
+    if draw(odd):
+        del body[len(body) - draw(st.integers(1, min(12, len(body)))):]
+    return bytes(body)
+
+
+def _outcome(body: bytes, stepwise: bool):
+    reader = FormReader(B, max_field_bytes=48, max_fields=3)
+    try:
+        events = reader.feed_stepwise(body) if stepwise else reader.feed(body)
+        reader.close()
+    except MultipartError as exc:
+        return type(exc), str(exc)
+    data = b"".join(bytes(ev.data) for ev in events if isinstance(ev, PartData))
+    starts = [ev.part for ev in events if isinstance(ev, PartStart)]
+    return reader.fields, reader.file_part, starts, data, reader.done, reader.parser.parts
+
+
+@settings(max_examples=3000, deadline=None)
+@given(_forms())
+@example(body_of([field("session_id", b"s"), field("metadata", b'{"a": 1}'), filepart(b"x" * 100)]))
+@example(body_of([filepart(b"")]))
+@example(body_of([filepart(b"1"), field("ttl", b"1d")], epilogue=b"\r\n"))
+def test_a_whole_form_in_one_piece_is_read_as_the_stepwise_parser_reads_it(body):
+    """`FormReader.feed` reads a whole form in its first piece by itself: on every body it must
+    give the fields, file part and bytes the stepwise parser gives, or raise the same error."""
+    assert _outcome(body, stepwise=False) == _outcome(body, stepwise=True)
+
+
+def test_a_whole_form_in_one_piece_is_not_copied():
+    body = body_of([field("session_id", b"s"), filepart(b"x" * 4096)])
+    events = FormReader(B).feed(body)
+    assert isinstance(events[1], PartData) and events[1].data.obj is body
