@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import queue
 import signal
 import threading
 import time
@@ -59,8 +60,21 @@ def stop_once(action: Callable[[], Any]) -> Callable[[str], None]:
 
 
 def _on_stop_signals(stop: Callable[[str], None]) -> None:
+    """Call `stop(reason)` for each SIGTERM/SIGINT, from a thread of its own, never inside the
+    signal handler: a handler runs on the main thread between two of its bytecodes, possibly
+    while that thread holds a lock that `stop` needs (the log handler's queue lock: a manager
+    stopped by `kill -- -PGID` while logging hung for good on it). The handler only puts the
+    reason on a SimpleQueue, whose put() is safe to call from a signal handler."""
+    reasons: queue.SimpleQueue[str] = queue.SimpleQueue()
+
+    def relay() -> None:
+        while True:
+            stop(reasons.get())
+
+    threading.Thread(target=relay, name="stop-signals", daemon=True).start()
+
     def handler(signum: int, frame: FrameType | None) -> None:
-        stop(f"received {signal.Signals(signum).name}")
+        reasons.put(f"received {signal.Signals(signum).name}")
 
     for sig in STOP_SIGNALS:
         signal.signal(sig, handler)
@@ -78,8 +92,11 @@ def install_stop_once(app: Sanic) -> None:
         loop = asyncio.get_running_loop()
         stop = stop_once(lambda: app.stop(terminate=False))
 
-        def stop_soon(reason: str) -> None:  # from a signal handler or another thread
-            loop.call_soon_threadsafe(stop, reason)
+        def stop_soon(reason: str) -> None:  # from another thread
+            try:
+                loop.call_soon_threadsafe(stop, reason)
+            except RuntimeError:  # the loop has closed: the server has stopped already
+                pass
 
         for sig in STOP_SIGNALS:
             loop.remove_signal_handler(sig)
