@@ -23,9 +23,6 @@ from tests.s3.tcp_faults import FaultyRelay
 MiB = 1024 * 1024
 BODY = os.urandom(20 * MiB + 7)   # more than two 8 MiB splice steps and a partial one
 
-pytestmark = pytest.mark.skipif(not hasattr(os, "splice"), reason="os.splice is Linux-only")
-
-
 def pipes_of(pid: int) -> int:
     n = 0
     for fd in Path(f"/proc/{pid}/fd").iterdir():
